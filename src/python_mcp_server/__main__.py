@@ -1,0 +1,3 @@
+from python_mcp_server.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""The command line: flags and environment variables -> `ServerConfig` -> `serve(config)`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+from python_mcp_server import __version__
+from python_mcp_server.config import ServerConfig, is_loopback_host
+from python_mcp_server.server import serve
+
+ENV = "PYTHON_MCP_SERVER_"
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+class TransportChoice(str, Enum):
+    http = "http"
+    stdio = "stdio"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"python-mcp-server {__version__}")
+        raise typer.Exit
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("traitlets", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def check_exposure(config: ServerConfig) -> str | None:
+    """Why this config must not start, or None. Code execution open to a network needs a token."""
+    if config.transport == "http" and not is_loopback_host(config.host) and not config.auth_token:
+        return (
+            f"Refusing to serve on {config.host!r} without a token: anyone who can reach this port "
+            "could run code on this machine. Pass --auth-token <secret> (or set "
+            f"{ENV}AUTH_TOKEN), or bind a loopback address such as --host 127.0.0.1."
+        )
+    return None
+
+
+@app.command()
+def run(
+    transport: Annotated[
+        TransportChoice,
+        typer.Option(
+            envvar=f"{ENV}TRANSPORT",
+            help="'http' serves streamable HTTP; 'stdio' serves one "
+            "desktop client over standard input and output.",
+        ),
+    ] = TransportChoice.http,
+    host: Annotated[
+        str,
+        typer.Option(
+            envvar=f"{ENV}HOST", help="Address to bind. A non-loopback address needs --auth-token."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(envvar=f"{ENV}PORT", min=1, max=65535, help="TCP port for HTTP.")
+    ] = 8000,
+    path: Annotated[
+        str, typer.Option(envvar=f"{ENV}PATH", help="URL path of the MCP endpoint.")
+    ] = "/mcp",
+    workspace_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar=[f"{ENV}WORKSPACE_DIR", "MCP_WORKSPACE_DIR"],
+            help="Folder the kernels work in and the file tools are confined to; created if missing.",
+        ),
+    ] = Path("workspace"),
+    execution_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar=f"{ENV}EXECUTION_TIMEOUT",
+            min=0.1,
+            help="Default seconds a cell may run before it is interrupted.",
+        ),
+    ] = 60.0,
+    max_sessions: Annotated[
+        int,
+        typer.Option(
+            envvar=f"{ENV}MAX_SESSIONS", min=1, help="Most kernel sessions alive at once."
+        ),
+    ] = 16,
+    session_idle_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar=f"{ENV}SESSION_IDLE_TIMEOUT",
+            min=0,
+            help="Seconds a session may go unused before it is shut down (0 = never).",
+        ),
+    ] = 1800.0,
+    kernel_pool_size: Annotated[
+        int,
+        typer.Option(
+            envvar=f"{ENV}KERNEL_POOL_SIZE",
+            min=0,
+            help="Kernels kept started in advance so new sessions start at once (0 = none).",
+        ),
+    ] = 1,
+    max_output_chars: Annotated[
+        int,
+        typer.Option(
+            envvar=f"{ENV}MAX_OUTPUT_CHARS",
+            min=200,
+            help="Characters of stdout, stderr or result returned inline; the rest goes to a file.",
+        ),
+    ] = 20_000,
+    min_free_memory_mb: Annotated[
+        int,
+        typer.Option(
+            envvar=f"{ENV}MIN_FREE_MEMORY_MB",
+            min=0,
+            help="Refuse new sessions when the host has less memory available than this.",
+        ),
+    ] = 256,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            envvar=f"{ENV}LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR. Logs go to stderr."
+        ),
+    ] = "INFO",
+    auth_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=f"{ENV}AUTH_TOKEN",
+            help="Require 'Authorization: Bearer <token>' on HTTP "
+            "requests. Required when --host is not a loopback address.",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Serve Python code execution in Jupyter kernels over MCP."""
+    level = log_level.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
+    config = ServerConfig(
+        workspace_dir=workspace_dir,
+        transport=transport.value,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        path=path if path.startswith("/") else f"/{path}",
+        execution_timeout_s=execution_timeout,
+        max_sessions=max_sessions,
+        session_idle_timeout_s=session_idle_timeout,
+        kernel_pool_size=kernel_pool_size,
+        max_output_chars=max_output_chars,
+        min_free_memory_mb=min_free_memory_mb,
+        log_level=level,
+        auth_token=auth_token or None,
+    )
+    refusal = check_exposure(config)
+    if refusal:
+        typer.echo(refusal, err=True)
+        raise typer.Exit(code=2)
+    configure_logging(level)
+    config.workspace_root.mkdir(parents=True, exist_ok=True)
+    try:
+        anyio.run(serve, config)
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    app()

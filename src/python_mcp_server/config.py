@@ -1,0 +1,59 @@
+"""`ServerConfig`: every setting as one frozen value, built by the CLI or by tests."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Transport = Literal["http", "stdio"]
+
+LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding `host` keeps the server reachable from this machine only."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Resolved settings. Durations are seconds; sizes are bytes or characters."""
+
+    workspace_dir: Path = field(default_factory=lambda: Path("workspace"))
+    transport: Transport = "http"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    path: str = "/mcp"
+    execution_timeout_s: float = 60.0
+    max_sessions: int = 16
+    log_level: str = "INFO"
+    auth_token: str | None = None
+    kernel_python: str = field(default_factory=lambda: sys.executable)
+    interrupt_grace_s: float = 3.0
+    kernel_start_timeout_s: float = 60.0
+    session_idle_timeout_s: float = 1800.0
+    kernel_pool_size: int = 1
+    min_free_memory_mb: int = 256
+    health_check_interval_s: float = 2.0
+    max_output_chars: int = 20_000
+    max_file_read_bytes: int = 1_000_000
+    max_file_write_bytes: int = 50_000_000
+    max_list_entries: int = 500
+    script_timeout_s: float = 300.0
+    install_timeout_s: float = 300.0
+    allow_local_package_paths: bool = False
+    image_max_side_px: int = 1024
+    image_max_bytes: int = 150_000
+    progress_keepalive_s: float = 5.0
+
+    @property
+    def workspace_root(self) -> Path:
+        return self.workspace_dir.expanduser().resolve()

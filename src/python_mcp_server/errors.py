@@ -1,0 +1,146 @@
+"""The exception hierarchy. Every message is written for the model: what happened, then what to do.
+
+```
+ServerError                        the model can act on this (reaches it as an `isError` tool result)
+├── ConfigError                    a flag or environment variable has an unusable value
+├── KernelError
+│   ├── KernelNotFoundError        unknown session id -> call list_sessions
+│   ├── SessionExpiredError        the session idled out -> create a new one
+│   ├── SessionExistsError         create_session with an id that is taken
+│   ├── SessionLimitError          --max-sessions reached -> delete_session
+│   ├── KernelStartError           the kernel process could not start
+│   ├── KernelDiedError            the kernel process is gone
+│   └── KernelBusyError            an operation that needs an idle kernel met a busy one
+├── WorkspaceError
+│   ├── PathOutsideWorkspaceError  traversal, absolute path or symlink escape, NUL byte
+│   ├── WorkspaceFileNotFoundError
+│   ├── WorkspaceFileExistsError
+│   ├── NotAFileError / NotADirectoryError_
+│   └── FileTooLargeError
+├── PackageError                   a requirement that is refused or an installer failure
+├── InvalidArgumentError           a value the schema allows but the tool cannot use
+└── ResourceLimitError             host memory below the floor, and similar limits
+```
+"""
+
+from __future__ import annotations
+
+
+class ServerError(Exception):
+    """Base of every error the model can act on."""
+
+
+class ConfigError(ServerError):
+    """A configuration value is unusable."""
+
+
+class InvalidArgumentError(ServerError):
+    """An argument passed the schema but cannot be used."""
+
+
+class ResourceLimitError(ServerError):
+    """A host or server limit refuses the request."""
+
+
+class KernelError(ServerError):
+    """Base for kernel and session problems."""
+
+
+class KernelNotFoundError(KernelError):
+    def __init__(self, session_id: str, known: list[str] | None = None) -> None:
+        hint = f" Live sessions: {', '.join(known)}." if known else ""
+        super().__init__(
+            f"No session {session_id!r}.{hint} Call list_sessions to see live sessions, "
+            "or create_session to start one."
+        )
+        self.session_id = session_id
+
+
+class SessionExpiredError(KernelError):
+    def __init__(self, session_id: str, idle_s: float) -> None:
+        super().__init__(
+            f"Session {session_id!r} expired after {idle_s:.0f} s without use and its kernel was "
+            "shut down; its variables are gone. Call create_session to start a new one."
+        )
+        self.session_id = session_id
+
+
+class SessionExistsError(KernelError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"A session named {session_id!r} already exists. Use it as it is, pick another "
+            "session_id, or call delete_session first."
+        )
+        self.session_id = session_id
+
+
+class SessionLimitError(KernelError):
+    def __init__(self, limit: int, live: list[str]) -> None:
+        super().__init__(
+            f"The server already runs its limit of {limit} sessions ({', '.join(live)}). "
+            "Call delete_session on one you no longer need, or reuse an existing session_id."
+        )
+        self.limit = limit
+
+
+class KernelStartError(KernelError):
+    """The kernel process could not be started."""
+
+
+class KernelDiedError(KernelError):
+    """The kernel process died and the operation could not finish."""
+
+
+class KernelBusyError(KernelError):
+    """The kernel is busy and the operation needs it idle."""
+
+
+class WorkspaceError(ServerError):
+    """Base for workspace file problems."""
+
+
+class PathOutsideWorkspaceError(WorkspaceError):
+    def __init__(self, path: str, rule: str) -> None:
+        super().__init__(
+            f"Path {path!r} is refused: {rule}. Use a path relative to the workspace root, "
+            "for example 'data/input.csv'."
+        )
+        self.path = path
+
+
+class WorkspaceFileNotFoundError(WorkspaceError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"No file or folder {path!r} in the workspace. Call list_files to see what exists."
+        )
+        self.path = path
+
+
+class WorkspaceFileExistsError(WorkspaceError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path!r} already exists. Pass overwrite=true to replace it, or choose another path."
+        )
+        self.path = path
+
+
+class NotAFileError(WorkspaceError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path!r} is a folder, not a file. Call list_files to see inside it.")
+        self.path = path
+
+
+class NotADirectoryError_(WorkspaceError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path!r} is a file, not a folder. Use read_file to read it.")
+        self.path = path
+
+
+class FileTooLargeError(WorkspaceError):
+    def __init__(self, path: str, size: int, limit: int, hint: str) -> None:
+        super().__init__(f"{path!r} is {size} bytes, over the limit of {limit} bytes. {hint}")
+        self.path = path
+
+
+class PackageError(ServerError):
+    """A package request was refused or the installer failed as a whole."""

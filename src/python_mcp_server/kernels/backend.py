@@ -1,0 +1,119 @@
+"""The seam between sessions and wherever kernels live.
+
+`SessionManager` talks only to these protocols. `LocalBackend` (jupyter_client on this machine)
+is the one implementation today; a gateway backend can implement the same two protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from python_mcp_server.kernels.messages import Output
+
+OutputCallback = Callable[[Output], None]
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """How to start one kernel."""
+
+    python: str
+    cwd: Path
+    env: dict[str, str]
+    start_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a kernel process ended."""
+
+    returncode: int | None
+    stderr_tail: str = ""
+
+    @property
+    def signal(self) -> int | None:
+        if self.returncode is not None and self.returncode < 0:
+            return -self.returncode
+        return None
+
+    def describe(self) -> str:
+        import signal as _signal
+
+        if self.signal is not None:
+            try:
+                name = _signal.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            text = f"killed by {name}"
+            if self.signal == _signal.SIGKILL:
+                text += " (killed from outside, or out of memory)"
+        elif self.returncode is None:
+            text = "exited (exit status unknown)"
+        else:
+            text = f"exited with code {self.returncode}"
+        return text
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A shell reply: its `content` and the status."""
+
+    status: str
+    content: dict[str, Any]
+
+
+class ExecutionRun(Protocol):
+    """One submitted cell. `wait` may be called again after a timeout cut an earlier wait short."""
+
+    msg_id: str
+
+    async def wait(self) -> Reply:
+        """Wait until the reply and the final idle status have both arrived.
+
+        Raises:
+            KernelDiedError: the kernel process ended before the cell finished.
+        """
+        ...
+
+
+class KernelHandle(Protocol):
+    """One running kernel."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def python(self) -> str: ...
+
+    def exit_info(self) -> ExitInfo | None:
+        """None while the process lives; how it ended otherwise."""
+        ...
+
+    async def submit(
+        self,
+        code: str,
+        on_output: OutputCallback | None = None,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: dict[str, str] | None = None,
+    ) -> ExecutionRun: ...
+
+    async def request(
+        self, msg_type: str, content: dict[str, Any], timeout_s: float, *, control: bool = False
+    ) -> Reply: ...
+
+    async def interrupt(self) -> None: ...
+
+    async def aclose(self) -> None:
+        """Stop the kernel and everything in its process group."""
+        ...
+
+
+class KernelBackend(Protocol):
+    async def start(self, spec: KernelSpec) -> KernelHandle: ...
+
+    async def aclose(self) -> None: ...

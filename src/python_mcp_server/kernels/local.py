@@ -1,0 +1,324 @@
+"""`LocalBackend`: kernels as child processes of this server, through jupyter_client's async API.
+
+This module and its siblings in `kernels/` are the only code that imports jupyter_client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+
+from python_mcp_server.errors import KernelBusyError, KernelDiedError, KernelStartError
+from python_mcp_server.kernels.backend import ExitInfo, KernelSpec, OutputCallback, Reply
+from python_mcp_server.kernels.messages import StatusOutput, parse_iopub
+
+logger = logging.getLogger(__name__)
+
+_KERNEL_NAME = "python-mcp-server"
+_WATCH_INTERVAL_S = 0.2
+_SHUTDOWN_TIMEOUT_S = 10.0
+
+
+class LocalRun:
+    """One submitted cell on a `LocalKernelHandle`."""
+
+    def __init__(self, msg_id: str, on_output: OutputCallback | None, handle: LocalKernelHandle):
+        self.msg_id = msg_id
+        self._on_output = on_output
+        self._handle = handle
+        self._reply: Reply | None = None
+        self._idle = False
+        self._done = asyncio.Event()
+        self._died: ExitInfo | None = None
+
+    def _feed_iopub(self, msg: dict[str, Any]) -> None:
+        out = parse_iopub(msg)
+        if out is None:
+            return
+        if isinstance(out, StatusOutput):
+            if out.state == "idle":
+                self._idle = True
+                self._maybe_done()
+            return
+        if self._on_output is not None:
+            try:
+                self._on_output(out)
+            except Exception:  # a sink bug must not kill the reader; it is logged
+                logger.exception("output callback failed")
+
+    def _feed_reply(self, reply: Reply) -> None:
+        self._reply = reply
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self._reply is not None and self._idle:
+            self._done.set()
+
+    def _kill(self, info: ExitInfo) -> None:
+        self._died = info
+        self._done.set()
+
+    async def wait(self) -> Reply:
+        await self._done.wait()
+        if self._reply is not None and self._idle:
+            return self._reply
+        info = self._died or ExitInfo(None)
+        raise KernelDiedError(f"The kernel {info.describe()} while running this cell.")
+
+
+class LocalKernelHandle:
+    """One ipykernel process and its client. Start with `LocalBackend.start`."""
+
+    def __init__(self, spec: KernelSpec, runtime_dir: Path) -> None:
+        self._spec = spec
+        self._id = secrets.token_hex(6)
+        self._dir = runtime_dir
+        self._km: AsyncKernelManager | None = None
+        self._kc: AsyncKernelClient | None = None
+        self._runs: dict[str, LocalRun] = {}
+        self._requests: dict[str, asyncio.Future[Reply]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._exit: ExitInfo | None = None
+        self._closed = False
+        self._stderr_path = runtime_dir / f"{self._id}.stderr"
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._process()
+        return proc.pid if proc is not None else None
+
+    @property
+    def python(self) -> str:
+        return self._spec.python
+
+    def exit_info(self) -> ExitInfo | None:
+        return self._exit
+
+    def _process(self) -> subprocess.Popen[bytes] | None:
+        if self._km is None or self._km.provisioner is None:
+            return None
+        proc = getattr(self._km.provisioner, "process", None)
+        return proc if isinstance(proc, subprocess.Popen) else None
+
+    async def start(self) -> None:
+        spec_dir = _write_kernelspec(self._dir, self._spec.python)
+        ksm = KernelSpecManager(kernel_dirs=[str(spec_dir)], ensure_native_kernel=False)
+        km = AsyncKernelManager(
+            kernel_name=_KERNEL_NAME,
+            kernel_spec_manager=ksm,
+            transport="ipc",
+            ip=str(self._dir / f"{self._id}-ipc"),
+            connection_file=str(self._dir / f"{self._id}.json"),
+        )
+        self._km = km
+        env = {**os.environ, **self._spec.env}
+        try:
+            with self._stderr_path.open("wb") as stderr:
+                await km.start_kernel(
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    stdin=subprocess.DEVNULL,
+                    cwd=str(self._spec.cwd),
+                    env=env,
+                )
+            kc = km.client()
+            self._kc = kc
+            kc.start_channels(hb=False)
+            await kc.wait_for_ready(timeout=self._spec.start_timeout_s)
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            tail = self._stderr_tail()
+            await self.aclose()
+            raise KernelStartError(
+                f"The Python kernel ({self._spec.python}) failed to start: {exc}."
+                + (f" Its last output: {tail}" if tail else "")
+                + " Check that ipykernel is installed for that interpreter."
+            ) from exc
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._read_iopub()),
+            loop.create_task(self._read_replies(kc.get_shell_msg)),
+            loop.create_task(self._read_replies(kc.get_control_msg)),
+            loop.create_task(self._watch_process()),
+        ]
+
+    def _stderr_tail(self, limit: int = 1500) -> str:
+        try:
+            data = self._stderr_path.read_bytes()[-limit:]
+        except OSError:
+            return ""
+        return data.decode("utf-8", "replace").strip()
+
+    async def _read_iopub(self) -> None:
+        assert self._kc is not None
+        while True:
+            msg = await self._kc.get_iopub_msg()
+            parent = msg.get("parent_header", {}).get("msg_id")
+            run = self._runs.get(parent) if parent else None
+            if run is not None:
+                run._feed_iopub(msg)
+                if run._done.is_set():
+                    self._runs.pop(parent, None)
+
+    async def _read_replies(self, get: Any) -> None:
+        while True:
+            msg = await get()
+            parent = msg.get("parent_header", {}).get("msg_id")
+            content = msg.get("content", {})
+            reply = Reply(status=str(content.get("status", "")), content=content)
+            run = self._runs.get(parent) if parent else None
+            if run is not None:
+                run._feed_reply(reply)
+                if run._done.is_set():
+                    self._runs.pop(parent, None)
+                continue
+            fut = self._requests.pop(parent, None) if parent else None
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+
+    async def _watch_process(self) -> None:
+        while True:
+            proc = self._process()
+            code = proc.poll() if proc is not None else None
+            if code is not None:
+                self._mark_dead(ExitInfo(code, self._stderr_tail()))
+                return
+            await asyncio.sleep(_WATCH_INTERVAL_S)
+
+    def _mark_dead(self, info: ExitInfo) -> None:
+        if self._exit is not None:
+            return
+        self._exit = info
+        if not self._closed:
+            logger.warning("kernel pid %s %s", self.pid, info.describe())
+        for run in self._runs.values():
+            run._kill(info)
+        self._runs.clear()
+        for fut in self._requests.values():
+            if not fut.done():
+                fut.set_exception(KernelDiedError(f"The kernel {info.describe()}."))
+        self._requests.clear()
+
+    def _check_alive(self) -> AsyncKernelClient:
+        if self._exit is not None:
+            raise KernelDiedError(f"The kernel {self._exit.describe()}.")
+        if self._kc is None or self._closed:
+            raise RuntimeError("kernel handle is not started or already closed")
+        return self._kc
+
+    async def submit(
+        self,
+        code: str,
+        on_output: OutputCallback | None = None,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: dict[str, str] | None = None,
+    ) -> LocalRun:
+        kc = self._check_alive()
+        msg_id = kc.execute(
+            code,
+            silent=silent,
+            store_history=store_history,
+            user_expressions=user_expressions or {},
+            allow_stdin=False,
+            stop_on_error=False,
+        )
+        run = LocalRun(msg_id, on_output, self)
+        self._runs[msg_id] = run
+        return run
+
+    async def request(
+        self, msg_type: str, content: dict[str, Any], timeout_s: float, *, control: bool = False
+    ) -> Reply:
+        kc = self._check_alive()
+        msg = kc.session.msg(msg_type, content)
+        msg_id = str(msg["header"]["msg_id"])
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._requests[msg_id] = fut
+        channel = kc.control_channel if control else kc.shell_channel
+        channel.send(msg)
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError as exc:
+            raise KernelBusyError(
+                f"The kernel did not answer {msg_type} within {timeout_s:g} s; it is busy or hung. "
+                "Call interrupt_kernel, or restart_kernel if that does not help."
+            ) from exc
+        finally:
+            self._requests.pop(msg_id, None)
+
+    async def interrupt(self) -> None:
+        self._check_alive()
+        assert self._km is not None
+        await self._km.interrupt_kernel()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._kc is not None:
+            self._kc.stop_channels()
+        km = self._km
+        if km is not None and km.has_kernel:
+            try:
+                await asyncio.wait_for(km.shutdown_kernel(now=True), _SHUTDOWN_TIMEOUT_S)
+            except (TimeoutError, RuntimeError, OSError):
+                logger.exception("kernel shutdown failed; killing its process")
+                proc = self._process()
+                if proc is not None:
+                    with contextlib.suppress(OSError):
+                        proc.kill()
+        info = self._exit or ExitInfo(None)
+        self._mark_dead(info)
+        with contextlib.suppress(OSError):
+            self._stderr_path.unlink()
+
+
+def _write_kernelspec(runtime_dir: Path, python: str) -> Path:
+    """A kernelspec for `python`, private to this server (a user's own `python3` spec is not used)."""
+    kernels = runtime_dir / "kernelspecs"
+    spec_dir = kernels / _KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (python-mcp-server)",
+        "language": "python",
+        "interrupt_mode": "signal",
+        "metadata": {"debugger": False},
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    return kernels
+
+
+class LocalBackend:
+    """Starts kernels on this machine. Owns a private runtime folder for connection files."""
+
+    def __init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="python-mcp-server-"))
+        self._handles: set[LocalKernelHandle] = set()
+
+    async def start(self, spec: KernelSpec) -> LocalKernelHandle:
+        handle = LocalKernelHandle(spec, self._dir)
+        await handle.start()
+        return handle
+
+    async def aclose(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,48 @@
+"""The FastMCP lifespan that owns `Services`, and the one typed accessor tools use."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from fastmcp import Context, FastMCP
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.services import Services
+
+_KEY = "services"
+
+
+def lifespan_for(config: ServerConfig) -> Any:
+    @asynccontextmanager
+    async def lifespan(server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
+        async with Services.open(config) as services:
+            yield {_KEY: services}
+
+    return lifespan
+
+
+def services(ctx: Context) -> Services:
+    """The running server's services."""
+    return cast(Services, ctx.lifespan_context[_KEY])
+
+
+def caller_key(ctx: Context) -> str | None:
+    """A stable identity for the calling client, or None on stateless connections.
+
+    Legacy (handshake) connections keep one MCP session id; stdio has one client per process.
+    On 2026-07-28 connections every request is its own connection, so there is no caller to
+    remember a choice for.
+    """
+    if ctx.transport == "stdio":
+        return "stdio"
+    rc = ctx.request_context
+    if rc is None:
+        return None
+    if str(rc.protocol_version) >= "2026-07-28":
+        return None
+    try:
+        return f"mcp:{ctx.session_id}"
+    except RuntimeError:
+        return None

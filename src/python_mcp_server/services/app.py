@@ -1,0 +1,36 @@
+"""`Services`: the bundle the MCP layer uses, opened and closed as one unit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.kernels import KernelBackend, LocalBackend
+from python_mcp_server.services.execution import ExecutionService
+from python_mcp_server.services.sessions import SessionManager
+
+
+@dataclass(frozen=True)
+class Services:
+    config: ServerConfig
+    sessions: SessionManager
+    execution: ExecutionService
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, config: ServerConfig, backend: KernelBackend | None = None
+    ) -> AsyncIterator[Services]:
+        """Start the services; on exit every kernel is shut down."""
+        backend = backend or LocalBackend()
+        try:
+            async with SessionManager(config, backend) as sessions:
+                yield cls(
+                    config=config,
+                    sessions=sessions,
+                    execution=ExecutionService(config, sessions),
+                )
+        finally:
+            await backend.aclose()

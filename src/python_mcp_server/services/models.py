@@ -1,0 +1,106 @@
+"""Result values shared by the services and returned by the tools (pydantic, so tools get schemas)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorInfo(BaseModel):
+    """An exception raised by the user's code."""
+
+    ename: str = Field(description="Exception class name, e.g. 'ZeroDivisionError'.")
+    evalue: str = Field(description="Exception message.")
+    traceback: list[str] = Field(
+        default_factory=list, description="Traceback lines, no ANSI codes."
+    )
+
+
+class ImageInfo(BaseModel):
+    """An image the cell displayed."""
+
+    mime_type: str
+    uri: str | None = Field(
+        default=None, description="Full-resolution file, as a kernel:// resource."
+    )
+    width: int | None = None
+    height: int | None = None
+    preview_bytes: int = Field(default=0, description="Size of the inline preview.")
+
+
+class ArtifactInfo(BaseModel):
+    """A file the cell created, changed or produced."""
+
+    path: str = Field(description="Path relative to the workspace root.")
+    uri: str
+    size: int
+    mime_type: str
+
+
+class DisplayInfo(BaseModel):
+    """Rich display data other than images (HTML, markdown, JSON), bounded."""
+
+    mime_type: str
+    content: str
+    truncated: bool = False
+    uri: str | None = None
+
+
+class ExecutionResult(BaseModel):
+    """The outcome of running code in a session."""
+
+    session_id: str
+    status: Literal["ok", "error", "timeout"] = Field(
+        description="'ok': the code ran; 'error': it raised (see error) or the kernel died; "
+        "'timeout': it ran past the time limit and was stopped."
+    )
+    execution_count: int | None = Field(default=None, description="The cell number in the session.")
+    duration_ms: float
+    stdout: str = ""
+    stderr: str = ""
+    result: str | None = Field(default=None, description="text/plain of the last expression.")
+    error: ErrorInfo | None = None
+    message: str | None = Field(
+        default=None,
+        description="What the server did beyond running the code: timeout handling, a kernel that "
+        "died and was restarted, truncated output.",
+    )
+    state_kept: bool = Field(
+        default=True, description="False when the kernel was restarted and variables were lost."
+    )
+    images: list[ImageInfo] = Field(default_factory=list)
+    displays: list[DisplayInfo] = Field(default_factory=list)
+    files: list[ArtifactInfo] = Field(
+        default_factory=list, description="Workspace files this cell created or changed."
+    )
+    output_files: list[str] = Field(
+        default_factory=list, description="URIs of full outputs that were too long to inline."
+    )
+
+
+class SessionInfo(BaseModel):
+    session_id: str
+    description: str | None = None
+    created: str = Field(description="ISO 8601 time, UTC.")
+    last_used: str = Field(description="ISO 8601 time, UTC.")
+    execution_count: int
+    state: Literal["idle", "busy", "starting", "dead"]
+    kernel_pid: int | None = None
+    python: str
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionInfo]
+    max_sessions: int
+    current_session: str = Field(
+        description="The session your calls use when session_id is omitted."
+    )
+
+
+class ActionResult(BaseModel):
+    """The outcome of a session or kernel action."""
+
+    session_id: str
+    ok: bool = True
+    message: str

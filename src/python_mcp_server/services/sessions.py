@@ -1,0 +1,298 @@
+"""`SessionManager`: named sessions of kernels, per-session FIFO, limits, expiry and supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Literal
+
+import anyio
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.errors import (
+    InvalidArgumentError,
+    KernelNotFoundError,
+    SessionExistsError,
+    SessionExpiredError,
+    SessionLimitError,
+)
+from python_mcp_server.kernels import ExitInfo, KernelBackend, KernelHandle, KernelSpec
+from python_mcp_server.services.models import SessionInfo
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SESSION = "default"
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_CLOSE_TIMEOUT_S = 15.0
+_EXPIRED_MEMORY = 256
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Session:
+    """One named kernel. Calls that run code hold `lock` (FIFO) for their whole duration."""
+
+    session_id: str
+    description: str | None
+    handle: KernelHandle
+    created: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    execution_count: int = 0
+    generation: int = 0
+    running: bool = False
+    restarting: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    notices: list[str] = field(default_factory=list)
+
+    def touch(self) -> None:
+        self.last_used = time.time()
+
+    def take_notices(self) -> list[str]:
+        notes, self.notices = self.notices, []
+        return notes
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            session_id=self.session_id,
+            description=self.description,
+            created=_iso(self.created),
+            last_used=_iso(self.last_used),
+            execution_count=self.execution_count,
+            state=self.state,
+            kernel_pid=self.handle.pid,
+            python=self.handle.python,
+        )
+
+    @property
+    def state(self) -> Literal["idle", "busy", "starting", "dead"]:
+        if self.restarting:
+            return "starting"
+        if self.handle.exit_info() is not None:
+            return "dead"
+        return "busy" if self.running else "idle"
+
+
+SessionHook = Callable[[Session], Awaitable[None]]
+
+
+class SessionManager:
+    """Owns every session. Use as `async with SessionManager(config, backend) as sessions`."""
+
+    def __init__(self, config: ServerConfig, backend: KernelBackend) -> None:
+        self._config = config
+        self._backend = backend
+        self._sessions: dict[str, Session] = {}
+        self._starting: dict[str, asyncio.Event] = {}
+        self._expired: OrderedDict[str, float] = OrderedDict()
+        self._targets: OrderedDict[str, str] = OrderedDict()
+        self._create_lock = asyncio.Lock()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._closing = False
+        self.on_restart: list[SessionHook] = []
+
+    async def __aenter__(self) -> SessionManager:
+        self._config.workspace_root.mkdir(parents=True, exist_ok=True)
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Shut every kernel down, concurrently and bounded, even when cancelled."""
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True) as scope:
+            results = await asyncio.gather(
+                *(s.handle.aclose() for s in sessions), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    logger.error("kernel shutdown failed", exc_info=result)
+        if scope.cancelled_caught:
+            logger.error("kernels did not shut down within %s s", _CLOSE_TIMEOUT_S)
+
+    # ----------------------------------------------------------------- kernels
+
+    def kernel_spec(self) -> KernelSpec:
+        root = self._config.workspace_root
+        return KernelSpec(
+            python=self._config.kernel_python,
+            cwd=root,
+            env={
+                "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                "PYTHON_MCP_SERVER_WORKSPACE": str(root),
+                "PYTHONUNBUFFERED": "1",
+            },
+            start_timeout_s=self._config.kernel_start_timeout_s,
+        )
+
+    async def start_kernel(self) -> KernelHandle:
+        return await self._backend.start(self.kernel_spec())
+
+    # ---------------------------------------------------------------- sessions
+
+    def ids(self) -> list[str]:
+        return sorted(self._sessions)
+
+    def sessions(self) -> list[Session]:
+        return [self._sessions[k] for k in sorted(self._sessions)]
+
+    def get(self, session_id: str) -> Session:
+        """The live session `session_id`; raises if unknown or expired (no kernel is started)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session
+        if session_id in self._expired:
+            raise SessionExpiredError(session_id, self._config.session_idle_timeout_s)
+        raise KernelNotFoundError(session_id, self.ids())
+
+    async def acquire(self, session_id: str) -> Session:
+        """The session to run on: `default` is started on first use, any other must exist."""
+        if session_id == DEFAULT_SESSION and session_id not in self._sessions:
+            async with self._create_lock:
+                if session_id not in self._sessions and session_id not in self._starting:
+                    await self._create(session_id, "Started on first use.")
+        starting = self._starting.get(session_id)
+        if starting is not None:
+            await starting.wait()
+        return self.get(session_id)
+
+    async def create(
+        self, session_id: str | None = None, description: str | None = None
+    ) -> Session:
+        if session_id is None:
+            session_id = f"s-{secrets.token_urlsafe(12)}"
+        elif not _SESSION_ID.fullmatch(session_id):
+            raise InvalidArgumentError(
+                f"session_id {session_id!r} is not usable: use 1-64 letters, digits, '_', '-' or "
+                "'.', starting with a letter or digit; or omit it to get a generated id."
+            )
+        return await self._create(session_id, description)
+
+    async def _create(self, session_id: str, description: str | None) -> Session:
+        if session_id in self._sessions or session_id in self._starting:
+            raise SessionExistsError(session_id)
+        live = len(self._sessions) + len(self._starting)
+        if live >= self._config.max_sessions:
+            raise SessionLimitError(self._config.max_sessions, self.ids())
+        started = self._starting[session_id] = asyncio.Event()
+        try:
+            handle = await self.start_kernel()
+            session = Session(session_id=session_id, description=description, handle=handle)
+            self._sessions[session_id] = session
+        finally:
+            del self._starting[session_id]
+            started.set()
+        self._expired.pop(session_id, None)
+        logger.info("session %s started (kernel pid %s)", session_id, handle.pid)
+        return session
+
+    async def delete(self, session_id: str) -> None:
+        session = self.get(session_id)
+        self._sessions.pop(session_id, None)
+        for key, target in list(self._targets.items()):
+            if target == session_id:
+                del self._targets[key]
+        await session.handle.aclose()
+        logger.info("session %s deleted", session_id)
+
+    async def restart(self, session: Session, reason: str | None = None) -> None:
+        """Replace the session's kernel with a fresh one. Variables are lost."""
+        session.restarting = True
+        try:
+            old = session.handle
+            session.generation += 1
+            await old.aclose()
+            session.handle = await self.start_kernel()
+            session.execution_count = 0
+            if reason:
+                session.notices.append(reason)
+            logger.info(
+                "session %s restarted (kernel pid %s)", session.session_id, session.handle.pid
+            )
+        finally:
+            session.restarting = False
+        for hook in self.on_restart:
+            await hook(session)
+
+    # ------------------------------------------------------ per-caller targets
+
+    def target(self, caller: str | None) -> str:
+        if caller is None:
+            return DEFAULT_SESSION
+        return self._targets.get(caller, DEFAULT_SESSION)
+
+    def set_target(self, caller: str, session_id: str) -> None:
+        self.get(session_id)
+        self._targets[caller] = session_id
+        self._targets.move_to_end(caller)
+        while len(self._targets) > 4096:
+            self._targets.popitem(last=False)
+
+    # --------------------------------------------------------------- supervise
+
+    async def _supervise(self) -> None:
+        interval = self._config.health_check_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_once()
+            except Exception:  # the supervisor must keep running; each failure is logged
+                logger.exception("session supervision failed")
+
+    async def check_once(self) -> None:
+        """Restart idle kernels that died, and shut down sessions past their idle timeout."""
+        now = time.time()
+        idle_limit = self._config.session_idle_timeout_s
+        for session in list(self._sessions.values()):
+            if session.lock.locked() or session.restarting:
+                continue
+            if idle_limit > 0 and now - session.last_used > idle_limit:
+                await self._expire(session)
+                continue
+            info = session.handle.exit_info()
+            if info is not None and not self._closing:
+                await self._recover_dead(session, info)
+
+    async def _expire(self, session: Session) -> None:
+        self._sessions.pop(session.session_id, None)
+        self._expired[session.session_id] = time.time()
+        while len(self._expired) > _EXPIRED_MEMORY:
+            self._expired.popitem(last=False)
+        await session.handle.aclose()
+        logger.info("session %s expired after idling", session.session_id)
+
+    async def _recover_dead(self, session: Session, info: ExitInfo) -> None:
+        async with session.lock:
+            if session.handle.exit_info() is None:
+                return
+            when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            detail = f" Its last output: {info.stderr_tail[-400:]}" if info.stderr_tail else ""
+            await self.restart(
+                session,
+                f"At {when} the kernel of session {session.session_id!r} {info.describe()} while "
+                f"idle; it was restarted automatically and all variables were lost.{detail}",
+            )

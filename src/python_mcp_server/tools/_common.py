@@ -1,0 +1,77 @@
+"""Small pieces shared by the tool modules: argument types, annotations, result shaping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+from fastmcp import Context
+from fastmcp.exceptions import ToolError
+from fastmcp.tools import ToolResult
+from mcp.types import TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from python_mcp_server.errors import ServerError
+from python_mcp_server.runtime import caller_key, services
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SessionArg = Annotated[
+    str | None,
+    Field(
+        description="The session to use. Omit it for your current session ('default' unless you "
+        "called switch_session). Session ids come from create_session and list_sessions.",
+    ),
+]
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+RUNS_CODE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+)
+CHANGES_STATE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
+DESTRUCTIVE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+)
+IDEMPOTENT_WRITE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
+
+
+def resolve_session(ctx: Context, session_id: str | None) -> str:
+    """The explicit `session_id`, or the caller's current session."""
+    if session_id:
+        return session_id
+    return services(ctx).sessions.target(caller_key(ctx))
+
+
+def schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def result(model: BaseModel, text: str | None = None) -> ToolResult:
+    """A tool result with `structuredContent` and a readable text block (JSON when no text)."""
+    data = model.model_dump(mode="json")
+    body = text if text is not None else json.dumps(data, indent=1, ensure_ascii=False)
+    return ToolResult(content=[TextContent(type="text", text=body)], structured_content=data)
+
+
+def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn our `ServerError`s into `ToolError`s inside the tool, so the model gets our message
+    and the log gets one INFO line instead of an error traceback."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except ServerError as exc:
+            raise ToolError(str(exc), log_level=logging.INFO) from exc
+
+    return wrapper
