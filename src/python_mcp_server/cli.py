@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from enum import Enum
@@ -173,10 +174,8 @@ def run(
         raise typer.Exit(code=2)
     configure_logging(level)
     config.workspace_root.mkdir(parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve, config)
-    except KeyboardInterrupt:
-        pass
 
 
 def main() -> None:

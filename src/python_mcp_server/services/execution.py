@@ -12,7 +12,7 @@ from python_mcp_server.errors import InvalidArgumentError, KernelDiedError
 from python_mcp_server.kernels import ExecutionRun, Reply
 from python_mcp_server.services.models import ErrorInfo, ExecutionResult
 from python_mcp_server.services.outputs import OutputCollector
-from python_mcp_server.services.sessions import Session, SessionManager
+from python_mcp_server.services.sessions import CellRecord, Session, SessionManager
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,14 @@ class ExecutionService:
         error = collector.error
         if error is not None and status == "ok":
             status = "error"
+        session.history.append(
+            CellRecord(
+                code=code,
+                execution_count=session.execution_count if reply is not None else None,
+                outputs=collector.notebook,
+                status=status,
+            )
+        )
         for name, text in (("stdout", collector.stdout), ("stderr", collector.stderr)):
             if text.truncated:
                 messages.append(f"{name} was {text.total} characters; the middle was left out.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from python_mcp_server.kernels.messages import (
     ClearOutput,
@@ -69,13 +70,14 @@ class OutputCollector:
     result: str | None = None
     error: ErrorOutput | None = None
     displays: list[DisplayOutput] = field(default_factory=list)
-    stream_log: list[tuple[str, str]] = field(default_factory=list)
+    notebook: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.stdout = BoundedText(self.budget)
         self.stderr = BoundedText(self.budget)
 
     def feed(self, out: Output) -> None:
+        self._record(out)
         if isinstance(out, StreamOutput):
             target = self.stderr if out.name == "stderr" else self.stdout
             target.append(out.text)
@@ -88,3 +90,31 @@ class OutputCollector:
             self.error = out
         elif isinstance(out, ClearOutput):
             self.displays.clear()
+
+    def _record(self, out: Output) -> None:
+        """Keep an nbformat copy of the output for export_notebook, within the same budget."""
+        nb = self.notebook
+        if isinstance(out, StreamOutput):
+            if nb and nb[-1].get("output_type") == "stream" and nb[-1]["name"] == out.name:
+                have = len(nb[-1]["text"])
+                if have < self.budget:
+                    nb[-1]["text"] += out.text[: self.budget - have]
+            else:
+                nb.append(
+                    {"output_type": "stream", "name": out.name, "text": out.text[: self.budget]}
+                )
+        elif isinstance(out, DisplayOutput):
+            kind = "execute_result" if out.is_result else "display_data"
+            item: dict[str, Any] = {"output_type": kind, "data": out.data, "metadata": out.metadata}
+            if out.is_result:
+                item["execution_count"] = out.execution_count
+            nb.append(item)
+        elif isinstance(out, ErrorOutput):
+            nb.append(
+                {
+                    "output_type": "error",
+                    "ename": out.ename,
+                    "evalue": out.evalue,
+                    "traceback": out.traceback,
+                }
+            )

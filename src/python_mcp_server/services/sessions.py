@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
+from typing_extensions import Self
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import (
@@ -40,6 +41,16 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class CellRecord:
+    """One executed cell, kept for export_notebook. `outputs` are nbformat v4 output dicts."""
+
+    code: str
+    execution_count: int | None
+    outputs: list[dict[str, Any]]
+    status: str
+
+
 @dataclass
 class Session:
     """One named kernel. Calls that run code hold `lock` (FIFO) for their whole duration."""
@@ -55,6 +66,7 @@ class Session:
     restarting: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     notices: list[str] = field(default_factory=list)
+    history: list[CellRecord] = field(default_factory=list)
 
     def touch(self) -> None:
         self.last_used = time.time()
@@ -102,7 +114,7 @@ class SessionManager:
         self._closing = False
         self.on_restart: list[SessionHook] = []
 
-    async def __aenter__(self) -> SessionManager:
+    async def __aenter__(self) -> Self:
         self._config.workspace_root.mkdir(parents=True, exist_ok=True)
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         return self

@@ -1,0 +1,92 @@
+"""The design as a test: imports go downward only, owned dependencies stay with their owner."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "python_mcp_server"
+
+# layer -> first-party layers it may import
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "config": set(),
+    "kernels": {"errors", "config"},
+    "workspace": {"errors", "config"},
+    "health": {"errors", "config"},
+    "services": {"errors", "config", "kernels", "workspace", "health"},
+    "runtime": {"errors", "config", "services"},
+    "tools": {"errors", "config", "services", "runtime"},
+    "middleware": {"errors", "config", "services", "runtime"},
+    "server": {"errors", "config", "runtime", "tools", "middleware"},
+    "cli": {"errors", "config", "server"},
+    "__init__": {"errors", "config"},
+    "__main__": {"cli"},
+}
+# third-party packages only one layer may import
+OWNED = {"jupyter_client": "kernels", "psutil": "health"}
+MAX_LINES = 600
+
+
+def _layer(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+MODULES = sorted(SRC.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_modules_import_only_downward_layers(path: Path) -> None:
+    layer = _layer(path)
+    assert layer in ALLOWED, f"{layer} is not a known layer; add it to ALLOWED"
+    upward = set()
+    for name in _imports(path):
+        parts = name.split(".")
+        if parts[0] == "python_mcp_server" and len(parts) > 1:
+            target = parts[1]
+            if target == "__init__" or (len(parts) == 2 and target == "__version__"):
+                continue
+            if target != layer and target not in ALLOWED[layer]:
+                upward.add(target)
+    assert not upward, f"{layer} may not import {sorted(upward)}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_owned_dependencies_stay_with_their_owner(path: Path) -> None:
+    layer = _layer(path)
+    for name in _imports(path):
+        owner = OWNED.get(name.split(".")[0])
+        assert owner is None or owner == layer, f"{name} may only be imported in {owner}/"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_modules_stay_small(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.name} has {lines} lines; split it (cap {MAX_LINES})"
+
+
+def test_tests_do_not_mock_our_code() -> None:
+    for test in Path(__file__).parent.rglob("*.py"):
+        text = test.read_text()
+        assert "unittest.mock" not in text or test.name == "test_architecture.py", test
+
+
+def test_the_architecture_test_catches_an_upward_import(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text("from python_mcp_server.tools import MODULES\n")
+    assert "python_mcp_server.tools" in _imports(planted)
+    assert "tools" not in ALLOWED["kernels"]
