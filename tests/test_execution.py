@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
+import anyio
 import pytest
 from fastmcp import Client
 
@@ -31,3 +36,215 @@ async def test_an_exception_in_user_code_is_data_not_a_tool_error(config: Server
     assert data["status"] == "error"
     assert data["error"]["ename"] == "ZeroDivisionError"
     assert not any("\x1b[" in line for line in data["error"]["traceback"])
+
+
+async def wait_for_file(path: Path, timeout_s: float = 30) -> None:
+    """Poll for a file the kernel writes, bounded."""
+    with anyio.fail_after(timeout_s):
+        while not path.exists():
+            await anyio.sleep(0.02)
+
+
+async def test_input_raises_a_clear_error_instead_of_hanging(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        res = await client.call_tool("run_python_code", {"code": "input('name? ')"})
+    data = res.structured_content
+    assert data is not None
+    assert data["status"] == "error"
+    assert data["error"]["ename"] == "StdinNotImplementedError"
+    assert "does not support input requests" in data["error"]["evalue"]
+
+
+async def test_a_timeout_interrupts_the_cell_and_keeps_the_variables(config: ServerConfig) -> None:
+    code = "import time\nwith open('ran.txt', 'a') as f: f.write('x')\ntime.sleep(60)"
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "kept = 'yes'"})
+        res = await client.call_tool("run_python_code", {"code": code, "timeout_s": 1})
+        after = await client.call_tool("run_python_code", {"code": "kept"})
+    data = res.structured_content
+    assert data is not None
+    assert (data["status"], data["state_kept"]) == ("timeout", True)
+    assert data["message"] == "The code ran longer than 1 s and was interrupted (state kept)."
+    assert data["error"]["ename"] == "KeyboardInterrupt"
+    assert after.structured_content is not None
+    assert after.structured_content["result"] == "'yes'"
+    assert (config.workspace_root / "ran.txt").read_text() == "x"  # sent once, never re-sent
+
+
+async def test_a_cell_that_ignores_interrupts_gets_the_kernel_restarted(config: ServerConfig) -> None:
+    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)"
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "lost = 1"})
+        res = await client.call_tool("run_python_code", {"code": code, "timeout_s": 1})
+        after = await client.call_tool("run_python_code", {"code": "'lost' in globals()"})
+    data = res.structured_content
+    assert data is not None
+    assert (data["status"], data["state_kept"]) == ("timeout", False)
+    assert data["message"] == (
+        "The code ran longer than 1 s and was could not be interrupted, so the kernel was "
+        "restarted (state lost)."
+    )
+    assert after.structured_content is not None
+    assert after.structured_content["result"] == "False"
+
+
+async def test_a_kernel_that_exits_mid_cell_is_reported_and_restarted(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        res = await client.call_tool(
+            "run_python_code", {"code": "print('before', flush=True)\nimport os\nos._exit(3)"}
+        )
+        after = await client.call_tool("run_python_code", {"code": "1 + 1"})
+    data = res.structured_content
+    assert data is not None
+    assert (data["status"], data["state_kept"]) == ("error", False)
+    assert data["message"].startswith(
+        "The kernel exited with code 3 while running this cell. It was restarted; all variables "
+        "were lost."
+    )
+    assert data["stdout"] == "before\n"
+    assert after.structured_content is not None
+    assert after.structured_content["result"] == "2"
+
+
+async def test_a_kernel_killed_from_outside_mid_cell_is_reported(config: ServerConfig) -> None:
+    marker = config.workspace_root / "pid.txt"
+    code = (
+        "import os, time\n"
+        "open('pid.txt', 'w').write(str(os.getpid()))\n"
+        "time.sleep(60)"
+    )
+    async with Client(create_server(config)) as client, anyio.create_task_group() as tg:
+        results: list[dict[str, object]] = []
+
+        async def run() -> None:
+            res = await client.call_tool("run_python_code", {"code": code})
+            assert res.structured_content is not None
+            results.append(res.structured_content)
+
+        tg.start_soon(run)
+        await wait_for_file(marker)
+        with anyio.fail_after(10):
+            while not marker.read_text():
+                await anyio.sleep(0.02)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+    data = results[0]
+    assert data["status"] == "error"
+    assert str(data["message"]).startswith(
+        "The kernel was killed by SIGKILL (killed from outside, or out of memory) while running"
+    )
+
+
+async def test_interrupt_kernel_stops_a_cell_started_by_another_call(config: ServerConfig) -> None:
+    code = "import time\nopen('started', 'w').close()\ntime.sleep(60)"
+    async with Client(create_server(config)) as client, anyio.create_task_group() as tg:
+        results: list[dict[str, object]] = []
+
+        async def run() -> None:
+            res = await client.call_tool("run_python_code", {"code": code})
+            assert res.structured_content is not None
+            results.append(res.structured_content)
+
+        tg.start_soon(run)
+        await wait_for_file(config.workspace_root / "started")
+        answer = await client.call_tool("interrupt_kernel", {})
+    assert answer.structured_content is not None
+    assert answer.structured_content["message"] == "Interrupt sent to the running code."
+    error = results[0]["error"]
+    assert isinstance(error, dict)
+    assert error["ename"] == "KeyboardInterrupt"
+
+
+async def test_cancelling_the_call_interrupts_the_kernel(config: ServerConfig) -> None:
+    code = (
+        "import time\n"
+        "open('started', 'w').close()\n"
+        "try:\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    open('interrupted', 'w').close()\n"
+        "    raise"
+    )
+    async with Client(create_server(config)) as client:
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                await client.call_tool("run_python_code", {"code": code})
+
+            tg.start_soon(run)
+            await wait_for_file(config.workspace_root / "started")
+            tg.cancel_scope.cancel()
+        await wait_for_file(config.workspace_root / "interrupted")
+        after = await client.call_tool("run_python_code", {"code": "'still here'"})
+    assert after.structured_content is not None
+    assert after.structured_content["result"] == "'still here'"
+
+
+async def test_ping_tools_list_and_other_sessions_answer_while_a_cell_runs(
+    config: ServerConfig,
+) -> None:
+    code = "import time\nopen('started', 'w').close()\nwhile not __import__('os').path.exists('release'):\n    time.sleep(0.01)"
+    async with Client(create_server(config)) as client:
+        await client.call_tool("create_session", {"session_id": "other"})
+        async with anyio.create_task_group() as tg:
+            long_call_done = anyio.Event()
+
+            async def run() -> None:
+                await client.call_tool("run_python_code", {"code": code})
+                long_call_done.set()
+
+            tg.start_soon(run)
+            await wait_for_file(config.workspace_root / "started")
+            pong = await client.call_tool("ping", {})
+            tools = await client.list_tools()
+            other = await client.call_tool(
+                "run_python_code", {"code": "'parallel'", "session_id": "other"}
+            )
+            assert not long_call_done.is_set()
+            (config.workspace_root / "release").touch()
+    assert pong.structured_content is not None
+    assert pong.structured_content["ok"] is True
+    assert "run_python_code" in {t.name for t in tools}
+    assert other.structured_content is not None
+    assert other.structured_content["result"] == "'parallel'"
+
+
+async def test_calls_on_one_session_run_one_at_a_time_in_arrival_order(
+    config: ServerConfig,
+) -> None:
+    hold = "import os, time\nopen('started', 'w').close()\nwhile not os.path.exists('release'):\n    time.sleep(0.01)\norder = []"
+    async with Client(create_server(config)) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool, "run_python_code", {"code": hold})
+            await wait_for_file(config.workspace_root / "started")
+            for i in range(5):
+                tg.start_soon(client.call_tool, "run_python_code", {"code": f"order.append({i})"})
+                await anyio.sleep(0)
+            (config.workspace_root / "release").touch()
+        res = await client.call_tool("run_python_code", {"code": "order"})
+    assert res.structured_content is not None
+    assert res.structured_content["result"] == "[0, 1, 2, 3, 4]"
+
+
+async def test_two_sessions_really_run_at_the_same_time(config: ServerConfig) -> None:
+    def meet(mine: str, theirs: str) -> str:
+        return (
+            f"import os, time\nopen('{mine}', 'w').close()\n"
+            f"while not os.path.exists('{theirs}'):\n    time.sleep(0.01)\n'{mine} met {theirs}'"
+        )
+
+    async with Client(create_server(config)) as client:
+        await client.call_tool("create_session", {"session_id": "a"})
+        await client.call_tool("create_session", {"session_id": "b"})
+        results: dict[str, object] = {}
+
+        async def run(sid: str, code: str) -> None:
+            res = await client.call_tool(
+                "run_python_code", {"code": code, "session_id": sid, "timeout_s": 30}
+            )
+            assert res.structured_content is not None
+            results[sid] = res.structured_content["result"]
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "a", meet("a-here", "b-here"))
+            tg.start_soon(run, "b", meet("b-here", "a-here"))
+    assert results == {"a": "'a-here met b-here'", "b": "'b-here met a-here'"}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
+from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -51,6 +53,14 @@ def check_exposure(config: ServerConfig) -> str | None:
             f"{ENV}AUTH_TOKEN), or bind a loopback address such as --host 127.0.0.1."
         )
     return None
+
+
+def config_json(config: ServerConfig) -> str:
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+    if values.get("auth_token"):
+        values["auth_token"] = "***"
+    values["workspace_root"] = str(config.workspace_root)
+    return json.dumps(values, indent=2)
 
 
 @app.command()
@@ -142,6 +152,13 @@ def run(
             "requests. Required when --host is not a loopback address.",
         ),
     ] = None,
+    show_config: Annotated[
+        bool,
+        typer.Option(
+            "--show-config",
+            help="Print the resolved configuration as JSON and exit (the token is masked).",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -168,6 +185,9 @@ def run(
         log_level=level,
         auth_token=auth_token or None,
     )
+    if show_config:
+        typer.echo(config_json(config))
+        raise typer.Exit
     refusal = check_exposure(config)
     if refusal:
         typer.echo(refusal, err=True)

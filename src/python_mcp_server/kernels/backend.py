@@ -47,7 +47,7 @@ class ExitInfo:
                 name = _signal.Signals(self.signal).name
             except ValueError:
                 name = f"signal {self.signal}"
-            text = f"killed by {name}"
+            text = f"was killed by {name}"
             if self.signal == _signal.SIGKILL:
                 text += " (killed from outside, or out of memory)"
         elif self.returncode is None:

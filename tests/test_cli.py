@@ -1,0 +1,92 @@
+"""The command line: flags and environment variables become the configuration; unsafe setups refuse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from python_mcp_server import __version__
+from python_mcp_server.cli import app
+from tests.servers import server_command
+
+runner = CliRunner()
+
+
+def shown(args: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    result = runner.invoke(app, [*args, "--show-config"], env=env)
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout))
+
+
+def test_defaults_are_safe_and_documented() -> None:
+    config = shown([])
+    assert {k: config[k] for k in ("transport", "host", "port", "path", "execution_timeout_s",
+                                   "max_sessions", "auth_token")} == {
+        "transport": "http", "host": "127.0.0.1", "port": 8000, "path": "/mcp",
+        "execution_timeout_s": 60.0, "max_sessions": 16, "auth_token": None,
+    }
+    assert config["workspace_dir"] == "workspace"
+
+
+def test_every_flag_can_come_from_an_environment_variable(tmp_path: Path) -> None:
+    env = {
+        "PYTHON_MCP_SERVER_TRANSPORT": "stdio",
+        "PYTHON_MCP_SERVER_HOST": "127.0.0.2",
+        "PYTHON_MCP_SERVER_PORT": "9123",
+        "PYTHON_MCP_SERVER_PATH": "/rpc",
+        "PYTHON_MCP_SERVER_WORKSPACE_DIR": str(tmp_path),
+        "PYTHON_MCP_SERVER_EXECUTION_TIMEOUT": "5",
+        "PYTHON_MCP_SERVER_MAX_SESSIONS": "3",
+        "PYTHON_MCP_SERVER_LOG_LEVEL": "debug",
+        "PYTHON_MCP_SERVER_AUTH_TOKEN": "tok",
+    }
+    config = shown([], env=env)
+    assert {k: config[k] for k in ("transport", "host", "port", "path", "workspace_dir",
+                                   "execution_timeout_s", "max_sessions", "log_level",
+                                   "auth_token")} == {
+        "transport": "stdio", "host": "127.0.0.2", "port": 9123, "path": "/rpc",
+        "workspace_dir": str(tmp_path), "execution_timeout_s": 5.0, "max_sessions": 3,
+        "log_level": "DEBUG", "auth_token": "***",
+    }
+
+
+def test_mcp_workspace_dir_is_honoured(tmp_path: Path) -> None:
+    assert shown([], env={"MCP_WORKSPACE_DIR": str(tmp_path)})["workspace_dir"] == str(tmp_path)
+
+
+def test_a_flag_beats_the_environment(tmp_path: Path) -> None:
+    config = shown(["--port", "8111"], env={"PYTHON_MCP_SERVER_PORT": "9000"})
+    assert config["port"] == 8111
+
+
+def test_version_prints_the_package_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert (result.exit_code, result.stdout.strip()) == (0, f"python-mcp-server {__version__}")
+
+
+def test_binding_a_public_address_without_a_token_is_refused() -> None:
+    result = runner.invoke(app, ["--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "Refusing to serve on '0.0.0.0' without a token" in result.stderr
+    assert "--auth-token" in result.stderr
+
+
+def test_a_bad_log_level_is_named() -> None:
+    result = runner.invoke(app, ["--log-level", "loud"])
+    assert result.exit_code == 2
+    assert "unknown level 'loud'" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_installed_command_refuses_too(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*server_command("--host", "0.0.0.0", "--workspace-dir", str(tmp_path))],
+        capture_output=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    assert b"Refusing to serve" in proc.stderr

@@ -1,0 +1,118 @@
+"""The real server over streamable HTTP, driven with raw JSON-RPC in both protocol eras."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import http_server
+
+pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.timeout(120)]
+
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
+
+
+def rpc_body(response: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC response in a JSON or SSE reply (the last `data:` event carrying an id)."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return dict(response.json())
+    found: dict[str, Any] | None = None
+    for line in response.text.splitlines():
+        if line.startswith("data:"):
+            event = json.loads(line[5:])
+            if "id" in event:
+                found = event
+    assert found is not None, response.text
+    return found
+
+
+def modern_call(client: httpx.Client, url: str, rid: int, name: str, args: dict[str, Any],
+                headers: dict[str, str] | None = None) -> httpx.Response:
+    body = {
+        "jsonrpc": "2.0",
+        "id": rid,
+        "method": "tools/call",
+        "params": {
+            "name": name,
+            "arguments": args,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "raw-httpx", "version": "0"},
+            },
+        },
+    }
+    hdrs = {**ACCEPT, "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": name,
+            **(headers or {})}
+    return client.post(url, json=body, headers=hdrs)
+
+
+def test_stateless_2026_requests_run_code_without_a_handshake(workspace: Path) -> None:
+    with http_server(workspace) as server, httpx.Client(timeout=60) as client:
+        first = rpc_body(modern_call(client, server.url, 1, "run_python_code", {"code": "x = 20"}))
+        second = rpc_body(modern_call(client, server.url, 2, "run_python_code", {"code": "x * 2 + 2"}))
+    assert first["result"]["structuredContent"]["status"] == "ok"
+    assert second["result"]["structuredContent"]["result"] == "42"
+    assert second["result"]["isError"] is False
+
+
+def test_2025_handshake_session_runs_code_with_mcp_session_id(workspace: Path) -> None:
+    with http_server(workspace) as server, httpx.Client(timeout=60) as client:
+        init = client.post(server.url, headers=ACCEPT, json={
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": LEGACY, "capabilities": {},
+                       "clientInfo": {"name": "raw-httpx", "version": "0"}},
+        })
+        assert rpc_body(init)["result"]["protocolVersion"] == LEGACY
+        sid = init.headers["mcp-session-id"]
+        hdrs = {**ACCEPT, "Mcp-Session-Id": sid, "MCP-Protocol-Version": LEGACY}
+        note = client.post(server.url, headers=hdrs,
+                           json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert note.status_code == 202
+        listed = rpc_body(client.post(server.url, headers=hdrs,
+                                      json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        names = {tool["name"] for tool in listed["result"]["tools"]}
+        call = rpc_body(client.post(server.url, headers=hdrs, json={
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "run_python_code", "arguments": {"code": "print('legacy ok')"}},
+        }))
+    assert {"run_python_code", "create_session", "list_sessions", "ping"} <= names
+    assert call["result"]["structuredContent"]["stdout"] == "legacy ok\n"
+
+
+def test_a_foreign_origin_is_refused_with_403(workspace: Path) -> None:
+    with http_server(workspace) as server, httpx.Client(timeout=30) as client:
+        response = modern_call(client, server.url, 1, "ping", {},
+                               headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403
+
+
+def test_a_request_without_the_bearer_token_gets_401(workspace: Path) -> None:
+    with http_server(workspace, "--auth-token", "s3cret") as server, httpx.Client(timeout=30) as c:
+        missing = modern_call(c, server.url, 1, "ping", {})
+        wrong = modern_call(c, server.url, 2, "ping", {}, headers={"Authorization": "Bearer nope"})
+        right = modern_call(c, server.url, 3, "ping", {}, headers={"Authorization": "Bearer s3cret"})
+        health = c.get(f"{server.base}/health")
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert "Authorization: Bearer" in missing.json()["error_description"]
+    assert rpc_body(right)["result"]["structuredContent"]["ok"] is True
+    assert health.status_code == 200
+
+
+def test_sigterm_shuts_every_kernel_down(workspace: Path) -> None:
+    from tests.conftest import pid_alive
+    from tests.servers import stop
+
+    with http_server(workspace) as server, httpx.Client(timeout=60) as client:
+        res = rpc_body(modern_call(client, server.url, 1, "run_python_code",
+                                   {"code": "import os; os.getpid()"}))
+        kernel_pid = int(res["result"]["structuredContent"]["result"])
+        assert pid_alive(kernel_pid)
+        stop(server.process)
+    assert not pid_alive(kernel_pid)
