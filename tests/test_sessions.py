@@ -1,0 +1,140 @@
+"""Sessions: create, list, switch (per caller), delete, limits."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.server import create_server
+from tests.conftest import pid_alive
+from tests.servers import http_server
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_create_session_without_a_name_returns_an_unguessable_id(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        res = await client.call_tool("create_session", {"description": "scratch"})
+    data = res.structured_content
+    assert data is not None
+    assert re.fullmatch(r"s-[A-Za-z0-9_-]{16}", data["session_id"])
+    assert (data["description"], data["state"], data["execution_count"]) == ("scratch", "idle", 0)
+
+
+async def test_a_duplicate_session_id_is_refused(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("create_session", {"session_id": "work"})
+        res = await client.call_tool("create_session", {"session_id": "work"}, raise_on_error=False)
+    assert res.is_error
+    assert res.content[0].text == (
+        "A session named 'work' already exists. Use it as it is, pick another session_id, or "
+        "call delete_session first."
+    )
+
+
+async def test_an_unusable_session_name_is_refused(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        res = await client.call_tool(
+            "create_session", {"session_id": "../etc"}, raise_on_error=False
+        )
+    assert res.is_error
+    assert res.content[0].text.startswith("session_id '../etc' is not usable")
+
+
+async def test_sessions_keep_separate_variables(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("create_session", {"session_id": "a"})
+        await client.call_tool("run_python_code", {"code": "v = 'a'", "session_id": "a"})
+        await client.call_tool("run_python_code", {"code": "v = 'default'"})
+        res = await client.call_tool("run_python_code", {"code": "v", "session_id": "a"})
+    assert res.structured_content is not None
+    assert res.structured_content["result"] == "'a'"
+
+
+async def test_list_sessions_shows_state_counts_and_pids(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "1"})
+        await client.call_tool("create_session", {"session_id": "b", "description": "second"})
+        res = await client.call_tool("list_sessions", {})
+        data = res.structured_content
+        assert data is not None
+        rows = {s["session_id"]: s for s in data["sessions"]}
+        assert all(pid_alive(s["kernel_pid"]) for s in rows.values())
+    assert sorted(rows) == ["b", "default"]
+    assert (rows["default"]["execution_count"], rows["b"]["description"]) == (1, "second")
+    assert [s["state"] for s in rows.values()] == ["idle", "idle"]
+    assert (data["max_sessions"], data["current_session"]) == (16, "default")
+
+
+async def test_the_session_limit_tells_the_model_what_to_do(config: ServerConfig) -> None:
+    async with Client(create_server(replace(config, max_sessions=2))) as client:
+        await client.call_tool("create_session", {"session_id": "one"})
+        await client.call_tool("create_session", {"session_id": "two"})
+        res = await client.call_tool("create_session", {"session_id": "three"}, raise_on_error=False)
+    assert res.is_error
+    assert res.content[0].text == (
+        "The server already runs its limit of 2 sessions (one, two). Call delete_session on one "
+        "you no longer need, or reuse an existing session_id."
+    )
+
+
+async def test_delete_session_ends_its_kernel_and_forgets_it(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        created = await client.call_tool("create_session", {"session_id": "gone"})
+        assert created.structured_content is not None
+        pid = created.structured_content["kernel_pid"]
+        await client.call_tool("delete_session", {"session_id": "gone"})
+        res = await client.call_tool(
+            "run_python_code", {"code": "1", "session_id": "gone"}, raise_on_error=False
+        )
+    assert not pid_alive(pid)
+    assert res.is_error
+    assert res.content[0].text == (
+        "No session 'gone'. Call list_sessions to see live sessions, or create_session to start one."
+    )
+
+
+async def test_restart_kernel_clears_variables(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "x = 1"})
+        await client.call_tool("restart_kernel", {})
+        res = await client.call_tool("run_python_code", {"code": "'x' in globals()"})
+    assert res.structured_content is not None
+    assert res.structured_content["result"] == "False"
+
+
+async def test_switch_session_on_a_stateless_connection_says_to_pass_session_id(
+    config: ServerConfig,
+) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("create_session", {"session_id": "mine"})
+        res = await client.call_tool("switch_session", {"session_id": "mine"})
+    data = res.structured_content
+    assert data is not None
+    assert data["applied"] is False
+    assert "Pass session_id='mine' to each call." in data["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_one_clients_switch_never_moves_another_clients_calls(workspace: Path) -> None:
+    with http_server(workspace) as server:
+        async with Client(server.url, mode="legacy") as alice, Client(server.url, mode="legacy") as bob:
+            await alice.call_tool("create_session", {"session_id": "alice"})
+            switched = await alice.call_tool("switch_session", {"session_id": "alice"})
+            mine = await alice.call_tool("run_python_code", {"code": "who = 'alice'"})
+            theirs = await bob.call_tool("run_python_code", {"code": "who = 'bob'"})
+            check = await alice.call_tool("run_python_code", {"code": "who"})
+    assert switched.structured_content is not None
+    assert switched.structured_content["applied"] is True
+    assert mine.structured_content is not None and theirs.structured_content is not None
+    assert (mine.structured_content["session_id"], theirs.structured_content["session_id"]) == (
+        "alice", "default",
+    )
+    assert check.structured_content is not None
+    assert check.structured_content["result"] == "'alice'"
