@@ -90,3 +90,13 @@ def test_the_architecture_test_catches_an_upward_import(tmp_path: Path) -> None:
     planted.write_text("from python_mcp_server.tools import MODULES\n")
     assert "python_mcp_server.tools" in _imports(planted)
     assert "tools" not in ALLOWED["kernels"]
+
+
+def test_every_tool_turns_our_errors_into_model_readable_results() -> None:
+    for path in sorted((SRC / "tools").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
+                continue
+            names = [ast.unparse(d) for d in node.decorator_list]
+            if any(n.startswith("mcp.tool") for n in names):
+                assert "domain_errors" in names, f"{path.name}:{node.name} lacks @domain_errors"
