@@ -58,5 +58,6 @@ def reap_pids() -> Iterator[list[int]]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "kernel" in item.fixturenames or "config" in item.fixturenames:
+        names = getattr(item, "fixturenames", ())
+        if "config" in names or "workspace" in names:
             item.add_marker(pytest.mark.kernel)

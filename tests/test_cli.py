@@ -24,10 +24,25 @@ def shown(args: list[str], env: dict[str, str] | None = None) -> dict[str, objec
 
 def test_defaults_are_safe_and_documented() -> None:
     config = shown([])
-    assert {k: config[k] for k in ("transport", "host", "port", "path", "execution_timeout_s",
-                                   "max_sessions", "auth_token")} == {
-        "transport": "http", "host": "127.0.0.1", "port": 8000, "path": "/mcp",
-        "execution_timeout_s": 60.0, "max_sessions": 16, "auth_token": None,
+    assert {
+        k: config[k]
+        for k in (
+            "transport",
+            "host",
+            "port",
+            "path",
+            "execution_timeout_s",
+            "max_sessions",
+            "auth_token",
+        )
+    } == {
+        "transport": "http",
+        "host": "127.0.0.1",
+        "port": 8000,
+        "path": "/mcp",
+        "execution_timeout_s": 60.0,
+        "max_sessions": 16,
+        "auth_token": None,
     }
     assert config["workspace_dir"] == "workspace"
 
@@ -45,12 +60,29 @@ def test_every_flag_can_come_from_an_environment_variable(tmp_path: Path) -> Non
         "PYTHON_MCP_SERVER_AUTH_TOKEN": "tok",
     }
     config = shown([], env=env)
-    assert {k: config[k] for k in ("transport", "host", "port", "path", "workspace_dir",
-                                   "execution_timeout_s", "max_sessions", "log_level",
-                                   "auth_token")} == {
-        "transport": "stdio", "host": "127.0.0.2", "port": 9123, "path": "/rpc",
-        "workspace_dir": str(tmp_path), "execution_timeout_s": 5.0, "max_sessions": 3,
-        "log_level": "DEBUG", "auth_token": "***",
+    assert {
+        k: config[k]
+        for k in (
+            "transport",
+            "host",
+            "port",
+            "path",
+            "workspace_dir",
+            "execution_timeout_s",
+            "max_sessions",
+            "log_level",
+            "auth_token",
+        )
+    } == {
+        "transport": "stdio",
+        "host": "127.0.0.2",
+        "port": 9123,
+        "path": "/rpc",
+        "workspace_dir": str(tmp_path),
+        "execution_timeout_s": 5.0,
+        "max_sessions": 3,
+        "log_level": "DEBUG",
+        "auth_token": "***",
     }
 
 
@@ -85,7 +117,9 @@ def test_a_bad_log_level_is_named() -> None:
 def test_the_installed_command_refuses_too(tmp_path: Path) -> None:
     proc = subprocess.run(
         [*server_command("--host", "0.0.0.0", "--workspace-dir", str(tmp_path))],
-        capture_output=True, timeout=60, check=False,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stdout == b""

@@ -76,7 +76,8 @@ async def test_every_tool_has_a_description_an_output_schema_and_annotations(
     async with Client(create_server(config)) as client:
         tools = await client.list_tools()
     for tool in tools:
-        assert tool.description and len(tool.description) > 40, tool.name
+        assert tool.description, tool.name
+        assert len(tool.description) > 40, tool.name
         assert tool.output_schema is not None, tool.name
         assert tool.annotations is not None, tool.name
         assert tool.annotations.read_only_hint is not None, tool.name

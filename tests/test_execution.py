@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 from fastmcp import Client
 
@@ -22,7 +23,10 @@ async def test_code_output_and_last_expression_come_back_typed(config: ServerCon
     data = res.structured_content
     assert data is not None
     assert (data["status"], data["stdout"], data["result"], data["execution_count"]) == (
-        "ok", "hi\n", "42", 1,
+        "ok",
+        "hi\n",
+        "42",
+        1,
     )
     assert "hi" in res.content[0].text
 
@@ -71,7 +75,9 @@ async def test_a_timeout_interrupts_the_cell_and_keeps_the_variables(config: Ser
     assert (config.workspace_root / "ran.txt").read_text() == "x"  # sent once, never re-sent
 
 
-async def test_a_cell_that_ignores_interrupts_gets_the_kernel_restarted(config: ServerConfig) -> None:
+async def test_a_cell_that_ignores_interrupts_gets_the_kernel_restarted(
+    config: ServerConfig,
+) -> None:
     code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)"
     async with Client(create_server(config)) as client:
         await client.call_tool("run_python_code", {"code": "lost = 1"})
@@ -108,11 +114,7 @@ async def test_a_kernel_that_exits_mid_cell_is_reported_and_restarted(config: Se
 
 async def test_a_kernel_killed_from_outside_mid_cell_is_reported(config: ServerConfig) -> None:
     marker = config.workspace_root / "pid.txt"
-    code = (
-        "import os, time\n"
-        "open('pid.txt', 'w').write(str(os.getpid()))\n"
-        "time.sleep(60)"
-    )
+    code = "import os, time\nopen('pid.txt', 'w').write(str(os.getpid()))\ntime.sleep(60)"
     async with Client(create_server(config)) as client, anyio.create_task_group() as tg:
         results: list[dict[str, object]] = []
 
@@ -218,7 +220,7 @@ async def test_calls_on_one_session_run_one_at_a_time_in_arrival_order(
             await wait_for_file(config.workspace_root / "started")
             for i in range(5):
                 tg.start_soon(client.call_tool, "run_python_code", {"code": f"order.append({i})"})
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             (config.workspace_root / "release").touch()
         res = await client.call_tool("run_python_code", {"code": "order"})
     assert res.structured_content is not None

@@ -32,8 +32,14 @@ def rpc_body(response: httpx.Response) -> dict[str, Any]:
     return found
 
 
-def modern_call(client: httpx.Client, url: str, rid: int, name: str, args: dict[str, Any],
-                headers: dict[str, str] | None = None) -> httpx.Response:
+def modern_call(
+    client: httpx.Client,
+    url: str,
+    rid: int,
+    name: str,
+    args: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     body = {
         "jsonrpc": "2.0",
         "id": rid,
@@ -48,15 +54,22 @@ def modern_call(client: httpx.Client, url: str, rid: int, name: str, args: dict[
             },
         },
     }
-    hdrs = {**ACCEPT, "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": name,
-            **(headers or {})}
+    hdrs = {
+        **ACCEPT,
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": name,
+        **(headers or {}),
+    }
     return client.post(url, json=body, headers=hdrs)
 
 
 def test_stateless_2026_requests_run_code_without_a_handshake(workspace: Path) -> None:
     with http_server(workspace) as server, httpx.Client(timeout=60) as client:
         first = rpc_body(modern_call(client, server.url, 1, "run_python_code", {"code": "x = 20"}))
-        second = rpc_body(modern_call(client, server.url, 2, "run_python_code", {"code": "x * 2 + 2"}))
+        second = rpc_body(
+            modern_call(client, server.url, 2, "run_python_code", {"code": "x * 2 + 2"})
+        )
     assert first["result"]["structuredContent"]["status"] == "ok"
     assert second["result"]["structuredContent"]["result"] == "42"
     assert second["result"]["isError"] is False
@@ -64,32 +77,57 @@ def test_stateless_2026_requests_run_code_without_a_handshake(workspace: Path) -
 
 def test_2025_handshake_session_runs_code_with_mcp_session_id(workspace: Path) -> None:
     with http_server(workspace) as server, httpx.Client(timeout=60) as client:
-        init = client.post(server.url, headers=ACCEPT, json={
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": LEGACY, "capabilities": {},
-                       "clientInfo": {"name": "raw-httpx", "version": "0"}},
-        })
+        init = client.post(
+            server.url,
+            headers=ACCEPT,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": LEGACY,
+                    "capabilities": {},
+                    "clientInfo": {"name": "raw-httpx", "version": "0"},
+                },
+            },
+        )
         assert rpc_body(init)["result"]["protocolVersion"] == LEGACY
         sid = init.headers["mcp-session-id"]
         hdrs = {**ACCEPT, "Mcp-Session-Id": sid, "MCP-Protocol-Version": LEGACY}
-        note = client.post(server.url, headers=hdrs,
-                           json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        note = client.post(
+            server.url, headers=hdrs, json={"jsonrpc": "2.0", "method": "notifications/initialized"}
+        )
         assert note.status_code == 202
-        listed = rpc_body(client.post(server.url, headers=hdrs,
-                                      json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        listed = rpc_body(
+            client.post(
+                server.url, headers=hdrs, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            )
+        )
         names = {tool["name"] for tool in listed["result"]["tools"]}
-        call = rpc_body(client.post(server.url, headers=hdrs, json={
-            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
-            "params": {"name": "run_python_code", "arguments": {"code": "print('legacy ok')"}},
-        }))
+        call = rpc_body(
+            client.post(
+                server.url,
+                headers=hdrs,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 3,
+                    "method": "tools/call",
+                    "params": {
+                        "name": "run_python_code",
+                        "arguments": {"code": "print('legacy ok')"},
+                    },
+                },
+            )
+        )
     assert {"run_python_code", "create_session", "list_sessions", "ping"} <= names
     assert call["result"]["structuredContent"]["stdout"] == "legacy ok\n"
 
 
 def test_a_foreign_origin_is_refused_with_403(workspace: Path) -> None:
     with http_server(workspace) as server, httpx.Client(timeout=30) as client:
-        response = modern_call(client, server.url, 1, "ping", {},
-                               headers={"Origin": "http://evil.example"})
+        response = modern_call(
+            client, server.url, 1, "ping", {}, headers={"Origin": "http://evil.example"}
+        )
     assert response.status_code == 403
 
 
@@ -97,7 +135,9 @@ def test_a_request_without_the_bearer_token_gets_401(workspace: Path) -> None:
     with http_server(workspace, "--auth-token", "s3cret") as server, httpx.Client(timeout=30) as c:
         missing = modern_call(c, server.url, 1, "ping", {})
         wrong = modern_call(c, server.url, 2, "ping", {}, headers={"Authorization": "Bearer nope"})
-        right = modern_call(c, server.url, 3, "ping", {}, headers={"Authorization": "Bearer s3cret"})
+        right = modern_call(
+            c, server.url, 3, "ping", {}, headers={"Authorization": "Bearer s3cret"}
+        )
         health = c.get(f"{server.base}/health")
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
     assert "Authorization: Bearer" in missing.json()["error_description"]
@@ -110,8 +150,11 @@ def test_sigterm_shuts_every_kernel_down(workspace: Path) -> None:
     from tests.servers import stop
 
     with http_server(workspace) as server, httpx.Client(timeout=60) as client:
-        res = rpc_body(modern_call(client, server.url, 1, "run_python_code",
-                                   {"code": "import os; os.getpid()"}))
+        res = rpc_body(
+            modern_call(
+                client, server.url, 1, "run_python_code", {"code": "import os; os.getpid()"}
+            )
+        )
         kernel_pid = int(res["result"]["structuredContent"]["result"])
         assert pid_alive(kernel_pid)
         stop(server.process)

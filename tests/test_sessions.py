@@ -17,7 +17,9 @@ from tests.servers import http_server
 pytestmark = pytest.mark.anyio
 
 
-async def test_create_session_without_a_name_returns_an_unguessable_id(config: ServerConfig) -> None:
+async def test_create_session_without_a_name_returns_an_unguessable_id(
+    config: ServerConfig,
+) -> None:
     async with Client(create_server(config)) as client:
         res = await client.call_tool("create_session", {"description": "scratch"})
     data = res.structured_content
@@ -75,7 +77,9 @@ async def test_the_session_limit_tells_the_model_what_to_do(config: ServerConfig
     async with Client(create_server(replace(config, max_sessions=2))) as client:
         await client.call_tool("create_session", {"session_id": "one"})
         await client.call_tool("create_session", {"session_id": "two"})
-        res = await client.call_tool("create_session", {"session_id": "three"}, raise_on_error=False)
+        res = await client.call_tool(
+            "create_session", {"session_id": "three"}, raise_on_error=False
+        )
     assert res.is_error
     assert res.content[0].text == (
         "The server already runs its limit of 2 sessions (one, two). Call delete_session on one "
@@ -124,7 +128,10 @@ async def test_switch_session_on_a_stateless_connection_says_to_pass_session_id(
 @pytest.mark.timeout(120)
 async def test_one_clients_switch_never_moves_another_clients_calls(workspace: Path) -> None:
     with http_server(workspace) as server:
-        async with Client(server.url, mode="legacy") as alice, Client(server.url, mode="legacy") as bob:
+        async with (
+            Client(server.url, mode="legacy") as alice,
+            Client(server.url, mode="legacy") as bob,
+        ):
             await alice.call_tool("create_session", {"session_id": "alice"})
             switched = await alice.call_tool("switch_session", {"session_id": "alice"})
             mine = await alice.call_tool("run_python_code", {"code": "who = 'alice'"})
@@ -132,9 +139,11 @@ async def test_one_clients_switch_never_moves_another_clients_calls(workspace: P
             check = await alice.call_tool("run_python_code", {"code": "who"})
     assert switched.structured_content is not None
     assert switched.structured_content["applied"] is True
-    assert mine.structured_content is not None and theirs.structured_content is not None
+    assert mine.structured_content is not None
+    assert theirs.structured_content is not None
     assert (mine.structured_content["session_id"], theirs.structured_content["session_id"]) == (
-        "alice", "default",
+        "alice",
+        "default",
     )
     assert check.structured_content is not None
     assert check.structured_content["result"] == "'alice'"

@@ -15,11 +15,14 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 async def test_stdio_serves_code_and_end_of_input_shuts_the_kernel_down(workspace: Path) -> None:
-    cmd = server_command("--transport", "stdio", "--workspace-dir", str(workspace),
-                         "--kernel-pool-size", "0")
+    cmd = server_command(
+        "--transport", "stdio", "--workspace-dir", str(workspace), "--kernel-pool-size", "0"
+    )
     transport = StdioTransport(command=cmd[0], args=cmd[1:], keep_alive=False)
     async with Client(transport) as client:
-        res = await client.call_tool("run_python_code", {"code": "import os; print('hi'); os.getpid()"})
+        res = await client.call_tool(
+            "run_python_code", {"code": "import os; print('hi'); os.getpid()"}
+        )
         data = res.structured_content
         assert data is not None
         assert data["stdout"] == "hi\n"

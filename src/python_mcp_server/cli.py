@@ -172,7 +172,7 @@ def run(
         raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
     config = ServerConfig(
         workspace_dir=workspace_dir,
-        transport=transport.value,  # type: ignore[arg-type]
+        transport=transport.value,
         host=host,
         port=port,
         path=path if path.startswith("/") else f"/{path}",
