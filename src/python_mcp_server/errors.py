@@ -16,7 +16,8 @@ ServerError                        the model can act on this (reaches it as an `
 │   ├── WorkspaceFileNotFoundError
 │   ├── WorkspaceFileExistsError
 │   ├── NotAFileError / NotADirectoryError_
-│   └── FileTooLargeError
+│   ├── FileTooLargeError
+│   └── ScriptNotFoundError        run_script with a name not in scripts/
 ├── PackageError                   a requirement that is refused or an installer failure
 ├── InvalidArgumentError           a value the schema allows but the tool cannot use
 └── ResourceLimitError             host memory below the floor, and similar limits
@@ -144,3 +145,12 @@ class FileTooLargeError(WorkspaceError):
 
 class PackageError(ServerError):
     """A package request was refused or the installer failed as a whole."""
+
+
+class ScriptNotFoundError(WorkspaceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"No script {name!r} in scripts/. Call list_files(path='scripts') to see the saved "
+            "scripts, or save_script to create it."
+        )
+        self.name = name

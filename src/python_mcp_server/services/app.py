@@ -10,6 +10,8 @@ from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import KernelBackend, LocalBackend
 from python_mcp_server.services.execution import ExecutionService
 from python_mcp_server.services.sessions import SessionManager
+from python_mcp_server.workspace.manager import WorkspaceManager
+from python_mcp_server.workspace.scripts import ScriptRunner
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,8 @@ class Services:
     config: ServerConfig
     sessions: SessionManager
     execution: ExecutionService
+    workspace: WorkspaceManager
+    scripts: ScriptRunner
 
     @classmethod
     @asynccontextmanager
@@ -26,11 +30,14 @@ class Services:
         """Start the services; on exit every kernel is shut down."""
         backend = backend or LocalBackend()
         try:
+            workspace = WorkspaceManager.open(config)
             async with SessionManager(config, backend) as sessions:
                 yield cls(
                     config=config,
                     sessions=sessions,
                     execution=ExecutionService(config, sessions),
+                    workspace=workspace,
+                    scripts=ScriptRunner(config, workspace),
                 )
         finally:
             await backend.aclose()

@@ -1,0 +1,308 @@
+"""`WorkspaceManager`: list, read, write and delete files inside the workspace root.
+
+Every path goes through `resolve_inside`. All I/O is in bytes (binary-safe); blocking work runs in
+a worker thread so the event loop keeps answering while a large folder is walked or deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Literal, ParamSpec, TypeVar
+
+import anyio.to_thread
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.errors import (
+    FileTooLargeError,
+    InvalidArgumentError,
+    NotADirectoryError_,
+    NotAFileError,
+    WorkspaceFileExistsError,
+    WorkspaceFileNotFoundError,
+)
+from python_mcp_server.workspace._files import (
+    as_text,
+    atomic_write,
+    decode_content,
+    entry_type,
+    iso_utc,
+    tree_text,
+    uri_for,
+    walk,
+)
+from python_mcp_server.workspace.models import (
+    DeleteResult,
+    FileContent,
+    FileEntry,
+    FileList,
+    WorkspaceInfo,
+    WriteResult,
+)
+from python_mcp_server.workspace.paths import relative_name, resolve_inside
+
+logger = logging.getLogger(__name__)
+
+SUBFOLDERS = ("scripts", "outputs", "uploads")
+SCAN_LIMIT = 100_000
+"""Most directory entries one listing or info walk visits."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class WorkspaceManager:
+    """File operations confined to `config.workspace_root`. Create it with `open(config)`."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.root = config.workspace_root
+
+    @classmethod
+    def open(cls, config: ServerConfig) -> WorkspaceManager:
+        """The manager for `config`, with the root and its standard subfolders created."""
+        manager = cls(config)
+        manager.ensure_layout()
+        return manager
+
+    def ensure_layout(self) -> None:
+        for name in SUBFOLDERS:
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+
+    def resolve(self, user_path: str, *, need_name: bool = False) -> Path:
+        return resolve_inside(self.root, user_path, need_name=need_name)
+
+    def relative(self, path: Path) -> str:
+        return relative_name(self.root, path)
+
+    async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+    # ------------------------------------------------------------------ list
+
+    async def listing(
+        self,
+        path: str = ".",
+        pattern: str | None = None,
+        recursive: bool = False,
+        max_entries: int | None = None,
+    ) -> FileList:
+        return await self._run(self.list_sync, path, pattern, recursive, max_entries)
+
+    def list_sync(
+        self, path: str, pattern: str | None, recursive: bool, max_entries: int | None
+    ) -> FileList:
+        cap = self.config.max_list_entries
+        limit = cap if max_entries is None else max(1, min(max_entries, cap))
+        base = self.resolve(path)
+        if not base.exists():
+            raise WorkspaceFileNotFoundError(path)
+        if not base.is_dir():
+            raise NotADirectoryError_(path)
+        base_rel = self.relative(base)
+        entries: list[FileEntry] = []
+        visited = 0
+        cut: str | None = None
+        for child, st in walk(base, recursive):
+            visited += 1
+            if visited > SCAN_LIMIT:
+                cut = f"the scan stopped after {SCAN_LIMIT} entries"
+                break
+            rel = self.relative(child)
+            target = rel if pattern and "/" in pattern else child.name
+            if pattern and not fnmatch.fnmatchcase(target, pattern):
+                continue
+            if len(entries) >= limit:
+                cut = f"only the first {limit} entries are shown"
+                break
+            kind = entry_type(st.st_mode)
+            size = st.st_size if kind == "file" else None
+            entries.append(FileEntry(path=rel, type=kind, size=size, modified=iso_utc(st.st_mtime)))
+        message = None
+        if cut:
+            message = (
+                f"The listing was cut: {cut}. Narrow it with a deeper path, a pattern such as "
+                "'*.csv', or recursive=false."
+            )
+        return FileList(
+            path=base_rel,
+            entries=entries,
+            truncated=cut is not None,
+            tree=tree_text(base_rel, entries),
+            message=message,
+        )
+
+    # ------------------------------------------------------------------ read
+
+    async def read(self, path: str, offset: int = 0, max_bytes: int | None = None) -> FileContent:
+        return await self._run(self.read_sync, path, offset, max_bytes)
+
+    def _file(self, path: str) -> Path:
+        real = self.resolve(path, need_name=True)
+        if real.is_dir():
+            raise NotAFileError(path)
+        if not real.is_file():
+            raise WorkspaceFileNotFoundError(path)
+        return real
+
+    def read_sync(self, path: str, offset: int, max_bytes: int | None) -> FileContent:
+        cap = self.config.max_file_read_bytes
+        if offset < 0:
+            raise InvalidArgumentError(f"offset must be 0 or more, not {offset}.")
+        want = cap if max_bytes is None else min(max_bytes, cap)
+        if want < 1:
+            raise InvalidArgumentError(f"max_bytes must be 1 or more, not {max_bytes}.")
+        real = self._file(path)
+        with real.open("rb") as f:
+            total = os.fstat(f.fileno()).st_size
+            if offset > total:
+                raise InvalidArgumentError(
+                    f"offset {offset} is past the end of {path!r}, which is {total} bytes."
+                )
+            f.seek(offset)
+            data = f.read(want)
+        end = offset + len(data)
+        text = as_text(data, at_eof=end >= total)
+        encoding: Literal["utf-8", "base64"] = "utf-8"
+        if text is not None:
+            content, used = text
+        else:
+            content, used, encoding = base64.b64encode(data).decode("ascii"), len(data), "base64"
+        end = offset + used
+        truncated = end < total
+        notes = []
+        if max_bytes is not None and max_bytes > cap:
+            notes.append(f"max_bytes was lowered to the server limit of {cap} bytes.")
+        if truncated:
+            notes.append(
+                f"Returned bytes {offset}..{end} of {total}. Call read_file with offset={end} "
+                "for the next chunk."
+            )
+        rel = self.relative(real)
+        return FileContent(
+            path=rel,
+            content=content,
+            encoding=encoding,
+            total_size=total,
+            offset=offset,
+            bytes_returned=used,
+            truncated=truncated,
+            next_offset=end if truncated else None,
+            uri=uri_for(rel),
+            message=" ".join(notes) or None,
+        )
+
+    def read_whole(self, path: str) -> tuple[Path, bytes]:
+        """A whole file for a resource read, refused above the read limit."""
+        real = self._file(path)
+        size = real.stat().st_size
+        cap = self.config.max_file_read_bytes
+        if size > cap:
+            raise FileTooLargeError(
+                path, size, cap, "Read it in chunks with read_file(path, offset=...)."
+            )
+        return real, real.read_bytes()
+
+    # ----------------------------------------------------------------- write
+
+    async def write(
+        self,
+        path: str,
+        content: str,
+        encoding: Literal["text", "base64"] = "text",
+        overwrite: bool = True,
+    ) -> WriteResult:
+        data = decode_content(path, content, encoding)
+        return await self._run(self.write_bytes, path, data, overwrite)
+
+    def write_bytes(self, path: str, data: bytes, overwrite: bool = True) -> WriteResult:
+        cap = self.config.max_file_write_bytes
+        if len(data) > cap:
+            raise FileTooLargeError(
+                path, len(data), cap, "Write it as several smaller files, or produce it with code."
+            )
+        real = self.resolve(path, need_name=True)
+        if real.is_dir():
+            raise NotAFileError(path)
+        existed = real.exists()
+        if existed and not overwrite:
+            raise WorkspaceFileExistsError(path)
+        try:
+            real.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise InvalidArgumentError(
+                f"Cannot create the folders for {path!r}: a file is in the way. Call list_files "
+                "to see what exists."
+            ) from exc
+        atomic_write(real, data, overwrite, path)
+        rel = self.relative(real)
+        return WriteResult(path=rel, bytes_written=len(data), created=not existed, uri=uri_for(rel))
+
+    # ---------------------------------------------------------------- delete
+
+    async def delete(self, path: str, recursive: bool = False) -> DeleteResult:
+        return await self._run(self.delete_sync, path, recursive)
+
+    def delete_sync(self, path: str, recursive: bool) -> DeleteResult:
+        real = resolve_inside(self.root, path, need_name=True, follow_last=False)
+        try:
+            mode = real.lstat().st_mode
+        except FileNotFoundError:
+            raise WorkspaceFileNotFoundError(path) from None
+        kind = entry_type(mode)
+        rel = self.relative(real)
+        if kind == "directory":
+            if not recursive:
+                raise InvalidArgumentError(
+                    f"{path!r} is a folder. Pass recursive=true to delete it and everything in "
+                    "it, or delete the files inside one by one."
+                )
+            shutil.rmtree(real)
+            message = f"Deleted the folder {rel!r} and everything in it."
+        else:
+            real.unlink()
+            message = f"Deleted {rel!r}."
+            if kind == "symlink":
+                message = f"Deleted the link {rel!r} (its target was not touched)."
+        self.ensure_layout()
+        return DeleteResult(path=rel, type=kind, message=message)
+
+    # ------------------------------------------------------------------ info
+
+    async def info(self) -> WorkspaceInfo:
+        return await self._run(self.info_sync)
+
+    def info_sync(self) -> WorkspaceInfo:
+        files = folders = used = 0
+        truncated = False
+        for visited, (_, st) in enumerate(walk(self.root, recursive=True), start=1):
+            if visited > SCAN_LIMIT:
+                truncated = True
+                break
+            if stat.S_ISDIR(st.st_mode):
+                folders += 1
+            elif stat.S_ISREG(st.st_mode):
+                files += 1
+                used += st.st_size
+        subfolders = sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.is_symlink()
+        )
+        c = self.config
+        return WorkspaceInfo(
+            root=str(self.root),
+            bytes_used=used,
+            file_count=files,
+            folder_count=folders,
+            subfolders=subfolders,
+            scan_truncated=truncated,
+            max_file_read_bytes=c.max_file_read_bytes,
+            max_file_write_bytes=c.max_file_write_bytes,
+            max_list_entries=c.max_list_entries,
+        )

@@ -1,0 +1,213 @@
+"""`ScriptRunner`: save Python scripts into `scripts/` and run them as bounded subprocesses.
+
+A script runs with the kernel's interpreter (`config.kernel_python`), the workspace root as its
+working directory, its own arguments as argv (never through a shell) and stdin closed. Output is
+read as it comes and kept within `config.max_output_chars` per stream (head and tail). On timeout
+the whole process tree is killed, grandchildren that started their own session included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections import deque
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.errors import InvalidArgumentError, ScriptNotFoundError
+from python_mcp_server.workspace._proctree import ProcessTree
+from python_mcp_server.workspace.manager import WorkspaceManager
+from python_mcp_server.workspace.models import ScriptRun, WriteResult
+
+logger = logging.getLogger(__name__)
+
+SCRIPTS = "scripts"
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_MAX_NAME = 100
+_WATCH_S = 0.2
+"""How often the process tree is sampled while a script runs."""
+_LINGER_S = 2.0
+"""How long after the script exits its output may stay open (held by a background process)."""
+_REAP_S = 5.0
+"""Bound on waiting for killed processes and their pipes."""
+
+
+def script_name(name: str) -> str:
+    """A validated plain file name for `scripts/`, with '.py' added when missing."""
+    rule = None
+    if not name or not name.strip():
+        rule = "it is empty"
+    elif "/" in name or "\\" in name:
+        rule = "it names a folder; scripts live directly in scripts/"
+    elif len(name) > _MAX_NAME:
+        rule = f"it is longer than {_MAX_NAME} characters"
+    elif name in (".", "..") or not _NAME.fullmatch(name):
+        rule = "use letters, digits, '_', '-' and '.', not starting with '.' or '-'"
+    if rule:
+        raise InvalidArgumentError(
+            f"Script name {name!r} is refused: {rule}. Use a plain file name such as 'analysis.py'."
+        )
+    return name if name.endswith(".py") else name + ".py"
+
+
+class _BoundedBytes:
+    """Keeps the head and the tail of a byte stream within a budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.head_budget = budget // 2
+        self.tail_budget = budget - self.head_budget
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_len = 0
+        self.total = 0
+
+    def append(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_budget - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail.append(data)
+            self.tail_len += len(data)
+            while self.tail_len - len(self.tail[0]) >= self.tail_budget:
+                self.tail_len -= len(self.tail.popleft())
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.head_budget + self.tail_budget
+
+    def render(self) -> str:
+        tail = b"".join(self.tail)
+        if not self.truncated:
+            return (bytes(self.head) + tail).decode("utf-8", errors="replace")
+        tail = tail[-self.tail_budget :] if self.tail_budget else b""
+        omitted = self.total - len(self.head) - len(tail)
+        return (
+            self.head.decode("utf-8", errors="replace")
+            + f"\n... [{omitted} bytes omitted] ...\n"
+            + tail.decode("utf-8", errors="replace")
+        )
+
+
+async def _pump(stream: asyncio.StreamReader | None, sink: _BoundedBytes) -> None:
+    if stream is None:
+        return
+    while chunk := await stream.read(65536):
+        sink.append(chunk)
+
+
+async def _watch(tree: ProcessTree) -> None:
+    while True:
+        tree.snapshot()
+        await asyncio.sleep(_WATCH_S)
+
+
+class ScriptRunner:
+    """Saves and runs the scripts in the workspace's `scripts/` folder."""
+
+    def __init__(self, config: ServerConfig, workspace: WorkspaceManager) -> None:
+        self.config = config
+        self.workspace = workspace
+
+    async def save(self, name: str, code: str) -> WriteResult:
+        """Write `code` to `scripts/<name>` (replacing a script of that name)."""
+        filename = script_name(name)
+        return await self.workspace.write(f"{SCRIPTS}/{filename}", code, "text", overwrite=True)
+
+    async def run(
+        self, name: str, args: list[str] | None = None, timeout_s: float | None = None
+    ) -> ScriptRun:
+        """Run `scripts/<name>` and wait for it, at most `timeout_s` seconds."""
+        filename = script_name(name)
+        argv = list(args or [])
+        if any("\x00" in a for a in argv):
+            raise InvalidArgumentError("A script argument contains a NUL byte; remove it.")
+        limit = self.config.script_timeout_s
+        timeout = limit if timeout_s is None else min(timeout_s, limit)
+        if timeout <= 0:
+            raise InvalidArgumentError(f"timeout_s must be more than 0, not {timeout_s}.")
+        path = self.workspace.resolve(f"{SCRIPTS}/{filename}", need_name=True)
+        if not path.is_file():
+            raise ScriptNotFoundError(filename)
+        root = self.workspace.root
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONIOENCODING": "utf-8",
+            "PYTHON_MCP_SERVER_WORKSPACE": str(root),
+        }
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            self.config.kernel_python,
+            str(path),
+            *argv,
+            cwd=root,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        logger.info("script %s started as pid %s", filename, proc.pid)
+        budget = self.config.max_output_chars
+        out, err = _BoundedBytes(budget), _BoundedBytes(budget)
+        readers = {
+            asyncio.create_task(_pump(proc.stdout, out)),
+            asyncio.create_task(_pump(proc.stderr, err)),
+        }
+        tree = ProcessTree(proc.pid)
+        watcher = asyncio.create_task(_watch(tree))
+        timed_out = False
+        killed = 0
+        notes: list[str] = []
+        try:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                timed_out = True
+                killed = tree.kill()
+                await asyncio.wait_for(proc.wait(), _REAP_S)
+                notes.append(
+                    f"The script ran past {timeout:g} s and was killed, with every process it "
+                    f"started ({killed} in all). Output up to that point is shown."
+                )
+            _, pending = await asyncio.wait(readers, timeout=_LINGER_S)
+            if pending:
+                lingering = tree.kill()
+                killed += lingering
+                notes.append(
+                    f"The script left {lingering} background process(es) holding its output "
+                    "open; they were killed."
+                )
+                _, pending = await asyncio.wait(pending, timeout=_REAP_S)
+        finally:
+            watcher.cancel()
+            if proc.returncode is None:
+                tree.kill()
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(watcher, *readers, return_exceptions=True)
+        duration_ms = (time.monotonic() - started) * 1000
+        code = proc.returncode
+        if not timed_out and code:
+            notes.append(f"The script exited with code {code}; see stderr.")
+        if out.truncated or err.truncated:
+            notes.append(
+                f"Long output was cut to {budget} bytes per stream (head and tail kept); write "
+                "large results to a file in outputs/ instead."
+            )
+        return ScriptRun(
+            name=filename,
+            exit_code=code,
+            timed_out=timed_out,
+            duration_ms=round(duration_ms, 1),
+            stdout=out.render(),
+            stderr=err.render(),
+            stdout_truncated=out.truncated,
+            stderr_truncated=err.truncated,
+            killed_processes=killed,
+            message=" ".join(notes) or None,
+        )
