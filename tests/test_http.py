@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +146,9 @@ def test_a_request_without_the_bearer_token_gets_401(workspace: Path) -> None:
     assert health.status_code == 200
 
 
-def test_sigterm_shuts_every_kernel_down(workspace: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_shuts_every_kernel_down(workspace: Path, signum: int) -> None:
     from tests.conftest import pid_alive
-    from tests.servers import stop
 
     with http_server(workspace) as server, httpx.Client(timeout=60) as client:
         res = rpc_body(
@@ -157,5 +158,6 @@ def test_sigterm_shuts_every_kernel_down(workspace: Path) -> None:
         )
         kernel_pid = int(res["result"]["structuredContent"]["result"])
         assert pid_alive(kernel_pid)
-        stop(server.process)
+        server.process.send_signal(signum)
+        server.process.wait(30)
     assert not pid_alive(kernel_pid)

@@ -28,5 +28,11 @@ async def test_stdio_serves_code_and_end_of_input_shuts_the_kernel_down(workspac
         assert data["stdout"] == "hi\n"
         kernel_pid = int(data["result"])
         assert pid_alive(kernel_pid)
+        # a kernel writing straight to file descriptor 1 must not reach the MCP wire
+        noisy = await client.call_tool(
+            "run_python_code", {"code": "import os; os.write(1, b'not json\\n'); 'still fine'"}
+        )
+        assert noisy.structured_content is not None
+        assert noisy.structured_content["result"] == "'still fine'"
     # the transport closed the server's stdin and waited for it to exit
     assert not pid_alive(kernel_pid)
