@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -161,3 +162,30 @@ def test_a_signal_shuts_every_kernel_down(workspace: Path, signum: int) -> None:
         server.process.send_signal(signum)
         server.process.wait(30)
     assert not pid_alive(kernel_pid)
+
+
+@pytest.mark.anyio
+async def test_closing_the_http_stream_interrupts_the_kernel(workspace: Path) -> None:
+    from fastmcp import Client
+
+    from tests.test_execution import wait_for_file
+
+    code = (
+        "import time\n"
+        "open('started', 'w').close()\n"
+        "try:\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    open('interrupted', 'w').close()\n"
+        "    raise"
+    )
+    with http_server(workspace) as server:
+        async with Client(server.url) as client:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.call_tool, "run_python_code", {"code": code})
+                await wait_for_file(workspace / "started")
+                tg.cancel_scope.cancel()
+            await wait_for_file(workspace / "interrupted")
+            after = await client.call_tool("run_python_code", {"code": "'answering'"})
+    assert after.structured_content is not None
+    assert after.structured_content["result"] == "'answering'"
