@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import KernelBackend, LocalBackend
+from python_mcp_server.services.environment import EnvironmentService
 from python_mcp_server.services.execution import ExecutionService
+from python_mcp_server.services.introspection import IntrospectionService
+from python_mcp_server.services.packages import PackageService
 from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.workspace.manager import WorkspaceManager
 from python_mcp_server.workspace.scripts import ScriptRunner
@@ -19,6 +22,9 @@ class Services:
     config: ServerConfig
     sessions: SessionManager
     execution: ExecutionService
+    introspection: IntrospectionService
+    packages: PackageService
+    environment: EnvironmentService
     workspace: WorkspaceManager
     scripts: ScriptRunner
 
@@ -36,6 +42,9 @@ class Services:
                     config=config,
                     sessions=sessions,
                     execution=ExecutionService(config, sessions),
+                    introspection=IntrospectionService(config, sessions),
+                    packages=PackageService(config, sessions),
+                    environment=EnvironmentService(config, sessions),
                     workspace=workspace,
                     scripts=ScriptRunner(config, workspace),
                 )

@@ -1,0 +1,350 @@
+"""`PackageService`: install packages into a session kernel's interpreter, and list them.
+
+The installer is `uv pip install --python <kernel python>` (or `<kernel python> -m pip install`
+when uv is missing), run from an argv list in its own process group so a timeout can kill it
+whole. Versions before and after come from the kernel itself (importlib.metadata, silently), so
+the result says exactly what changed, and whether an upgraded module was already imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import anyio
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, Field
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.errors import InvalidArgumentError, PackageError
+from python_mcp_server.kernels.messages import strip_ansi
+from python_mcp_server.services._probe import evaluate, locked
+from python_mcp_server.services._requirements import Requested, parse_requirements
+from python_mcp_server.services.sessions import SessionManager
+
+MAX_INSTALL_TIMEOUT_S = 3600.0
+OUTPUT_TAIL_CHARS = 3000
+_KEEP_BYTES = 256_000
+
+Outcome = Literal["installed", "upgraded", "downgraded", "already_satisfied", "failed"]
+
+
+class PackageOutcome(BaseModel):
+    requirement: str = Field(description="The entry as it was passed.")
+    name: str | None = Field(default=None, description="Normalized distribution name.")
+    status: Outcome
+    version: str | None = Field(default=None, description="The version installed now.")
+    previous_version: str | None = None
+    reason: str | None = Field(default=None, description="Why it failed, in plain words.")
+
+
+class InstallResult(BaseModel):
+    session_id: str
+    status: Literal["ok", "failed", "timeout"]
+    packages: list[PackageOutcome]
+    other_changes: list[str] = Field(
+        default_factory=list, description="Dependencies that were added, changed or removed."
+    )
+    restart_needed: bool = Field(
+        description="True when an upgraded module was already imported in the kernel: call "
+        "restart_kernel to use the new version (variables are lost)."
+    )
+    installer: Literal["uv", "pip"]
+    command: str
+    duration_ms: float
+    output_tail: str = Field(description="The end of the installer's output.")
+    message: str
+
+
+class InstalledPackage(BaseModel):
+    name: str
+    version: str
+
+
+class PackageList(BaseModel):
+    session_id: str
+    python: str = Field(description="The kernel's interpreter.")
+    packages: list[InstalledPackage]
+    total: int
+
+
+_VERSIONS = """
+import importlib.metadata as md, re
+result = {}
+for d in md.distributions():
+    name = d.metadata['Name']
+    if name:
+        result.setdefault(re.sub(r'[-_.]+', '-', name).lower(), [name, d.version])
+"""
+
+_REFRESH = """
+import importlib, importlib.metadata as md, os, re, site, sys
+importlib.invalidate_caches()
+dirs = list(getattr(site, 'getsitepackages', lambda: [])())
+if site.ENABLE_USER_SITE:
+    dirs.append(site.getusersitepackages())
+for d in dirs:
+    if os.path.isdir(d) and d not in sys.path:
+        site.addsitedir(d)
+def tops(d):
+    text = d.read_text('top_level.txt')
+    if text:
+        return {t.strip() for t in text.splitlines() if t.strip()}
+    names = set()
+    for f in d.files or []:
+        first = f.parts[0] if f.parts else ''
+        if not first or first in ('..', '__pycache__') or first.endswith(
+                ('.dist-info', '.egg-info', '.data')):
+            continue
+        names.add(first.split('.')[0] if len(f.parts) == 1 else first)
+    return names
+versions, restart = {}, {}
+for d in md.distributions():
+    name = d.metadata['Name']
+    if not name:
+        continue
+    key = re.sub(r'[-_.]+', '-', name).lower()
+    if key in versions:
+        continue
+    versions[key] = [name, d.version]
+    old = args.get(key)
+    if old is not None and old != d.version:
+        imported = sorted(t for t in tops(d) if t in sys.modules)
+        if imported:
+            restart[key] = imported
+result = {'versions': versions, 'restart': restart}
+"""
+
+
+def find_installer(python: str) -> tuple[Literal["uv", "pip"], list[str]]:
+    """The installer's argv prefix: uv on PATH or beside this interpreter, else pip."""
+    uv = shutil.which("uv")
+    if uv is None:
+        beside = Path(sys.executable).with_name("uv")
+        uv = str(beside) if beside.is_file() else None
+    if uv is not None:
+        return "uv", [uv, "pip", "install", "--python", python]
+    return "pip", [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+
+
+class PackageService:
+    def __init__(self, config: ServerConfig, sessions: SessionManager) -> None:
+        self._config = config
+        self._sessions = sessions
+
+    async def installed(self, session_id: str) -> PackageList:
+        """Every distribution the session's kernel can import, as name and version."""
+        session = await self._sessions.acquire(session_id)
+        async with locked(session):
+            data: dict[str, list[str]] = await evaluate(session, _VERSIONS)
+        packages = sorted(
+            (InstalledPackage(name=n, version=v) for n, v in data.values()),
+            key=lambda p: p.name.lower(),
+        )
+        return PackageList(
+            session_id=session_id,
+            python=session.handle.python,
+            packages=packages,
+            total=len(packages),
+        )
+
+    async def install(
+        self,
+        session_id: str,
+        packages: list[str],
+        upgrade: bool = False,
+        timeout_s: float | None = None,
+    ) -> InstallResult:
+        """Install `packages` into the session kernel's interpreter and make them importable."""
+        timeout = self._config.install_timeout_s if timeout_s is None else timeout_s
+        if not 0 < timeout <= MAX_INSTALL_TIMEOUT_S:
+            raise InvalidArgumentError(
+                f"timeout_s must be above 0 and at most {MAX_INSTALL_TIMEOUT_S:.0f}; "
+                f"got {timeout_s}."
+            )
+        requested = parse_requirements(
+            packages, self._config.workspace_root, self._config.allow_local_package_paths
+        )
+        session = await self._sessions.acquire(session_id)
+        python = session.handle.python
+        installer, argv = find_installer(python)
+        if upgrade:
+            names = [r.name for r in requested if r.name]
+            argv += (
+                [a for n in names for a in ("--upgrade-package", n)]
+                if installer == "uv"
+                else ["--upgrade"]
+            )
+        argv += [r.argument for r in requested]
+        started = time.perf_counter()
+        async with locked(session, wait_s=timeout):
+            before = await evaluate(session, _VERSIONS)
+            returncode, output = await _run_installer(argv, timeout, self._config.workspace_root)
+            after = await evaluate(session, _REFRESH, {k: v[1] for k, v in before.items()})
+        if installer == "pip" and "No module named pip" in output:
+            raise PackageError(
+                f"Neither uv nor pip is available for {python}. Install uv on the server's "
+                "PATH, or pip into that interpreter."
+            )
+        status: Literal["ok", "failed", "timeout"] = (
+            "timeout" if returncode is None else "ok" if returncode == 0 else "failed"
+        )
+        old = {k: v[1] for k, v in before.items()}
+        new = {k: v[1] for k, v in after["versions"].items()}
+        outcomes = [_outcome(r, old, new, status, output) for r in requested]
+        named = {o.name for o in outcomes}
+        restart: dict[str, list[str]] = after["restart"]
+        return InstallResult(
+            session_id=session_id,
+            status=status,
+            packages=outcomes,
+            other_changes=_changes(old, new, named),
+            restart_needed=bool(restart),
+            installer=installer,
+            command=shlex.join(argv),
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            output_tail=_tail(output),
+            message=_message(status, outcomes, restart, old, new, timeout),
+        )
+
+
+async def _run_installer(argv: list[str], limit_s: float, cwd: Path) -> tuple[int | None, str]:
+    """Run the installer; returns (exit code or None on timeout, output). Never a shell."""
+    env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "PIP_NO_INPUT": "1"}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise PackageError(f"The installer {argv[0]} could not be started: {exc}.") from exc
+    buffer = bytearray()
+
+    async def pump() -> None:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            buffer.extend(chunk)
+            del buffer[:-_KEEP_BYTES]
+
+    try:
+        with anyio.move_on_after(limit_s) as scope:
+            await pump()
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with anyio.CancelScope(shield=True):
+                await proc.wait()
+    output = strip_ansi(buffer.decode("utf-8", "replace"))
+    return (None if scope.cancelled_caught else proc.returncode), output
+
+
+def _outcome(
+    req: Requested, old: dict[str, str], new: dict[str, str], status: str, output: str
+) -> PackageOutcome:
+    name = req.name
+    was, now = (old.get(name), new.get(name)) if name else (None, None)
+    base = PackageOutcome(requirement=req.raw, name=name, status="failed", version=now)
+    if now is not None and was is None:
+        return base.model_copy(update={"status": "installed"})
+    if now is not None and was is not None and now != was:
+        kind = "upgraded" if _newer(now, was) else "downgraded"
+        return base.model_copy(update={"status": kind, "previous_version": was})
+    if status == "ok" and now is not None:
+        return base.model_copy(update={"status": "already_satisfied"})
+    if status == "ok" and name is None:
+        return base.model_copy(update={"status": "installed"})
+    return base.model_copy(update={"reason": _reason(req, status, output), "version": was})
+
+
+def _newer(a: str, b: str) -> bool:
+    try:
+        return Version(a) > Version(b)
+    except InvalidVersion:
+        return True
+
+
+_NOT_FOUND = ("not found in the package registry", "No matching distribution found")
+
+
+def _reason(req: Requested, status: str, output: str) -> str:
+    if status == "timeout":
+        return "The installer timed out before this package was installed."
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    name = req.name or ""
+    pattern = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-]*[\w])", re.IGNORECASE)
+    mine = [line for line in lines if name and pattern.search(line.replace("_", "-"))]
+    if any(marker in line for line in mine for marker in _NOT_FOUND):
+        return (
+            f"No package named {name!r} was found in the package index. Check the spelling; the "
+            "package name can differ from the import name (scikit-learn for sklearn)."
+        )
+    if mine:
+        return mine[-1][:500]
+    errors = [line for line in lines if line.lower().startswith(("error", "cause", "×"))]
+    last = (errors or lines or ["no output"])[-1][:500]
+    return f"Not installed: the installer failed ({last})."
+
+
+def _changes(old: dict[str, str], new: dict[str, str], named: set[str | None]) -> list[str]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if key in named or old.get(key) == new.get(key):
+            continue
+        if key not in old:
+            changes.append(f"added {key}=={new[key]}")
+        elif key not in new:
+            changes.append(f"removed {key}=={old[key]}")
+        else:
+            changes.append(f"changed {key} {old[key]} -> {new[key]}")
+    return changes
+
+
+def _message(
+    status: str,
+    outcomes: list[PackageOutcome],
+    restart: dict[str, list[str]],
+    old: dict[str, str],
+    new: dict[str, str],
+    timeout: float,
+) -> str:
+    parts = []
+    if status == "timeout":
+        parts.append(
+            f"The installer ran longer than {timeout:g} s and was stopped (its whole process "
+            "group was killed). Try again with a larger timeout_s or fewer packages."
+        )
+    failed = [o for o in outcomes if o.status == "failed"]
+    if status == "ok":
+        parts.append("All packages are installed and importable in the running kernel.")
+    elif failed and status == "failed":
+        parts.append(f"{len(failed)} of {len(outcomes)} packages were not installed.")
+    for key, modules in sorted(restart.items()):
+        parts.append(
+            f"Restart needed: {key} changed from {old.get(key)} to {new.get(key)} while "
+            f"{', '.join(modules)} was already imported, so the kernel still runs the old code. "
+            "Call restart_kernel (variables are lost) to use the new version."
+        )
+    return " ".join(parts)
+
+
+def _tail(output: str) -> str:
+    output = output.strip()
+    if len(output) <= OUTPUT_TAIL_CHARS:
+        return output
+    return "..." + output[-OUTPUT_TAIL_CHARS:]
