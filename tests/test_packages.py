@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
+import os
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,20 @@ def uninstall(name: str) -> None:
         else [sys.executable, "-m", "pip", "uninstall", "-y", name]
     )
     subprocess.run(argv, capture_output=True, timeout=60, check=False)
+
+
+def child_cmdlines() -> list[str]:
+    """Command lines of this process's live children (the in-memory server runs in it)."""
+    me = str(os.getpid())
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[1] == me:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError):
+            continue
+    return found
 
 
 @pytest.fixture
@@ -241,6 +256,7 @@ async def test_an_installer_past_its_timeout_is_stopped_and_says_so(
     assert [(p["status"], p["reason"]) for p in res["packages"]] == [
         ("failed", "The installer timed out before this package was installed.")
     ]
+    assert [cmd for cmd in child_cmdlines() if package_name in cmd] == []
 
 
 async def test_installed_packages_come_from_the_kernels_interpreter(config: ServerConfig) -> None:

@@ -8,32 +8,23 @@ the result says exactly what changed, and whether an upgraded module was already
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import re
 import shlex
-import shutil
-import signal
-import sys
 import time
-from pathlib import Path
 from typing import Literal
 
-import anyio
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, PackageError
-from python_mcp_server.kernels.messages import strip_ansi
+from python_mcp_server.services._installer import find_installer, run_installer
 from python_mcp_server.services._probe import evaluate, locked
 from python_mcp_server.services._requirements import Requested, parse_requirements
 from python_mcp_server.services.sessions import SessionManager
 
 MAX_INSTALL_TIMEOUT_S = 3600.0
 OUTPUT_TAIL_CHARS = 3000
-_KEEP_BYTES = 256_000
 
 Outcome = Literal["installed", "upgraded", "downgraded", "already_satisfied", "failed"]
 
@@ -125,17 +116,6 @@ result = {'versions': versions, 'restart': restart}
 """
 
 
-def find_installer(python: str) -> tuple[Literal["uv", "pip"], list[str]]:
-    """The installer's argv prefix: uv on PATH or beside this interpreter, else pip."""
-    uv = shutil.which("uv")
-    if uv is None:
-        beside = Path(sys.executable).with_name("uv")
-        uv = str(beside) if beside.is_file() else None
-    if uv is not None:
-        return "uv", [uv, "pip", "install", "--python", python]
-    return "pip", [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-
-
 class PackageService:
     def __init__(self, config: ServerConfig, sessions: SessionManager) -> None:
         self._config = config
@@ -188,7 +168,7 @@ class PackageService:
         started = time.perf_counter()
         async with locked(session, wait_s=timeout):
             before = await evaluate(session, _VERSIONS)
-            returncode, output = await _run_installer(argv, timeout, self._config.workspace_root)
+            returncode, output = await run_installer(argv, timeout, self._config.workspace_root)
             after = await evaluate(session, _REFRESH, {k: v[1] for k, v in before.items()})
         if installer == "pip" and "No module named pip" in output:
             raise PackageError(
@@ -215,43 +195,6 @@ class PackageService:
             output_tail=_tail(output),
             message=_message(status, outcomes, restart, old, new, timeout),
         )
-
-
-async def _run_installer(argv: list[str], limit_s: float, cwd: Path) -> tuple[int | None, str]:
-    """Run the installer; returns (exit code or None on timeout, output). Never a shell."""
-    env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "PIP_NO_INPUT": "1"}
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise PackageError(f"The installer {argv[0]} could not be started: {exc}.") from exc
-    buffer = bytearray()
-
-    async def pump() -> None:
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
-            buffer.extend(chunk)
-            del buffer[:-_KEEP_BYTES]
-
-    try:
-        with anyio.move_on_after(limit_s) as scope:
-            await pump()
-            await proc.wait()
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with anyio.CancelScope(shield=True):
-                await proc.wait()
-    output = strip_ansi(buffer.decode("utf-8", "replace"))
-    return (None if scope.cancelled_caught else proc.returncode), output
 
 
 def _outcome(
