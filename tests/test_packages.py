@@ -283,9 +283,12 @@ async def test_a_package_that_does_not_exist_fails_with_a_readable_reason(
 ) -> None:
     missing = f"no-such-package-{uuid.uuid4().hex[:12]}"
     async with Client(create_server(config)) as client:
-        res = data(await client.call_tool("install_dependencies", {"packages": [missing]}))
+        res = data(await client.call_tool("install_dependencies", {"packages": [missing, "numpy"]}))
     assert res["status"] == "failed"
-    assert res["packages"] == [
+    assert res["packages"][1]["reason"].startswith(
+        "Not installed, because the install as a whole failed: "
+    )
+    assert res["packages"][:1] == [
         {
             "requirement": missing,
             "name": missing,
@@ -297,7 +300,7 @@ async def test_a_package_that_does_not_exist_fails_with_a_readable_reason(
             "sklearn).",
         }
     ]
-    assert res["message"] == "1 of 1 packages were not installed."
+    assert res["message"] == "2 of 2 packages were not installed."
 
 
 @pytest.fixture

@@ -212,6 +212,12 @@ def _outcome(
         return base.model_copy(update={"status": "already_satisfied"})
     if status == "ok" and name is None:
         return base.model_copy(update={"status": "installed"})
+    if status == "ok":
+        reason = (
+            "The installer reported success, but the kernel's interpreter cannot find this "
+            "distribution; it may have been installed for another Python."
+        )
+        return base.model_copy(update={"reason": reason})
     return base.model_copy(update={"reason": _reason(req, status, output), "version": was})
 
 
@@ -228,9 +234,11 @@ _NOT_FOUND = ("not found in the package registry", "No matching distribution fou
 def _reason(req: Requested, status: str, output: str) -> str:
     if status == "timeout":
         return "The installer timed out before this package was installed."
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    raw = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [_clean(line) for line in raw if _ERROR_LINE.match(line)]
+    lines = [_clean(line) for line in raw]
     name = req.name or ""
-    pattern = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-]*[\w])", re.IGNORECASE)
+    pattern = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-]*\w)", re.IGNORECASE)
     mine = [line for line in lines if name and pattern.search(line.replace("_", "-"))]
     if any(marker in line for line in mine for marker in _NOT_FOUND):
         return (
@@ -239,9 +247,16 @@ def _reason(req: Requested, status: str, output: str) -> str:
         )
     if mine:
         return mine[-1][:500]
-    errors = [line for line in lines if line.lower().startswith(("error", "cause", "×"))]
     last = (errors or lines or ["no output"])[-1][:500]
-    return f"Not installed: the installer failed ({last})."
+    return f"Not installed, because the install as a whole failed: {last}"
+
+
+_ERROR_LINE = re.compile(r"^(?:error|cause|×|╰─▶)", re.IGNORECASE)
+_PREFIX = re.compile(r"^(?:(?:error|cause)\s*:|×|╰─▶)\s*", re.IGNORECASE)
+
+
+def _clean(line: str) -> str:
+    return _PREFIX.sub("", line)
 
 
 def _changes(old: dict[str, str], new: dict[str, str], named: set[str | None]) -> list[str]:
@@ -273,9 +288,9 @@ def _message(
             "group was killed). Try again with a larger timeout_s or fewer packages."
         )
     failed = [o for o in outcomes if o.status == "failed"]
-    if status == "ok":
+    if status == "ok" and not failed:
         parts.append("All packages are installed and importable in the running kernel.")
-    elif failed and status == "failed":
+    elif failed and status != "timeout":
         parts.append(f"{len(failed)} of {len(outcomes)} packages were not installed.")
     for key, modules in sorted(restart.items()):
         parts.append(
