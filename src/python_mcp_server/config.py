@@ -43,6 +43,8 @@ class ServerConfig:
     kernel_pool_size: int = 1
     min_free_memory_mb: int = 256
     health_check_interval_s: float = 2.0
+    kernel_probe_timeout_s: float = 2.0
+    kernel_probe_failures: int = 3
     max_output_chars: int = 20_000
     max_file_read_bytes: int = 1_000_000
     max_file_write_bytes: int = 50_000_000

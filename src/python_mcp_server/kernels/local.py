@@ -14,9 +14,11 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
+import anyio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
@@ -24,6 +26,13 @@ from jupyter_client.manager import AsyncKernelManager
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, KernelStartError
 from python_mcp_server.kernels.backend import ExitInfo, KernelSpec, OutputCallback, Reply
 from python_mcp_server.kernels.messages import StatusOutput, parse_iopub
+from python_mcp_server.kernels.reaper import (
+    KernelCgroup,
+    find_cgroup_parent,
+    kernel_tree,
+    kill_processes,
+    sweep_stale_cgroups,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +91,15 @@ class LocalRun:
 class LocalKernelHandle:
     """One ipykernel process and its client. Start with `LocalBackend.start`."""
 
-    def __init__(self, spec: KernelSpec, runtime_dir: Path) -> None:
+    def __init__(
+        self, spec: KernelSpec, runtime_dir: Path, cgroup_parent: Path | None = None
+    ) -> None:
         self._spec = spec
         self._id = secrets.token_hex(6)
         self._dir = runtime_dir
+        self._cgroup_parent = cgroup_parent
+        self._cgroup: KernelCgroup | None = None
+        self._pid: int | None = None
         self._km: AsyncKernelManager | None = None
         self._kc: AsyncKernelClient | None = None
         self._runs: dict[str, LocalRun] = {}
@@ -97,8 +111,13 @@ class LocalKernelHandle:
 
     @property
     def pid(self) -> int | None:
-        proc = self._process()
-        return proc.pid if proc is not None else None
+        """The kernel's pid; after it ended, the pid it had."""
+        return self._pid
+
+    @property
+    def cgroup(self) -> Path | None:
+        """The kernel's cgroup v2 folder, or None when the process-tree kill is used instead."""
+        return self._cgroup.path if self._cgroup is not None else None
 
     @property
     def python(self) -> str:
@@ -107,6 +126,10 @@ class LocalKernelHandle:
     def exit_info(self) -> ExitInfo | None:
         return self._exit
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _process(self) -> subprocess.Popen[bytes] | None:
         if self._km is None or self._km.provisioner is None:
             return None
@@ -114,6 +137,25 @@ class LocalKernelHandle:
         return proc if isinstance(proc, subprocess.Popen) else None
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+            raise
+
+    def _contain(self) -> None:
+        """Give the kernel (already in its own session and process group) its own cgroup, before
+        it can run any user code, so `aclose` can end everything it starts."""
+        proc = self._process()
+        self._pid = proc.pid if proc is not None else None
+        if self._pid is None or self._cgroup_parent is None:
+            return
+        group = KernelCgroup.create(self._cgroup_parent, f"{os.getpid()}-{self._id}")
+        if group is not None and group.add(self._pid):
+            self._cgroup = group
+
+    async def _start(self) -> None:
         spec_dir = _write_kernelspec(self._dir, self._spec.python)
         ksm = KernelSpecManager(kernel_dirs=[str(spec_dir)], ensure_native_kernel=False)
         km = AsyncKernelManager(
@@ -134,6 +176,7 @@ class LocalKernelHandle:
                     cwd=str(self._spec.cwd),
                     env=env,
                 )
+            self._contain()
             kc = km.client()
             self._kc = kc
             kc.start_channels(hb=False)
@@ -276,6 +319,7 @@ class LocalKernelHandle:
                 await task
         if self._kc is not None:
             self._kc.stop_channels()
+        tree = kernel_tree(self._pid) if self._pid is not None else []
         km = self._km
         if km is not None and km.has_kernel:
             try:
@@ -286,6 +330,10 @@ class LocalKernelHandle:
                 if proc is not None:
                     with contextlib.suppress(OSError):
                         proc.kill()
+        if self._cgroup is not None:
+            await self._cgroup.close()
+        if kill_processes(tree):
+            logger.info("killed processes left by kernel pid %s", self._pid)
         info = self._exit or ExitInfo(None)
         self._mark_dead(info)
         with contextlib.suppress(OSError):
@@ -309,16 +357,35 @@ def _write_kernelspec(runtime_dir: Path, python: str) -> Path:
 
 
 class LocalBackend:
-    """Starts kernels on this machine. Owns a private runtime folder for connection files."""
+    """Starts kernels on this machine. Owns a private runtime folder for connection files.
 
-    def __init__(self) -> None:
+    With `use_cgroups` (the default) each kernel gets a cgroup v2 group when the machine allows
+    it; otherwise, or when it does not, kernels are ended with a process-tree kill.
+    """
+
+    def __init__(self, *, use_cgroups: bool = True) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="python-mcp-server-"))
-        self._handles: set[LocalKernelHandle] = set()
+        self._handles: weakref.WeakSet[LocalKernelHandle] = weakref.WeakSet()
+        self.cgroup_parent = find_cgroup_parent() if use_cgroups else None
+        if self.cgroup_parent is not None:
+            sweep_stale_cgroups(self.cgroup_parent)
+        logger.debug("kernel cgroups: %s", self.cgroup_parent or "unavailable")
 
     async def start(self, spec: KernelSpec) -> LocalKernelHandle:
-        handle = LocalKernelHandle(spec, self._dir)
-        await handle.start()
+        handle = LocalKernelHandle(spec, self._dir, self.cgroup_parent)
+        self._handles.add(handle)
+        try:
+            await handle.start()
+        except BaseException:
+            self._handles.discard(handle)
+            raise
         return handle
 
     async def aclose(self) -> None:
+        """Close any kernel still open (a safety net: the session manager closes its own)."""
+        open_handles = [h for h in self._handles if not h.closed]
+        self._handles.clear()
+        if open_handles:
+            with anyio.move_on_after(_SHUTDOWN_TIMEOUT_S, shield=True):
+                await asyncio.gather(*(h.aclose() for h in open_handles), return_exceptions=True)
         shutil.rmtree(self._dir, ignore_errors=True)

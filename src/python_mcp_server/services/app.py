@@ -10,7 +10,9 @@ from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import KernelBackend, LocalBackend
 from python_mcp_server.services.environment import EnvironmentService
 from python_mcp_server.services.execution import ExecutionService
+from python_mcp_server.services.health import HealthService
 from python_mcp_server.services.introspection import IntrospectionService
+from python_mcp_server.services.notebooks import NotebookService
 from python_mcp_server.services.packages import PackageService
 from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.workspace.manager import WorkspaceManager
@@ -27,6 +29,8 @@ class Services:
     environment: EnvironmentService
     workspace: WorkspaceManager
     scripts: ScriptRunner
+    health: HealthService
+    notebooks: NotebookService
 
     @classmethod
     @asynccontextmanager
@@ -47,6 +51,8 @@ class Services:
                     environment=EnvironmentService(config, sessions),
                     workspace=workspace,
                     scripts=ScriptRunner(config, workspace),
+                    health=HealthService(config, sessions),
+                    notebooks=NotebookService(config, sessions, workspace),
                 )
         finally:
             await backend.aclose()

@@ -104,3 +104,23 @@ class ActionResult(BaseModel):
     session_id: str
     ok: bool = True
     message: str
+
+
+class DroppedVariable(BaseModel):
+    name: str
+    reason: str = Field(description="Why it was not carried over.")
+
+
+class RestartResult(ActionResult):
+    """The outcome of restart_kernel."""
+
+    kernel_pid: int | None = None
+    state_preserved: bool = Field(
+        default=False, description="True when preserve_state was asked for and variables moved."
+    )
+    restored: list[str] = Field(
+        default_factory=list, description="Variables carried over into the new kernel."
+    )
+    dropped: list[DroppedVariable] = Field(
+        default_factory=list, description="Variables that were not carried over, with the reason."
+    )

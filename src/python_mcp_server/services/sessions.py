@@ -1,4 +1,10 @@
-"""`SessionManager`: named sessions of kernels, per-session FIFO, limits, expiry and supervision."""
+"""`SessionManager`: named sessions of kernels, per-session FIFO, limits, expiry and supervision.
+
+Supervision (every `health_check_interval_s`): an idle kernel whose process ended, or that fails
+`kernel_probe_failures` kernel_info checks in a row on the control channel, is replaced by a fresh
+kernel, and the model is told on its next call (when, why, variables lost). Sessions unused for
+`session_idle_timeout_s` are shut down. New kernels come from the warm pool when it has one.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +27,19 @@ from typing_extensions import Self
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import (
     InvalidArgumentError,
+    KernelBusyError,
+    KernelDiedError,
     KernelNotFoundError,
+    ResourceLimitError,
     SessionExistsError,
     SessionExpiredError,
     SessionLimitError,
 )
+from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import ExitInfo, KernelBackend, KernelHandle, KernelSpec
-from python_mcp_server.services.models import SessionInfo
+from python_mcp_server.services.models import DroppedVariable, RestartResult, SessionInfo
+from python_mcp_server.services.pool import KernelPool
+from python_mcp_server.services.snapshot import DroppedName, StateTransfer
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +47,59 @@ DEFAULT_SESSION = "default"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CLOSE_TIMEOUT_S = 15.0
 _EXPIRED_MEMORY = 256
+_REQUESTED = "restarted on request (restart_kernel, or a cell that could not be interrupted)"
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _now_iso() -> str:
+    return _iso(time.time())
+
+
+@dataclass(frozen=True)
+class RestartEvent:
+    """A kernel replacement: when, and why (the notice given to the model, if any)."""
+
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class RestartOutcome:
+    """What `SessionManager.restart` did about the variables."""
+
+    preserved: bool = False
+    restored: list[str] = field(default_factory=list)
+    dropped: list[DroppedName] = field(default_factory=list)
+    problem: str | None = None
+    asked: bool = False
+
+    def result(self, session_id: str, pid: int | None) -> RestartResult:
+        """The restart_kernel result: what survived, what did not and why."""
+        head = f"Kernel restarted (new pid {pid});"
+        if not self.asked:
+            message = f"{head} all variables were cleared."
+        else:
+            restored = ", ".join(self.restored) or "none"
+            message = f"{head} restored {len(self.restored)} variable(s): {restored}."
+            if self.dropped:
+                message += (
+                    " Not carried over: "
+                    + "; ".join(f"{d.name} ({d.reason})" for d in self.dropped)
+                    + "."
+                )
+            if self.problem:
+                message += f" Note: {self.problem}."
+        return RestartResult(
+            session_id=session_id,
+            message=message,
+            kernel_pid=pid,
+            state_preserved=self.preserved,
+            restored=self.restored,
+            dropped=[DroppedVariable(name=d.name, reason=d.reason) for d in self.dropped],
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +128,8 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     notices: list[str] = field(default_factory=list)
     history: list[CellRecord] = field(default_factory=list)
+    probe_failures: int = 0
+    restarts: list[RestartEvent] = field(default_factory=list)
 
     def touch(self) -> None:
         self.last_used = time.time()
@@ -102,9 +165,13 @@ SessionHook = Callable[[Session], Awaitable[None]]
 class SessionManager:
     """Owns every session. Use as `async with SessionManager(config, backend) as sessions`."""
 
-    def __init__(self, config: ServerConfig, backend: KernelBackend) -> None:
+    def __init__(
+        self, config: ServerConfig, backend: KernelBackend, monitor: HealthMonitor | None = None
+    ) -> None:
         self._config = config
         self._backend = backend
+        self.monitor = monitor or HealthMonitor()
+        self.pool = KernelPool(config.kernel_pool_size, self._cold_start, self._memory_ok)
         self._sessions: dict[str, Session] = {}
         self._starting: dict[str, asyncio.Event] = {}
         self._expired: OrderedDict[str, float] = OrderedDict()
@@ -117,6 +184,7 @@ class SessionManager:
     async def __aenter__(self) -> Self:
         self._config.workspace_root.mkdir(parents=True, exist_ok=True)
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        self.pool.refill()
         return self
 
     async def __aexit__(
@@ -138,7 +206,9 @@ class SessionManager:
         self._sessions.clear()
         with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True) as scope:
             results = await asyncio.gather(
-                *(s.handle.aclose() for s in sessions), return_exceptions=True
+                self.pool.aclose(),
+                *(s.handle.aclose() for s in sessions),
+                return_exceptions=True,
             )
             for result in results:
                 if isinstance(result, BaseException):
@@ -161,8 +231,32 @@ class SessionManager:
             start_timeout_s=self._config.kernel_start_timeout_s,
         )
 
-    async def start_kernel(self) -> KernelHandle:
+    async def _cold_start(self) -> KernelHandle:
         return await self._backend.start(self.kernel_spec())
+
+    async def start_kernel(self) -> KernelHandle:
+        """A ready kernel: from the warm pool when it has one, else started now."""
+        handle = await self.pool.take()
+        if handle is not None:
+            return handle
+        return await self._cold_start()
+
+    def _memory_ok(self) -> bool:
+        floor = self._config.min_free_memory_mb
+        return floor <= 0 or self.monitor.available_mb() >= floor
+
+    def check_memory(self) -> None:
+        """Refuse a new session while host available memory is below the configured floor."""
+        floor = self._config.min_free_memory_mb
+        if floor <= 0:
+            return
+        available = self.monitor.available_mb()
+        if available < floor:
+            raise ResourceLimitError(
+                f"No new session was started: the host has {available} MB of memory available, "
+                f"below this server's floor of {floor} MB (--min-free-memory-mb). Delete "
+                "sessions you no longer need with delete_session, or free memory, then try again."
+            )
 
     # ---------------------------------------------------------------- sessions
 
@@ -186,7 +280,14 @@ class SessionManager:
         if session_id == DEFAULT_SESSION and session_id not in self._sessions:
             async with self._create_lock:
                 if session_id not in self._sessions and session_id not in self._starting:
-                    await self._create(session_id, "Started on first use.")
+                    expired = session_id in self._expired
+                    session = await self._create(session_id, "Started on first use.")
+                    if expired:
+                        session.notices.append(
+                            f"Session {session_id!r} had expired after "
+                            f"{self._config.session_idle_timeout_s:.0f} s without use, so a fresh "
+                            "kernel was started; earlier variables are gone."
+                        )
         starting = self._starting.get(session_id)
         if starting is not None:
             await starting.wait()
@@ -210,6 +311,7 @@ class SessionManager:
         live = len(self._sessions) + len(self._starting)
         if live >= self._config.max_sessions:
             raise SessionLimitError(self._config.max_sessions, self.ids())
+        self.check_memory()
         started = self._starting[session_id] = asyncio.Event()
         try:
             handle = await self.start_kernel()
@@ -231,24 +333,63 @@ class SessionManager:
         await session.handle.aclose()
         logger.info("session %s deleted", session_id)
 
-    async def restart(self, session: Session, reason: str | None = None) -> None:
-        """Replace the session's kernel with a fresh one. Variables are lost."""
+    async def restart(
+        self, session: Session, reason: str | None = None, *, preserve_state: bool = False
+    ) -> RestartOutcome:
+        """Replace the session's kernel with a fresh one (from the pool when it has one).
+
+        Variables are lost, unless `preserve_state`: then the user's picklable globals are moved
+        into the new kernel and the outcome lists what was restored and what was dropped.
+        """
+        transfer = StateTransfer() if preserve_state else None
         session.restarting = True
         try:
             old = session.handle
+            if transfer is not None:
+                await self._save_state(session, old, transfer)
             session.generation += 1
             await old.aclose()
             session.handle = await self.start_kernel()
             session.execution_count = 0
+            session.probe_failures = 0
+            if transfer is not None and transfer.saved:
+                await transfer.load(session.handle, self._state_timeout())
             if reason:
                 session.notices.append(reason)
+            session.restarts.append(RestartEvent(time.time(), reason or _REQUESTED))
+            del session.restarts[:-20]
             logger.info(
                 "session %s restarted (kernel pid %s)", session.session_id, session.handle.pid
             )
         finally:
             session.restarting = False
+            if transfer is not None:
+                transfer.cleanup()
         for hook in self.on_restart:
             await hook(session)
+        if transfer is None:
+            return RestartOutcome()
+        return RestartOutcome(
+            asked=True,
+            preserved=bool(transfer.restored),
+            restored=sorted(transfer.restored),
+            dropped=sorted(transfer.dropped, key=lambda d: d.name),
+            problem=transfer.problem,
+        )
+
+    def _state_timeout(self) -> float:
+        return max(30.0, self._config.execution_timeout_s)
+
+    async def _save_state(
+        self, session: Session, handle: KernelHandle, transfer: StateTransfer
+    ) -> None:
+        if handle.exit_info() is not None:
+            transfer.problem = "the old kernel had already ended, so there was nothing to save"
+            return
+        if session.running:
+            with contextlib.suppress(KernelDiedError):
+                await handle.interrupt()  # the save queues behind the running cell
+        await transfer.save(handle, self._state_timeout())
 
     # ------------------------------------------------------ per-caller targets
 
@@ -276,18 +417,46 @@ class SessionManager:
                 logger.exception("session supervision failed")
 
     async def check_once(self) -> None:
-        """Restart idle kernels that died, and shut down sessions past their idle timeout."""
+        """One supervision round: expire idle sessions, replace dead or unresponsive idle kernels,
+        and keep the warm pool stocked."""
         now = time.time()
         idle_limit = self._config.session_idle_timeout_s
+        checks = []
         for session in list(self._sessions.values()):
             if session.lock.locked() or session.restarting:
+                session.probe_failures = 0
                 continue
             if idle_limit > 0 and now - session.last_used > idle_limit:
                 await self._expire(session)
                 continue
-            info = session.handle.exit_info()
-            if info is not None and not self._closing:
+            checks.append(self._check_session(session))
+        for outcome in await asyncio.gather(*checks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                logger.error("checking a session failed", exc_info=outcome)
+        if not self._closing:
+            self.pool.discard_dead()
+        self.monitor.forget({pid for s in self._sessions.values() if (pid := s.handle.pid)})
+
+    async def _check_session(self, session: Session) -> None:
+        info = session.handle.exit_info()
+        if info is not None:
+            if not self._closing:
                 await self._recover_dead(session, info)
+            return
+        handle = session.handle
+        timeout = self._config.kernel_probe_timeout_s
+        try:
+            await handle.request("kernel_info_request", {}, timeout, control=True)
+        except KernelBusyError:
+            if session.handle is handle and not session.lock.locked():
+                session.probe_failures += 1
+        except KernelDiedError:
+            return  # noticed as a death on the next round
+        else:
+            session.probe_failures = 0
+            return
+        if session.probe_failures >= self._config.kernel_probe_failures and not self._closing:
+            await self._recover_unresponsive(session, handle)
 
     async def _expire(self, session: Session) -> None:
         self._sessions.pop(session.session_id, None)
@@ -301,10 +470,33 @@ class SessionManager:
         async with session.lock:
             if session.handle.exit_info() is None:
                 return
-            when = datetime.now(timezone.utc).isoformat(timespec="seconds")
             detail = f" Its last output: {info.stderr_tail[-400:]}" if info.stderr_tail else ""
             await self.restart(
                 session,
-                f"At {when} the kernel of session {session.session_id!r} {info.describe()} while "
-                f"idle; it was restarted automatically and all variables were lost.{detail}",
+                f"At {_now_iso()} the kernel of session {session.session_id!r} {info.describe()} "
+                f"while idle; it was restarted automatically and all variables were lost.{detail}",
+            )
+
+    async def _recover_unresponsive(self, session: Session, handle: KernelHandle) -> None:
+        if session.lock.locked() or session.handle is not handle:
+            session.probe_failures = 0
+            return
+        async with session.lock:
+            failures = session.probe_failures
+            pid = handle.pid
+            stopped = pid is not None and self.monitor.process_status(pid) == "stopped"
+            why = "; its process was stopped (SIGSTOP or a debugger)" if stopped else ""
+            logger.warning(
+                "session %s: kernel pid %s unresponsive (%s failed checks)%s",
+                session.session_id,
+                pid,
+                failures,
+                why,
+            )
+            await self.restart(
+                session,
+                f"At {_now_iso()} the kernel of session {session.session_id!r} stopped answering "
+                f"while idle (no reply to {failures} kernel_info checks of "
+                f"{self._config.kernel_probe_timeout_s:g} s each{why}); it was restarted "
+                "automatically and all variables were lost.",
             )

@@ -9,7 +9,7 @@ from fastmcp.tools import ToolResult
 from pydantic import Field
 
 from python_mcp_server.runtime import services
-from python_mcp_server.services.models import ActionResult, ExecutionResult
+from python_mcp_server.services.models import ActionResult, ExecutionResult, RestartResult
 from python_mcp_server.tools._common import (
     CHANGES_STATE,
     DESTRUCTIVE,
@@ -97,21 +97,28 @@ def register(mcp: FastMCP) -> None:
         )
         return result(ActionResult(session_id=sid, message=msg))
 
-    @mcp.tool(annotations=DESTRUCTIVE, output_schema=schema(ActionResult))
+    @mcp.tool(annotations=DESTRUCTIVE, output_schema=schema(RestartResult))
     @domain_errors
-    async def restart_kernel(ctx: Context, session_id: SessionArg = None) -> ToolResult:
+    async def restart_kernel(
+        ctx: Context,
+        session_id: SessionArg = None,
+        preserve_state: Annotated[
+            bool,
+            Field(
+                description="Carry the picklable variables over into the new kernel (modules "
+                "must be imported again); the result lists what was restored and what was not."
+            ),
+        ] = False,
+    ) -> ToolResult:
         """Restart a session's kernel with a clean state: all variables and imports are lost.
 
         Use it after installing a package that needs a fresh interpreter, or when the kernel is
         hung or broken. Files in the workspace are kept. Code running in the session is stopped.
+        With preserve_state=true, picklable variables are restored in the new kernel.
         """
         sid = resolve_session(ctx, session_id)
         svc = services(ctx)
         session = svc.sessions.get(sid)
-        await svc.sessions.restart(session)
-        return result(
-            ActionResult(
-                session_id=sid,
-                message=f"Kernel restarted (new pid {session.handle.pid}); all variables were cleared.",
-            )
-        )
+        outcome = await svc.sessions.restart(session, preserve_state=preserve_state)
+        res = outcome.result(sid, session.handle.pid)
+        return result(res, res.message)

@@ -1,16 +1,25 @@
-"""Health tools: ping (kernel health tools join it under the health issue)."""
+"""Health tools: ping, get_kernel_health, check_kernel_responsiveness."""
 
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from fastmcp import Context, FastMCP
 from fastmcp.tools import ToolResult
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from python_mcp_server import __version__
 from python_mcp_server.runtime import services
-from python_mcp_server.tools._common import READ_ONLY, domain_errors, result, schema
+from python_mcp_server.services.health import HealthReport, Responsiveness
+from python_mcp_server.tools._common import (
+    READ_ONLY,
+    SessionArg,
+    domain_errors,
+    resolve_session,
+    result,
+    schema,
+)
 
 
 class PingResult(BaseModel):
@@ -18,6 +27,32 @@ class PingResult(BaseModel):
     server_version: str
     sessions: int
     server_time: float
+
+
+def render_health(report: HealthReport) -> str:
+    lines = []
+    for k in report.kernels:
+        line = f"{k.session_id}: {k.state}, pid {k.pid}"
+        if k.rss_mb is not None:
+            line += (
+                f", {k.process_status}, {k.rss_mb} MB RSS, {k.cpu_percent}% CPU, "
+                f"{k.threads} threads, {k.open_files} open files, {k.child_processes} child "
+                f"processes, up {k.uptime_s:.0f} s"
+            )
+        if k.restarts:
+            line += f"; {k.restarts} restart(s), last at {k.last_restart}: {k.last_restart_reason}"
+        lines.append(line)
+    if not report.kernels:
+        lines.append("No live sessions.")
+    h = report.host
+    lines.append(
+        f"host: {h.memory_available_mb} of {h.memory_total_mb} MB memory available (floor "
+        f"{h.memory_floor_mb} MB), {h.cpu_count} CPUs; disk {h.disk_free_mb} of "
+        f"{h.disk_total_mb} MB free at {h.disk_path}"
+    )
+    p = report.pool
+    lines.append(f"warm pool: {p.ready} ready, {p.starting} starting (size {p.size})")
+    return "\n".join(lines)
 
 
 def register(mcp: FastMCP) -> None:
@@ -37,3 +72,43 @@ def register(mcp: FastMCP) -> None:
                 server_time=time.time(),
             )
         )
+
+    @mcp.tool(annotations=READ_ONLY, output_schema=schema(HealthReport))
+    @domain_errors
+    async def get_kernel_health(
+        ctx: Context,
+        session_id: Annotated[
+            str | None,
+            Field(description="The session to report on. Omit it to report every live session."),
+        ] = None,
+    ) -> ToolResult:
+        """Report kernel and host health: use it when code is slow, memory may be short, or a
+        kernel seems stuck.
+
+        For each kernel: pid, state, OS process status, resident memory, CPU %, threads, open
+        files, uptime, child processes, and any automatic restarts (when and why). Also the
+        host's available memory (new sessions are refused below the floor), free disk in the
+        workspace, and the warm pool of pre-started kernels.
+        """
+        report = await services(ctx).health.report(session_id)
+        return result(report, render_health(report))
+
+    @mcp.tool(annotations=READ_ONLY, output_schema=schema(Responsiveness))
+    @domain_errors
+    async def check_kernel_responsiveness(
+        ctx: Context,
+        session_id: SessionArg = None,
+        timeout_s: Annotated[
+            float,
+            Field(gt=0, le=120, description="How long to wait for the kernel's answer."),
+        ] = 5.0,
+    ) -> ToolResult:
+        """Check whether a session's kernel answers, and how fast.
+
+        Sends kernel_info on the control channel, which a healthy kernel answers even while a
+        cell runs, and returns the round trip in milliseconds with a verdict: 'responsive',
+        'slow', 'unresponsive' (no answer within timeout_s) or 'dead'. Use it before deciding
+        between waiting, interrupt_kernel and restart_kernel.
+        """
+        res = await services(ctx).health.responsiveness(resolve_session(ctx, session_id), timeout_s)
+        return result(res, f"[{res.verdict}] session {res.session_id!r}: {res.message}")

@@ -1,9 +1,47 @@
-"""Tools: placeholder module filled in by its issue's work (registered by server.py)."""
+"""Notebook tools: export_notebook."""
 
 from __future__ import annotations
 
-from fastmcp import FastMCP
+from typing import Annotated
+
+from fastmcp import Context, FastMCP
+from fastmcp.tools import ToolResult
+from pydantic import Field
+
+from python_mcp_server.runtime import services
+from python_mcp_server.services.notebooks import NotebookExport
+from python_mcp_server.tools._common import (
+    IDEMPOTENT_WRITE,
+    SessionArg,
+    domain_errors,
+    resolve_session,
+    result,
+    schema,
+)
 
 
 def register(mcp: FastMCP) -> None:
-    """Register this module's tools and resources."""
+    @mcp.tool(annotations=IDEMPOTENT_WRITE, output_schema=schema(NotebookExport))
+    @domain_errors
+    async def export_notebook(
+        ctx: Context,
+        path: Annotated[
+            str,
+            Field(
+                description="Where to write the notebook, relative to the workspace root, e.g. "
+                "'notebooks/analysis.ipynb'. '.ipynb' is added when the name has no suffix."
+            ),
+        ],
+        session_id: SessionArg = None,
+        overwrite: Annotated[bool, Field(description="Replace an existing file at path.")] = True,
+    ) -> ToolResult:
+        """Save the code a session ran, with its outputs, as a Jupyter notebook (.ipynb).
+
+        Use it to hand over or keep a record of the work: every executed cell in order, with
+        printed output, results, images and errors, as a valid nbformat v4 notebook in the
+        workspace. Returns the path, a workspace:// uri and the number of cells.
+        """
+        res = await services(ctx).notebooks.export(
+            resolve_session(ctx, session_id), path, overwrite
+        )
+        return result(res, res.message)

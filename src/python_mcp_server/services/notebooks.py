@@ -1,0 +1,131 @@
+"""`NotebookService`: a session's executed cells, with their outputs, as a validated .ipynb file."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import PurePosixPath
+from typing import Any
+
+import anyio
+import nbformat as _nbformat
+from pydantic import BaseModel, Field
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.errors import InvalidArgumentError
+from python_mcp_server.services.sessions import CellRecord, SessionManager
+from python_mcp_server.workspace.manager import WorkspaceManager
+
+nbformat: Any = _nbformat  # nbformat ships no type hints; keep strict mode quiet in one place
+
+_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+class NotebookExport(BaseModel):
+    """The result of export_notebook."""
+
+    session_id: str
+    path: str = Field(description="The notebook, relative to the workspace root.")
+    uri: str = Field(description="The notebook as a workspace:// resource.")
+    cells: int = Field(description="Code cells written, in the order they ran.")
+    bytes_written: int
+    dropped_outputs: int = Field(
+        default=0, description="Outputs left out because they were not valid nbformat."
+    )
+    message: str
+
+
+def notebook_path(path: str) -> str:
+    """`path` with the .ipynb suffix added when it has none; another suffix is refused."""
+    suffix = PurePosixPath(path).suffix
+    if suffix == ".ipynb":
+        return path
+    if suffix == "":
+        return f"{path}.ipynb"
+    raise InvalidArgumentError(
+        f"export_notebook writes a Jupyter notebook, so the path must end with .ipynb; got "
+        f"{path!r}. Try {str(PurePosixPath(path).with_suffix('.ipynb'))!r}."
+    )
+
+
+def _cell(record: CellRecord, outputs: list[dict[str, Any]]) -> Any:
+    cell = nbformat.v4.new_code_cell(
+        source=record.code,
+        execution_count=record.execution_count,
+        metadata={"python_mcp_server": {"status": record.status}},
+    )
+    cell.outputs = [nbformat.from_dict(copy.deepcopy(o)) for o in outputs]  # validated later
+    return cell
+
+
+def _valid(nb: Any) -> bool:
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError:
+        return False
+    return True
+
+
+def build_notebook(history: list[CellRecord]) -> tuple[Any, int]:
+    """A validated nbformat v4 notebook of `history`, and the number of outputs left out."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = dict(_KERNELSPEC)
+    nb.metadata["language_info"] = {
+        "name": "python",
+        "version": ".".join(map(str, sys.version_info[:3])),
+    }
+    nb.cells = [_cell(r, r.outputs) for r in history]
+    if _valid(nb):
+        return nb, 0
+    dropped = 0
+    probe = nbformat.v4.new_notebook()
+    cells = []
+    for record in history:
+        kept = []
+        for output in record.outputs:
+            probe.cells = [_cell(record, [output])]
+            if _valid(probe):
+                kept.append(output)
+            else:
+                dropped += 1
+        cells.append(_cell(record, kept))
+    nb.cells = cells
+    nbformat.validate(nb)
+    return nb, dropped
+
+
+class NotebookService:
+    def __init__(
+        self, config: ServerConfig, sessions: SessionManager, workspace: WorkspaceManager
+    ) -> None:
+        self._config = config
+        self._sessions = sessions
+        self._workspace = workspace
+
+    async def export(self, session_id: str, path: str, overwrite: bool = True) -> NotebookExport:
+        """Write the session's executed cells to `path` inside the workspace."""
+        session = self._sessions.get(session_id)
+        target = notebook_path(path)
+        history = list(session.history)
+
+        def write() -> tuple[Any, int, Any]:
+            nb, dropped = build_notebook(history)
+            data = nbformat.writes(nb, version=4).encode()
+            return nb, dropped, self._workspace.write_bytes(target, data, overwrite)
+
+        _, dropped, written = await anyio.to_thread.run_sync(write)
+        note = f" {dropped} output(s) were not valid nbformat and were left out." if dropped else ""
+        empty = (
+            " The session has run no cells yet, so the notebook is empty." if not history else ""
+        )
+        return NotebookExport(
+            session_id=session_id,
+            path=written.path,
+            uri=written.uri,
+            cells=len(history),
+            bytes_written=written.bytes_written,
+            dropped_outputs=dropped,
+            message=f"Wrote {len(history)} cell(s) of session {session_id!r} to {written.path}."
+            + note
+            + empty,
+        )

@@ -1,0 +1,141 @@
+"""`KernelPool`: kernels started ahead of need, so a new session or a restart gets one at once.
+
+`take()` hands out a ready kernel and starts a replacement in the background. When none is ready
+but one is starting, the caller gets that one as soon as it is up (it has a head start on a cold
+start). Size 0 costs nothing: no kernel is started and `take()` returns None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from python_mcp_server.errors import ServerError
+from python_mcp_server.kernels import KernelHandle
+
+logger = logging.getLogger(__name__)
+
+_CLOSE_TIMEOUT_S = 15.0
+
+
+class KernelPool:
+    def __init__(
+        self,
+        size: int,
+        start: Callable[[], Awaitable[KernelHandle]],
+        may_start: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.size = size
+        self._start = start
+        self._may_start = may_start
+        self._ready: deque[KernelHandle] = deque()
+        self._filling: list[asyncio.Task[KernelHandle]] = []
+        self._claimed: set[asyncio.Task[KernelHandle]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.handed_out = 0
+
+    @property
+    def ready(self) -> int:
+        return len(self._ready)
+
+    @property
+    def starting(self) -> int:
+        return len(self._filling)
+
+    def refill(self) -> None:
+        """Start kernels in the background until ready + starting reaches the pool size."""
+        if self._closed:
+            return
+        while len(self._ready) + len(self._filling) < self.size and self._may_start():
+            task = asyncio.get_running_loop().create_task(self._fill_one())
+            self._filling.append(task)
+            task.add_done_callback(self._filled)
+
+    async def _fill_one(self) -> KernelHandle:
+        return await self._start()
+
+    def _filled(self, task: asyncio.Task[KernelHandle]) -> None:
+        with contextlib.suppress(ValueError):
+            self._filling.remove(task)
+        if task in self._claimed or task.cancelled() or self._closed:
+            return  # the claimer, or aclose, owns the outcome
+        exc = task.exception()
+        if exc is not None:
+            logger.warning("a pool kernel failed to start: %s", exc)
+            return
+        self._ready.append(task.result())
+
+    async def take(self) -> KernelHandle | None:
+        """A started kernel, or None when the pool has none ready or starting."""
+        while self._ready:
+            handle = self._ready.popleft()
+            if handle.exit_info() is None:
+                self.handed_out += 1
+                self.refill()
+                return handle
+            self._close_later(handle)
+        if not self._filling:
+            self.refill()
+            return None
+        task = self._filling.pop(0)
+        self._claimed.add(task)
+        self.refill()
+        try:
+            handle = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                task.add_done_callback(self._return_claimed)
+            raise
+        except (ServerError, OSError, RuntimeError):
+            return None  # the caller starts one itself and reports that error
+        finally:
+            self._claimed.discard(task)
+        self.handed_out += 1
+        return handle
+
+    def _return_claimed(self, task: asyncio.Task[KernelHandle]) -> None:
+        """A claimed start finished after its caller gave up: keep the kernel for the next one."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        handle = task.result()
+        if self._closed:
+            self._close_later(handle)
+        else:
+            self._ready.append(handle)
+
+    def discard_dead(self) -> None:
+        """Drop ready kernels that died while waiting, and start replacements."""
+        for handle in [h for h in self._ready if h.exit_info() is not None]:
+            self._ready.remove(handle)
+            self._close_later(handle)
+        self.refill()
+
+    def _close_later(self, handle: KernelHandle) -> None:
+        task = asyncio.get_running_loop().create_task(handle.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Stop starting kernels and shut down every kernel the pool holds."""
+        self._closed = True
+        filling = list(self._filling)
+        handles = list(self._ready)
+        self._ready.clear()
+        with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
+            for task in filling:
+                task.cancel()
+            for task in filling:
+                with contextlib.suppress(BaseException):
+                    handles.append(await task)
+            if self._closing:
+                await asyncio.gather(*self._closing, return_exceptions=True)
+            results = await asyncio.gather(*(h.aclose() for h in handles), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    logger.error("pool kernel shutdown failed", exc_info=result)

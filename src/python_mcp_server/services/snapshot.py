@@ -1,0 +1,145 @@
+"""Carry a session's variables across a kernel restart (`restart_kernel(preserve_state=True)`).
+
+The old kernel pickles each of the user's globals on its own with cloudpickle (stdlib pickle if
+the kernel's interpreter lacks cloudpickle), skipping private names, modules and IPython's own
+names; the new kernel unpickles them one by one. Anything that cannot make the trip is reported
+with the reason. Each variable travels alone, so two names for one object arrive as two copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_mcp_server.errors import KernelBusyError, KernelDiedError
+from python_mcp_server.kernels import KernelHandle
+
+MAX_STATE_BYTES = 1 << 30
+
+_SAVE = """
+def __python_mcp_server_save(folder, limit):
+    import json, os, pickle, types
+    try:
+        import cloudpickle as pickler
+    except ImportError:
+        pickler = pickle
+    ip = get_ipython()
+    hidden = getattr(ip, "user_ns_hidden", {})
+    internal = {"In", "Out", "exit", "quit", "get_ipython"}
+    blobs, dropped, total = {}, {}, 0
+    for name, value in list(ip.user_ns.items()):
+        if name.startswith("_") or name in internal:
+            continue
+        if name in hidden and hidden[name] is value:
+            continue
+        if isinstance(value, types.ModuleType):
+            dropped[name] = "it is a module; import it again"
+            continue
+        try:
+            blob = pickler.dumps(value)
+        except BaseException as exc:
+            dropped[name] = f"it cannot be pickled: {type(exc).__name__}: {exc}"[:300]
+            continue
+        if total + len(blob) > limit:
+            dropped[name] = f"it is too large to carry over ({len(blob)} bytes pickled)"
+            continue
+        total += len(blob)
+        blobs[name] = blob
+    with open(os.path.join(folder, "state.pkl"), "wb") as f:
+        pickle.dump(blobs, f, protocol=pickle.HIGHEST_PROTOCOL)
+    with open(os.path.join(folder, "saved.json"), "w") as f:
+        json.dump({"saved": list(blobs), "dropped": dropped}, f)
+__python_mcp_server_save({folder!r}, {limit!r})
+del __python_mcp_server_save
+"""
+
+_LOAD = """
+def __python_mcp_server_load(folder):
+    import json, os, pickle
+    try:
+        import cloudpickle  # objects pickled by value need it importable
+    except ImportError:
+        pass
+    ns = get_ipython().user_ns
+    with open(os.path.join(folder, "state.pkl"), "rb") as f:
+        blobs = pickle.load(f)
+    restored, dropped = [], {}
+    for name, blob in blobs.items():
+        try:
+            ns[name] = pickle.loads(blob)
+            restored.append(name)
+        except BaseException as exc:
+            dropped[name] = f"it could not be restored: {type(exc).__name__}: {exc}"[:300]
+    with open(os.path.join(folder, "loaded.json"), "w") as f:
+        json.dump({"restored": restored, "dropped": dropped}, f)
+__python_mcp_server_load({folder!r})
+del __python_mcp_server_load
+"""
+
+
+@dataclass(frozen=True)
+class DroppedName:
+    name: str
+    reason: str
+
+
+@dataclass
+class StateTransfer:
+    """One preserve-state restart: the folder the state passes through, and what happened."""
+
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mcp-state-")))
+    saved: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    dropped: list[DroppedName] = field(default_factory=list)
+    problem: str | None = None
+
+    def _drop(self, items: dict[str, str]) -> None:
+        self.dropped.extend(DroppedName(name, reason) for name, reason in items.items())
+
+    async def save(self, handle: KernelHandle, timeout_s: float) -> None:
+        """Pickle the old kernel's globals. On failure, `problem` says why and nothing is kept."""
+        code = _SAVE.replace("{folder!r}", repr(str(self.folder))).replace(
+            "{limit!r}", repr(MAX_STATE_BYTES)
+        )
+        reason = await _run(handle, code, timeout_s)
+        if reason is not None:
+            self.problem = f"the variables could not be saved: {reason}"
+            return
+        data = json.loads((self.folder / "saved.json").read_text())
+        self.saved = list(data["saved"])
+        self._drop(data["dropped"])
+
+    async def load(self, handle: KernelHandle, timeout_s: float) -> None:
+        """Unpickle the saved globals into the new kernel."""
+        if not self.saved:
+            return
+        code = _LOAD.replace("{folder!r}", repr(str(self.folder)))
+        reason = await _run(handle, code, timeout_s)
+        if reason is not None:
+            self.problem = f"the saved variables could not be restored: {reason}"
+            self._drop(dict.fromkeys(self.saved, f"restoring failed: {reason}"))
+            return
+        data = json.loads((self.folder / "loaded.json").read_text())
+        self.restored = list(data["restored"])
+        self._drop(data["dropped"])
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+async def _run(handle: KernelHandle, code: str, timeout_s: float) -> str | None:
+    """Run a silent helper cell; None on success, else why it failed."""
+    try:
+        run = await handle.submit(code, silent=True, store_history=False)
+        reply = await asyncio.wait_for(run.wait(), timeout_s)
+    except TimeoutError:
+        return f"the kernel did not finish within {timeout_s:g} s"
+    except (KernelDiedError, KernelBusyError) as exc:
+        return str(exc)
+    if reply.status != "ok":
+        return f"{reply.content.get('ename', 'error')}: {reply.content.get('evalue', '')}"
+    return None

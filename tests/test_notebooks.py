@@ -1,0 +1,118 @@
+"""export_notebook: a session's executed cells as a valid .ipynb in the workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nbformat as _nbformat
+import pytest
+from fastmcp import Client
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.server import create_server
+from python_mcp_server.services.notebooks import build_notebook
+from python_mcp_server.services.sessions import CellRecord
+
+pytestmark = pytest.mark.anyio
+
+nbformat: Any = _nbformat  # untyped library
+
+CELLS = [
+    "print('hello')",
+    "6 * 7",
+    "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()",
+    "1 / 0",
+]
+
+
+async def test_the_exported_notebook_validates_and_holds_every_cell_with_its_outputs(
+    config: ServerConfig, workspace: Path
+) -> None:
+    async with Client(create_server(config)) as client:
+        for code in CELLS:
+            await client.call_tool("run_python_code", {"code": code})
+        res = await client.call_tool("export_notebook", {"path": "notebooks/work.ipynb"})
+    data = res.structured_content
+    assert data is not None
+    assert (data["path"], data["uri"], data["cells"], data["dropped_outputs"]) == (
+        "notebooks/work.ipynb",
+        "workspace://notebooks/work.ipynb",
+        4,
+        0,
+    )
+    assert data["message"] == "Wrote 4 cell(s) of session 'default' to notebooks/work.ipynb."
+    nb = nbformat.read(workspace / "notebooks" / "work.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert [c.source for c in nb.cells] == CELLS
+    assert [c.execution_count for c in nb.cells] == [1, 2, 3, 4]
+    assert [[o.output_type for o in c.outputs] for c in nb.cells] == [
+        ["stream"],
+        ["execute_result"],
+        ["display_data"],
+        ["error"],
+    ]
+    assert nb.cells[0].outputs[0].text == "hello\n"
+    assert nb.cells[1].outputs[0].data["text/plain"] == "42"
+    assert "image/png" in nb.cells[2].outputs[0].data
+    assert nb.cells[3].outputs[0].ename == "ZeroDivisionError"
+    assert nb.metadata.kernelspec.language == "python"
+
+
+async def test_a_name_without_suffix_gets_ipynb(config: ServerConfig, workspace: Path) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "x = 1"})
+        res = await client.call_tool("export_notebook", {"path": "record"})
+    assert res.structured_content is not None
+    assert res.structured_content["path"] == "record.ipynb"
+    nbformat.validate(nbformat.read(workspace / "record.ipynb", as_version=4))
+
+
+async def test_a_session_with_no_cells_exports_an_empty_notebook(
+    config: ServerConfig, workspace: Path
+) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("create_session", {"session_id": "a"})
+        res = await client.call_tool("export_notebook", {"session_id": "a", "path": "empty.ipynb"})
+    assert res.structured_content is not None
+    assert res.structured_content["message"] == (
+        "Wrote 0 cell(s) of session 'a' to empty.ipynb. The session has run no cells yet, so "
+        "the notebook is empty."
+    )
+    assert nbformat.read(workspace / "empty.ipynb", as_version=4).cells == []
+
+
+async def test_a_path_outside_the_workspace_is_refused(
+    config: ServerConfig, workspace: Path
+) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "x = 1"})
+        res = await client.call_tool(
+            "export_notebook", {"path": "../escape.ipynb"}, raise_on_error=False
+        )
+    assert res.is_error
+    assert res.content[0].text == (
+        "Path '../escape.ipynb' is refused: its '..' parts lead outside the workspace. Use a "
+        "path relative to the workspace root, for example 'data/input.csv'."
+    )
+    assert not (workspace.parent / "escape.ipynb").exists()
+
+
+async def test_a_path_with_another_suffix_is_refused(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "x = 1"})
+        res = await client.call_tool("export_notebook", {"path": "out.py"}, raise_on_error=False)
+    assert res.is_error
+    assert res.content[0].text == (
+        "export_notebook writes a Jupyter notebook, so the path must end with .ipynb; got "
+        "'out.py'. Try 'out.ipynb'."
+    )
+
+
+def test_outputs_that_are_not_valid_nbformat_are_left_out() -> None:
+    good = {"output_type": "stream", "name": "stdout", "text": "ok\n"}
+    bad = {"output_type": "stream", "text": "no stream name"}
+    nb, dropped = build_notebook([CellRecord("print('ok')", 1, [good, bad], "ok")])
+    nbformat.validate(nb)
+    assert dropped == 1
+    assert [o["text"] for o in nb.cells[0].outputs] == ["ok\n"]

@@ -1,0 +1,156 @@
+"""No orphans: ending a session, a restart or the server ends the kernel and all it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.kernels import LocalBackend
+from python_mcp_server.kernels.reaper import find_cgroup_parent
+from python_mcp_server.server import create_server
+from python_mcp_server.services import Services
+from tests.conftest import pid_alive
+from tests.servers import server_command
+
+pytestmark = pytest.mark.anyio
+
+DETACHED = (
+    "import subprocess, os\n"
+    "child = subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+    "(os.getpid(), child.pid)"
+)
+needs_cgroup = pytest.mark.skipif(
+    find_cgroup_parent() is None, reason="no writable cgroup v2 tree with cgroup.kill here"
+)
+
+
+def _pids(res: Any) -> tuple[int, int]:
+    data = res.structured_content
+    assert data is not None
+    kernel, child = data["result"].strip("()").split(", ")
+    return int(kernel), int(child)
+
+
+async def _gone(pid: int) -> None:
+    with anyio.fail_after(5):
+        while pid_alive(pid):
+            await anyio.sleep(0.02)
+
+
+def _cgroup_of(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    return ""
+
+
+async def test_each_kernel_leads_its_own_process_group(
+    config: ServerConfig, reap_pids: list[int]
+) -> None:
+    async with Client(create_server(config)) as client:
+        kernel, child = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
+        reap_pids.append(child)
+        assert os.getpgid(kernel) == kernel
+        assert os.getsid(kernel) == kernel
+        assert os.getpgid(child) != kernel
+
+
+@needs_cgroup
+async def test_each_kernel_and_its_children_share_a_cgroup_of_their_own(
+    config: ServerConfig, reap_pids: list[int]
+) -> None:
+    async with Client(create_server(config)) as client:
+        kernel, child = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
+        reap_pids.append(child)
+        group = _cgroup_of(kernel)
+        assert group.startswith(f"/python-mcp-server/{os.getpid()}-")
+        assert _cgroup_of(child) == group
+
+
+async def test_delete_session_ends_a_child_that_left_the_kernels_session(
+    config: ServerConfig, reap_pids: list[int]
+) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("create_session", {"session_id": "a"})
+        res = await client.call_tool("run_python_code", {"session_id": "a", "code": DETACHED})
+        kernel, child = _pids(res)
+        reap_pids.append(child)
+        assert pid_alive(child)
+        await client.call_tool("delete_session", {"session_id": "a"})
+        await _gone(kernel)
+        await _gone(child)
+
+
+async def test_restart_kernel_ends_a_child_that_left_the_kernels_session(
+    config: ServerConfig, reap_pids: list[int]
+) -> None:
+    async with Client(create_server(config)) as client:
+        kernel, child = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
+        reap_pids.append(child)
+        await client.call_tool("restart_kernel", {})
+        await _gone(kernel)
+        await _gone(child)
+
+
+async def test_without_cgroups_the_process_tree_kill_ends_a_detached_child(
+    config: ServerConfig, reap_pids: list[int]
+) -> None:
+    backend = LocalBackend(use_cgroups=False)
+    assert backend.cgroup_parent is None
+    async with Services.open(config, backend) as svc:
+        res = await svc.execution.run("default", DETACHED)
+        assert res.result is not None
+        kernel, child = (int(p) for p in res.result.strip("()").split(", "))
+        reap_pids.append(child)
+        assert _cgroup_of(kernel) == _cgroup_of(os.getpid())
+        await svc.sessions.delete("default")
+        await _gone(kernel)
+        await _gone(child)
+
+
+@needs_cgroup
+async def test_children_of_a_kernel_killed_from_outside_end_when_it_is_replaced(
+    config: ServerConfig, reap_pids: list[int]
+) -> None:
+    async with Client(create_server(config)) as client:
+        kernel, child = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
+        reap_pids.append(child)
+        os.kill(kernel, signal.SIGKILL)
+        await _gone(kernel)
+        await _gone(child)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_server_exit_ends_every_kernel_and_its_detached_children(
+    workspace: Path, reap_pids: list[int]
+) -> None:
+    cmd = server_command(
+        "--transport", "stdio", "--workspace-dir", str(workspace), "--kernel-pool-size", "1"
+    )
+    transport = StdioTransport(command=cmd[0], args=cmd[1:], keep_alive=False)
+    async with Client(transport) as client:
+        await client.call_tool("create_session", {"session_id": "a"})
+        first = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
+        second = _pids(
+            await client.call_tool("run_python_code", {"session_id": "a", "code": DETACHED})
+        )
+        reap_pids.extend([first[1], second[1]])
+        server = int(Path(f"/proc/{first[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        pool = [
+            int(p)
+            for p in Path(f"/proc/{server}/task/{server}/children").read_text().split()
+            if int(p) not in (first[0], second[0])
+        ]
+        assert all(pid_alive(p) for p in [*first, *second, *pool])
+    await _gone(server)
+    for pid in [*first, *second, *pool]:
+        await _gone(pid)
