@@ -20,6 +20,7 @@ ServerError                        the model can act on this (reaches it as an `
 │   └── ScriptNotFoundError        run_script with a name not in scripts/
 ├── PackageError                   a requirement that is refused or an installer failure
 ├── InvalidArgumentError           a value the schema allows but the tool cannot use
+├── ArtifactNotFoundError          a kernel:// file that a session never produced
 └── ResourceLimitError             host memory below the floor, and similar limits
 ```
 """
@@ -154,3 +155,14 @@ class ScriptNotFoundError(WorkspaceError):
             "scripts, or save_script to create it."
         )
         self.name = name
+
+
+class ArtifactNotFoundError(ServerError):
+    def __init__(self, session_id: str, filename: str) -> None:
+        super().__init__(
+            f"No file {filename!r} among the outputs of session {session_id!r}. Use a kernel:// "
+            "URI exactly as a run_python_code result gave it; files are listed in its images, "
+            "displays and output_files."
+        )
+        self.session_id = session_id
+        self.filename = filename

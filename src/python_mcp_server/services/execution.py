@@ -5,19 +5,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from typing import Any, TextIO
+
+import anyio
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, KernelDiedError
-from python_mcp_server.kernels import ExecutionRun, Reply
-from python_mcp_server.services.models import ErrorInfo, ExecutionResult
-from python_mcp_server.services.outputs import OutputCollector
+from python_mcp_server.kernels import ExecutionRun, KernelHandle, Reply
+from python_mcp_server.services.artifacts import (
+    DRAIN_EXPRESSION,
+    ArtifactStore,
+    Drained,
+    kernel_setup_code,
+    parse_drain,
+)
+from python_mcp_server.services.displays import DisplayRenderer, RichOutputs
+from python_mcp_server.services.models import ArtifactInfo, ErrorInfo, ExecutionResult
+from python_mcp_server.services.outputs import OutputCollector, ProgressCallback, ProgressPump
 from python_mcp_server.services.sessions import CellRecord, Session, SessionManager
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str], Awaitable[None]]
+__all__ = ["ExecutionService", "ProgressCallback"]
+
 MAX_TIMEOUT_S = 24 * 3600.0
+SETUP_TIMEOUT_S = 10.0
+_DRAIN_KEY = "__pmcp_files__"
 
 
 class ExecutionService:
@@ -25,14 +39,22 @@ class ExecutionService:
         self._config = config
         self._sessions = sessions
         self._cleanups: set[asyncio.Task[None]] = set()
+        self.artifacts = ArtifactStore(config)
+        # kernel handle -> whether its file-tracking hook is installed
+        self._prepared: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
     async def run(
         self,
         session_id: str,
         code: str,
         timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> ExecutionResult:
-        """Run `code` in the session and return what it printed, returned or raised."""
+        """Run `code` in the session and return what it printed, returned, displayed or wrote.
+
+        `on_progress`, when given, receives the cell's stdout/stderr while it runs (batched) and a
+        keepalive message whenever the cell has been silent for `progress_keepalive_s`.
+        """
         timeout = self._config.execution_timeout_s if timeout_s is None else timeout_s
         if not 0 < timeout <= MAX_TIMEOUT_S:
             raise InvalidArgumentError(
@@ -42,7 +64,7 @@ class ExecutionService:
         await session.lock.acquire()
         handed_over = False
         try:
-            return await self._run_locked(session, code, timeout)
+            return await self._run_locked(session, code, timeout, on_progress)
         except asyncio.CancelledError:
             handed_over = True
             raise
@@ -50,10 +72,21 @@ class ExecutionService:
             if not handed_over:
                 session.lock.release()
 
-    async def _run_locked(self, session: Session, code: str, timeout: float) -> ExecutionResult:
+    async def _run_locked(
+        self, session: Session, code: str, limit_s: float, on_progress: ProgressCallback | None
+    ) -> ExecutionResult:
         notices = session.take_notices()
-        collector = OutputCollector(self._config.max_output_chars)
-        started = time.perf_counter()
+        sid = session.session_id
+        pump = (
+            ProgressPump(on_progress, self._config.progress_keepalive_s)
+            if on_progress is not None
+            else None
+        )
+        collector = OutputCollector(
+            self._config.max_output_chars,
+            spill=lambda name: self._open_spill(sid, name),
+            on_stream=pump.push if pump is not None else None,
+        )
         session.touch()
         session.running = True
         generation = session.generation
@@ -62,14 +95,23 @@ class ExecutionService:
         messages: list[str] = list(notices)
         state_kept = True
         reply: Reply | None = None
+        started = time.perf_counter()
         try:
-            run = await handle.submit(code, collector.feed)
+            tracking = await self._prepare(handle)
+            started = time.perf_counter()
+            if pump is not None:
+                pump.start()
+            run = await handle.submit(
+                code,
+                collector.feed,
+                user_expressions={_DRAIN_KEY: DRAIN_EXPRESSION} if tracking else None,
+            )
             try:
-                reply = await self._wait(run, timeout, session)
+                reply = await self._wait(run, limit_s, session)
             except TimeoutError:
                 status = "timeout"
                 reply, note, state_kept = await self._stop(session, run)
-                messages.append(f"The code ran longer than {timeout:g} s and was {note}.")
+                messages.append(f"The code ran longer than {limit_s:g} s and was {note}.")
             except KernelDiedError as exc:
                 status = "error"
                 state_kept = False
@@ -94,8 +136,17 @@ class ExecutionService:
             self._settle_after_cancel(session, handle, generation)
             raise
         finally:
+            if pump is not None:
+                self._forget(pump.cancel())
+            collector.close()
             session.running = False
             session.touch()
+        drained: Drained | None = None
+        if reply is not None and self._prepared.get(handle):
+            drained = parse_drain(reply.content.get("user_expressions", {}).get(_DRAIN_KEY))
+            if drained is None and session.generation == generation and state_kept:
+                drained = await self._drain(handle)
+        rich, files = await self._artifacts(sid, collector, drained)
         if reply is not None:
             count = reply.content.get("execution_count")
             if isinstance(count, int):
@@ -113,9 +164,18 @@ class ExecutionService:
                 status=status,
             )
         )
-        for name, text in (("stdout", collector.stdout), ("stderr", collector.stderr)):
-            if text.truncated:
-                messages.append(f"{name} was {text.total} characters; the middle was left out.")
+        for name, text in (
+            ("stdout", collector.stdout),
+            ("stderr", collector.stderr),
+            ("The result", collector.result),
+        ):
+            if text is not None and text.truncated:
+                where = f"; the full text is in {text.uri}" if text.uri else ""
+                messages.append(
+                    f"{name} was {text.total} characters, over the budget of "
+                    f"{self._config.max_output_chars}; the middle was left out{where}."
+                )
+        messages.extend(rich.notes)
         return ExecutionResult(
             session_id=session.session_id,
             status=status,  # type: ignore[arg-type]
@@ -123,16 +183,87 @@ class ExecutionService:
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             stdout=collector.stdout.render(),
             stderr=collector.stderr.render(),
-            result=collector.result,
+            result=collector.result.render() if collector.result is not None else None,
             error=ErrorInfo(ename=error.ename, evalue=error.evalue, traceback=error.traceback)
             if error is not None
             else None,
             message=" ".join(messages) or None,
             state_kept=state_kept,
+            images=rich.images,
+            displays=rich.displays,
+            files=files,
+            output_files=collector.spill_uris(),
         )
 
-    async def _wait(self, run: ExecutionRun, timeout: float, session: Session) -> Reply:
-        return await asyncio.wait_for(run.wait(), timeout)
+    def _open_spill(self, session_id: str, name: str) -> tuple[TextIO, str]:
+        filename = self.artifacts.new_name(name, ".txt")
+        return self.artifacts.open_text(session_id, filename), self.artifacts.uri(
+            session_id, filename
+        )
+
+    async def _prepare(self, handle: KernelHandle) -> bool:
+        """Install the kernel-side hooks once per kernel (silent: no history, no names, no
+        execution_count). Returns whether changed-file tracking works in this kernel."""
+        known = self._prepared.get(handle)
+        if known is not None:
+            return known
+        ok = False
+        try:
+            with anyio.fail_after(SETUP_TIMEOUT_S):
+                run = await handle.submit(kernel_setup_code(), silent=True, store_history=False)
+                reply = await run.wait()
+            ok = reply.status == "ok"
+            if not ok:
+                logger.warning("kernel setup failed: %s", reply.content.get("evalue"))
+        except KernelDiedError:
+            return False
+        except TimeoutError:
+            logger.warning("kernel setup did not finish within %s s", SETUP_TIMEOUT_S)
+        self._prepared[handle] = ok
+        return ok
+
+    async def _drain(self, handle: KernelHandle) -> Drained | None:
+        """Collect the changed-file list with a silent request (after an error or interrupt the
+        cell's own reply carries no user expressions)."""
+        try:
+            with anyio.fail_after(SETUP_TIMEOUT_S):
+                run = await handle.submit(
+                    "",
+                    silent=True,
+                    store_history=False,
+                    user_expressions={_DRAIN_KEY: DRAIN_EXPRESSION},
+                )
+                reply = await run.wait()
+        except (KernelDiedError, TimeoutError):
+            return None
+        return parse_drain(reply.content.get("user_expressions", {}).get(_DRAIN_KEY))
+
+    async def _artifacts(
+        self, session_id: str, collector: OutputCollector, drained: Drained | None
+    ) -> tuple[RichOutputs, list[ArtifactInfo]]:
+        """Images, plotly pages and long displays to files; details of changed files. Runs in a
+        worker thread (Pillow, file writes); skipped entirely for a cell without either."""
+        displays = collector.displays
+        paths = drained.files if drained is not None else []
+        if not displays and not paths:
+            return RichOutputs(), []
+
+        def work() -> tuple[RichOutputs, list[ArtifactInfo]]:
+            renderer = DisplayRenderer(
+                self._config, self.artifacts, session_id, drained.plotlyjs if drained else None
+            )
+            return renderer.render(displays), self.artifacts.describe_changed(paths)
+
+        return await anyio.to_thread.run_sync(work)
+
+    def _forget(self, task: asyncio.Task[None] | None) -> None:
+        """Keep a reference to a background task until it ends."""
+        if task is not None and not task.done():
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+
+    async def _wait(self, run: ExecutionRun, limit_s: float, session: Session) -> Reply:
+        return await asyncio.wait_for(run.wait(), limit_s)
 
     async def _stop(self, session: Session, run: ExecutionRun) -> tuple[Reply | None, str, bool]:
         """Interrupt a cell that ran too long; restart the kernel if the interrupt does not land."""
@@ -166,9 +297,7 @@ class ExecutionService:
                 session.running = False
                 session.lock.release()
 
-        task = asyncio.get_running_loop().create_task(settle())
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+        self._forget(asyncio.get_running_loop().create_task(settle()))
 
     async def _idle(self, session: Session) -> None:
         run = await session.handle.submit("", silent=True, store_history=False)

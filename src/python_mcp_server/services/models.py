@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 
 class ErrorInfo(BaseModel):
@@ -18,15 +19,21 @@ class ErrorInfo(BaseModel):
 
 
 class ImageInfo(BaseModel):
-    """An image the cell displayed."""
+    """An image the cell displayed: a full-resolution file and, usually, an inline preview."""
 
-    mime_type: str
+    mime_type: str = Field(description="Format of the full-resolution file.")
     uri: str | None = Field(
         default=None, description="Full-resolution file, as a kernel:// resource."
     )
-    width: int | None = None
-    height: int | None = None
+    width: int | None = Field(default=None, description="Full-resolution width in pixels.")
+    height: int | None = Field(default=None, description="Full-resolution height in pixels.")
+    preview_mime_type: str | None = Field(
+        default=None, description="Format of the inline preview; None when none was sent."
+    )
+    preview_width: int | None = None
+    preview_height: int | None = None
     preview_bytes: int = Field(default=0, description="Size of the inline preview.")
+    preview: SkipJsonSchema[bytes] = Field(default=b"", exclude=True, repr=False)
 
 
 class ArtifactInfo(BaseModel):
@@ -39,12 +46,23 @@ class ArtifactInfo(BaseModel):
 
 
 class DisplayInfo(BaseModel):
-    """Rich display data other than images (HTML, markdown, JSON), bounded."""
+    """Rich display data other than images (HTML, markdown, JSON, plotly), bounded."""
 
     mime_type: str
-    content: str
+    content: str = Field(description="The content, cut to the output budget when truncated.")
     truncated: bool = False
-    uri: str | None = None
+    uris: list[str] = Field(
+        default_factory=list,
+        description="kernel:// files with the full content (plotly: interactive HTML and JSON).",
+    )
+    output: int = Field(
+        default=0,
+        description="Which display output of the cell this came from (0-based); one output can "
+        "carry several formats of the same thing.",
+    )
+    is_result: bool = Field(
+        default=False, description="True for formats of the last expression's value."
+    )
 
 
 class ExecutionResult(BaseModel):

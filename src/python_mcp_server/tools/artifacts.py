@@ -1,9 +1,39 @@
-"""Tools: placeholder module filled in by its issue's work (registered by server.py)."""
+"""The `kernel://{session_id}/{filename}` resource: files a session produced (full-resolution
+images, plotly pages, full text of long outputs)."""
 
 from __future__ import annotations
 
-from fastmcp import FastMCP
+import logging
+
+import anyio
+from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ResourceError
+from fastmcp.resources import ResourceContent, ResourceResult
+
+from python_mcp_server.errors import ServerError
+from python_mcp_server.runtime import services
+
+_TEXT_MIMES = ("text/", "application/json")
 
 
 def register(mcp: FastMCP) -> None:
     """Register this module's tools and resources."""
+
+    @mcp.resource(
+        "kernel://{session_id}/{filename}",
+        name="session_output",
+        description="A file a session's code produced, by the kernel:// URI a run_python_code "
+        "result gave: full-resolution images, plotly pages and figure JSON, and the full text of "
+        "outputs too long to inline. Text as text, other files as a blob with their mime type.",
+    )
+    async def session_output(session_id: str, filename: str, ctx: Context) -> ResourceResult:
+        try:
+            store = services(ctx).execution.artifacts
+            data, mime = await anyio.to_thread.run_sync(store.read, session_id, filename)
+        except ServerError as exc:
+            raise ResourceError(str(exc), log_level=logging.INFO) from exc
+        if mime.startswith(_TEXT_MIMES):
+            return ResourceResult(
+                [ResourceContent(data.decode("utf-8", "replace"), mime_type=mime)]
+            )
+        return ResourceResult([ResourceContent(data, mime_type=mime)])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import itertools
+import mimetypes
 from typing import Annotated
 
 from fastmcp import Context, FastMCP
 from fastmcp.tools import ToolResult
+from mcp.types import ContentBlock, ImageContent, ResourceLink, TextContent
 from pydantic import Field
 
 from python_mcp_server.runtime import services
@@ -20,6 +24,24 @@ from python_mcp_server.tools._common import (
     result,
     schema,
 )
+
+HTML_INLINE_CHARS = 2000
+
+
+def _render_displays(res: ExecutionResult) -> list[str]:
+    """Readable lines for display data: plain text, markdown, JSON and plotly summaries in full
+    (they are already bounded); HTML only when it is short and nothing plainer was shown."""
+    plain = {d.output for d in res.displays if d.mime_type != "text/html"}
+    parts = []
+    for d in res.displays:
+        more = f" (truncated; full: {', '.join(d.uris)})" if d.truncated else ""
+        if d.mime_type != "text/html":
+            parts.append(f"{d.mime_type}{more}:\n{d.content}")
+        elif d.is_result or d.output in plain or len(d.content) > HTML_INLINE_CHARS:
+            parts.append(f"text/html: {len(d.content)} characters, in the structured result{more}")
+        else:
+            parts.append(f"text/html{more}:\n{d.content}")
+    return parts
 
 
 def render_execution(res: ExecutionResult) -> str:
@@ -37,18 +59,66 @@ def render_execution(res: ExecutionResult) -> str:
         parts.append(f"stderr:\n{res.stderr.rstrip()}")
     if res.result is not None:
         parts.append(f"result:\n{res.result}")
-    for display in res.displays:
-        parts.append(f"{display.mime_type}:\n{display.content}")
-    for image in res.images:
-        parts.append(f"image: {image.mime_type} {image.width}x{image.height} {image.uri or ''}")
+    parts.extend(_render_displays(res))
+    for n, image in enumerate(res.images, 1):
+        size = f" {image.width}x{image.height}" if image.width else ""
+        shown = (
+            f", preview {image.preview_width}x{image.preview_height} {image.preview_mime_type} "
+            "attached"
+            if image.preview_mime_type
+            else ""
+        )
+        parts.append(f"image {n}: {image.mime_type}{size}{shown}; full resolution: {image.uri}")
     for f in res.files:
-        parts.append(f"file: {f.path} ({f.size} bytes) {f.uri}")
+        parts.append(f"file written: {f.path} ({f.size} bytes, {f.mime_type}) {f.uri}")
+    for uri in res.output_files:
+        parts.append(f"full output: {uri}")
     if res.error is not None:
         parts.append(
             "error:\n"
             + ("\n".join(res.error.traceback) or f"{res.error.ename}: {res.error.evalue}")
         )
     return "\n".join(parts)
+
+
+def execution_content(res: ExecutionResult) -> list[ContentBlock]:
+    """The result's content blocks: the readable text, each image preview, and a link to every
+    file the run produced in its session folder."""
+    blocks: list[ContentBlock] = [TextContent(type="text", text=render_execution(res))]
+    links: list[tuple[str, str, str]] = []
+    for image in res.images:
+        if image.preview and image.preview_mime_type:
+            blocks.append(
+                ImageContent(
+                    type="image",
+                    data=base64.b64encode(image.preview).decode(),
+                    mime_type=image.preview_mime_type,
+                )
+            )
+        if image.uri:
+            links.append((image.uri, image.mime_type, "Full-resolution image"))
+    for d in res.displays:
+        for uri in d.uris:
+            mime = mimetypes.guess_type(uri)[0] or "application/octet-stream"
+            links.append((uri, mime, f"Full {d.mime_type} display output"))
+    for uri in res.output_files:
+        links.append((uri, "text/plain", "Full text of an output that was too long to inline"))
+    for uri, mime, description in links:
+        blocks.append(
+            ResourceLink(
+                type="resource_link",
+                uri=uri,
+                name=uri.rsplit("/", 1)[-1],
+                mime_type=mime,
+                description=description,
+            )
+        )
+    return blocks
+
+
+def _wants_progress(ctx: Context) -> bool:
+    rc = ctx.request_context
+    return rc is not None and bool(rc.meta) and "progressToken" in (rc.meta or {})
 
 
 def register(mcp: FastMCP) -> None:
@@ -74,9 +144,27 @@ def register(mcp: FastMCP) -> None:
         If the code raises, the call still succeeds with status 'error' and the traceback. If it
         runs past the time limit it is interrupted (status 'timeout'); `message` says whether the
         variables survived. Code is never run twice.
+
+        Plots (matplotlib, seaborn, pandas) come back as image previews with a link to the
+        full-resolution PNG; HTML, markdown and JSON displays are in `displays`; plotly figures
+        are saved as interactive HTML and JSON and linked. `files` lists the workspace files this
+        code created or changed. Long stdout, stderr or result keep their head and tail; the full
+        text is a kernel:// file listed in `output_files`. While the code runs, its output is
+        streamed as progress notifications when the client asks for progress.
         """
-        res = await services(ctx).execution.run(resolve_session(ctx, session_id), code, timeout_s)
-        return result(res, render_execution(res))
+        on_progress = None
+        if _wants_progress(ctx):
+            sent = itertools.count(1)
+
+            async def on_progress(message: str) -> None:
+                await ctx.report_progress(next(sent), None, message)
+
+        res = await services(ctx).execution.run(
+            resolve_session(ctx, session_id), code, timeout_s, on_progress=on_progress
+        )
+        return ToolResult(
+            content=execution_content(res), structured_content=res.model_dump(mode="json")
+        )
 
     @mcp.tool(annotations=CHANGES_STATE, output_schema=schema(ActionResult))
     @domain_errors

@@ -1,0 +1,151 @@
+"""The files a cell writes are listed (only that cell's), and kernel:// serves session outputs."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp.types import BlobResourceContents
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.server import create_server
+
+pytestmark = pytest.mark.anyio
+
+
+async def run(client: Client[Any], code: str) -> dict[str, Any]:
+    res = await client.call_tool("run_python_code", {"code": code})
+    assert res.structured_content is not None
+    return res.structured_content
+
+
+def listed(data: dict[str, Any]) -> list[tuple[str, str, int, str]]:
+    return [(f["path"], f["uri"], f["size"], f["mime_type"]) for f in data["files"]]
+
+
+async def test_files_a_cell_writes_are_listed_with_uri_size_and_type(
+    config: ServerConfig,
+) -> None:
+    code = (
+        "import os, pandas as pd\n"
+        "os.makedirs('data', exist_ok=True)\n"
+        "pd.DataFrame({'a': [1, 2]}).to_csv('data/table.csv', index=False)\n"
+        "with open('notes.txt', 'w') as f:\n"
+        "    f.write('hello')\n"
+        "open('data/table.csv').read()\n"
+    )
+    async with Client(create_server(config)) as client:
+        data = await run(client, code)
+    assert listed(data) == [
+        ("data/table.csv", "workspace://data/table.csv", 6, "text/csv"),
+        ("notes.txt", "workspace://notes.txt", 5, "text/plain"),
+    ]
+
+
+async def test_only_the_files_of_this_cell_are_listed(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        await run(client, "open('first.txt', 'w').write('1')")
+        second = await run(client, "open('second.txt', 'w').write('22')")
+        reading = await run(client, "open('first.txt').read() + open('second.txt').read()")
+    assert listed(second) == [("second.txt", "workspace://second.txt", 2, "text/plain")]
+    assert reading["files"] == []
+
+
+async def test_renames_appends_copies_and_numpy_saves_are_listed(config: ServerConfig) -> None:
+    code = (
+        "import os, shutil, numpy as np\n"
+        "os.replace('a.txt', 'b.txt')\n"
+        "open('log.txt', 'a').write('more')\n"
+        "shutil.copy('b.txt', 'c.txt')\n"
+        "np.save('arr.npy', np.zeros(4))\n"
+    )
+    async with Client(create_server(config)) as client:
+        await run(client, "open('a.txt', 'w').write('a'); open('log.txt', 'w').write('x')")
+        data = await run(client, code)
+    assert [f["path"] for f in data["files"]] == ["arr.npy", "b.txt", "c.txt", "log.txt"]
+
+
+async def test_files_outside_the_workspace_are_not_listed(
+    config: ServerConfig, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere.txt"
+    async with Client(create_server(config)) as client:
+        data = await run(client, f"open({str(outside)!r}, 'w').write('x')\nopen('in.txt', 'w')")
+    assert outside.exists()
+    assert [f["path"] for f in data["files"]] == ["in.txt"]
+
+
+async def test_files_written_before_an_exception_are_still_listed(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        data = await run(client, "open('partial.txt', 'w').write('p')\n1 / 0")
+        after = await run(client, "2 + 2")
+    assert data["status"] == "error"
+    assert [f["path"] for f in data["files"]] == ["partial.txt"]
+    assert after["files"] == []
+
+
+async def test_many_existing_files_do_not_appear_in_the_result(
+    config: ServerConfig, workspace: Path
+) -> None:
+    for i in range(2000):
+        (workspace / f"old-{i}.txt").write_text("old")
+    async with Client(create_server(config)) as client:
+        data = await run(client, "open('new.txt', 'w').write('n')")
+    assert [f["path"] for f in data["files"]] == ["new.txt"]
+
+
+async def test_the_tracking_hook_leaves_no_trace_in_the_user_namespace(
+    config: ServerConfig,
+) -> None:
+    code = "sorted(k for k in globals() if 'pmcp' in k or not k.startswith('_'))"
+    async with Client(create_server(config)) as client:
+        first = await run(client, code)
+        second = await run(client, "len(In), _i1[:6]")
+    assert first["execution_count"] == 1
+    assert first["result"] == "['In', 'Out', 'exit', 'get_ipython', 'open', 'quit']"
+    assert (second["execution_count"], second["result"]) == (2, "(3, 'sorted')")
+
+
+async def test_a_missing_kernel_file_is_a_clear_resource_error(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        await run(client, "1")
+        with pytest.raises(MCPError) as err:
+            await client.read_resource("kernel://default/nothing.png")
+    assert str(err.value) == (
+        "No file 'nothing.png' among the outputs of session 'default'. Use a kernel:// URI "
+        "exactly as a run_python_code result gave it; files are listed in its images, displays "
+        "and output_files."
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"), [(".hidden", ".hidden"), ("a%2Fb", "a/b"), ("a%5Cb", "a\\b")]
+)
+async def test_a_kernel_file_name_that_could_leave_the_folder_is_refused(
+    config: ServerConfig, workspace: Path, name: str, shown: str
+) -> None:
+    (workspace / "outputs" / "default").mkdir(parents=True)
+    (workspace / "outputs" / "secret.txt").write_text("secret")
+    async with Client(create_server(config)) as client:
+        with pytest.raises(MCPError) as err:
+            await client.read_resource(f"kernel://default/{name}")
+    assert str(err.value) == (
+        f"File name {shown!r} is not valid in a kernel:// URI: it may hold letters, digits, '_', "
+        "'-' and '.' (no '/' or '\\'), starting with a letter or digit. Use the URI exactly as a "
+        "run_python_code result gave it."
+    )
+
+
+async def test_a_png_output_is_served_as_a_blob_with_its_mime_type(
+    config: ServerConfig, workspace: Path
+) -> None:
+    async with Client(create_server(config)) as client:
+        data = await run(client, "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()")
+        (contents,) = await client.read_resource(data["images"][0]["uri"])
+    assert isinstance(contents, BlobResourceContents)
+    assert contents.mime_type == "image/png"
+    assert base64.b64decode(contents.blob).startswith(b"\x89PNG")
