@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from fastmcp.client.transports import StdioTransport
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import LocalBackend
-from python_mcp_server.kernels.reaper import find_cgroup_parent
+from python_mcp_server.kernels.reaper import find_cgroup_parent, sweep_stale_cgroups
 from python_mcp_server.server import create_server
 from python_mcp_server.services import Services
 from tests.conftest import pid_alive
@@ -154,3 +156,25 @@ async def test_server_exit_ends_every_kernel_and_its_detached_children(
     await _gone(server)
     for pid in [*first, *second, *pool]:
         await _gone(pid)
+
+
+@needs_cgroup
+def test_groups_left_by_a_server_that_died_are_ended_when_a_backend_starts(
+    reap_pids: list[int],
+) -> None:
+    parent = find_cgroup_parent()
+    assert parent is not None
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = parent / f"{gone.pid}-stale0000000"
+    stale.mkdir()
+    straggler = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    reap_pids.append(straggler.pid)
+    (stale / "cgroup.procs").write_text(str(straggler.pid))
+    backend = LocalBackend()
+    try:
+        assert straggler.wait(timeout=5) == -signal.SIGKILL
+        sweep_stale_cgroups(parent)  # the first sweep may have met the group not yet empty
+        assert not stale.exists()
+    finally:
+        asyncio.run(backend.aclose())

@@ -31,6 +31,7 @@ from python_mcp_server.kernels.reaper import (
     find_cgroup_parent,
     kernel_tree,
     kill_processes,
+    read_stat,
     sweep_stale_cgroups,
 )
 
@@ -100,6 +101,7 @@ class LocalKernelHandle:
         self._cgroup_parent = cgroup_parent
         self._cgroup: KernelCgroup | None = None
         self._pid: int | None = None
+        self._pid_start: int | None = None
         self._km: AsyncKernelManager | None = None
         self._kc: AsyncKernelClient | None = None
         self._runs: dict[str, LocalRun] = {}
@@ -149,7 +151,11 @@ class LocalKernelHandle:
         it can run any user code, so `aclose` can end everything it starts."""
         proc = self._process()
         self._pid = proc.pid if proc is not None else None
-        if self._pid is None or self._cgroup_parent is None:
+        if self._pid is None:
+            return
+        stat = read_stat(self._pid)
+        self._pid_start = stat.start if stat is not None else None
+        if self._cgroup_parent is None:
             return
         group = KernelCgroup.create(self._cgroup_parent, f"{os.getpid()}-{self._id}")
         if group is not None and group.add(self._pid):
@@ -319,7 +325,7 @@ class LocalKernelHandle:
                 await task
         if self._kc is not None:
             self._kc.stop_channels()
-        tree = kernel_tree(self._pid) if self._pid is not None else []
+        tree = kernel_tree(self._pid, self._pid_start) if self._pid is not None else []
         km = self._km
         if km is not None and km.has_kernel:
             try:

@@ -68,9 +68,14 @@ def all_processes() -> list[ProcStat]:
     return stats
 
 
-def kernel_tree(pid: int) -> list[ProcStat]:
-    """The processes to end with the kernel `pid`: its descendants (by parent links, so children
-    that called setsid are included) and any process left in its session or process group."""
+def kernel_tree(pid: int, start: int | None = None) -> list[ProcStat]:
+    """The processes to end with the kernel `pid` (started at `start`): its descendants (by parent
+    links, so children that called setsid are included) and any process left in its session or
+    process group. Empty when `pid` now names another process (the kernel ended and the pid was
+    reused), so a stranger's processes are never taken for the kernel's."""
+    now = read_stat(pid)
+    if now is not None and start is not None and now.start != start:
+        return []
     procs = all_processes()
     children: dict[int, list[ProcStat]] = {}
     for proc in procs:
