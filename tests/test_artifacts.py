@@ -88,6 +88,16 @@ async def test_files_written_before_an_exception_are_still_listed(config: Server
     assert after["files"] == []
 
 
+async def test_files_written_before_a_timeout_interrupt_are_listed(config: ServerConfig) -> None:
+    code = "open('slow.txt', 'w').write('s')\nimport time\ntime.sleep(30)"
+    async with Client(create_server(config)) as client:
+        res = await client.call_tool("run_python_code", {"code": code, "timeout_s": 1})
+    data = res.structured_content
+    assert data is not None
+    assert (data["status"], data["state_kept"]) == ("timeout", True)
+    assert [f["path"] for f in data["files"]] == ["slow.txt"]
+
+
 async def test_many_existing_files_do_not_appear_in_the_result(
     config: ServerConfig, workspace: Path
 ) -> None:
@@ -105,9 +115,12 @@ async def test_the_tracking_hook_leaves_no_trace_in_the_user_namespace(
     async with Client(create_server(config)) as client:
         first = await run(client, code)
         second = await run(client, "len(In), _i1[:6]")
+        variables = await client.call_tool("list_variables", {})
     assert first["execution_count"] == 1
     assert first["result"] == "['In', 'Out', 'exit', 'get_ipython', 'open', 'quit']"
     assert (second["execution_count"], second["result"]) == (2, "(3, 'sorted')")
+    assert variables.structured_content is not None
+    assert variables.structured_content["variables"] == []
 
 
 async def test_a_missing_kernel_file_is_a_clear_resource_error(config: ServerConfig) -> None:

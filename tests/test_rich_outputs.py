@@ -216,4 +216,4 @@ def test_a_noisy_photo_sized_image_is_squeezed_under_the_byte_budget() -> None:
     assert len(preview.data) <= 150_000
     with Image.open(io.BytesIO(preview.data)) as shown:
         assert shown.size == (preview.width, preview.height)
-        assert f"image/{shown.format.lower()}" == preview.mime_type
+        assert f"image/{(shown.format or '').lower()}" == preview.mime_type
