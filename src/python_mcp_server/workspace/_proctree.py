@@ -3,8 +3,9 @@
 A script runs as the leader of a new session (`start_new_session=True`), so `killpg` reaches the
 processes that stayed in its group. A grandchild that called `setsid()` (or `setpgid`) escapes
 that, so the tree is also found through `/proc`: the children lists of each process, the
-session id in `/proc/<pid>/stat`, and the descendants seen while the script ran (remembered
-with their start time, so a recycled pid is never killed by mistake). Linux only; elsewhere the
+session id in `/proc/<pid>/stat`, the processes that hold the script's output pipes open, and
+the descendants seen while the script ran (remembered with their start time, so a recycled pid
+is never killed by mistake). Linux only; elsewhere the
 process group kill is all there is.
 """
 
@@ -68,11 +69,29 @@ def session_members(sid: int) -> set[int]:
     return found
 
 
+def pipe_holders(inodes: set[int]) -> set[int]:
+    """Live processes other than this one with an open descriptor on one of the pipes."""
+    targets = {f"pipe:[{inode}]" for inode in inodes}
+    me = os.getpid()
+    found: set[int] = set()
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with os.scandir(entry / "fd") as fds:
+                if any(os.readlink(fd.path) in targets for fd in fds):
+                    found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 class ProcessTree:
     """The processes of one script run, remembered as they appear."""
 
-    def __init__(self, root_pid: int) -> None:
+    def __init__(self, root_pid: int, pipe_inodes: set[int] | None = None) -> None:
         self.root_pid = root_pid
+        self.pipe_inodes = pipe_inodes or set()
         self.known: dict[int, int] = {}
 
     def snapshot(self) -> None:
@@ -85,6 +104,8 @@ class ProcessTree:
 
     def _candidates(self) -> set[int]:
         found = {self.root_pid} | descendants(self.root_pid) | session_members(self.root_pid)
+        found |= pipe_holders(self.pipe_inodes)
+        found.discard(os.getpid())
         for pid, start in self.known.items():
             if start_time(pid) == start:
                 found.add(pid)
@@ -94,10 +115,12 @@ class ProcessTree:
     def kill(self) -> int:
         """Stop the whole tree (so nothing forks past us), then kill it. Returns how many died."""
         stopped: dict[int, int] = {}
+        seen: set[int] = set()
         for _ in range(_ROUNDS):
-            new = self._candidates() - stopped.keys()
+            new = self._candidates() - seen
             if not new:
                 break
+            seen |= new
             for pid in new:
                 start = start_time(pid)
                 if start is None or self.known.get(pid, start) != start:

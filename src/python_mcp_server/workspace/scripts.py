@@ -13,10 +13,11 @@ import logging
 import os
 import re
 import time
-from collections import deque
+from dataclasses import dataclass, field
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, ScriptNotFoundError
+from python_mcp_server.workspace._output import OutputPipe
 from python_mcp_server.workspace._proctree import ProcessTree
 from python_mcp_server.workspace.manager import WorkspaceManager
 from python_mcp_server.workspace.models import ScriptRun, WriteResult
@@ -52,57 +53,60 @@ def script_name(name: str) -> str:
     return name if name.endswith(".py") else name + ".py"
 
 
-class _BoundedBytes:
-    """Keeps the head and the tail of a byte stream within a budget."""
-
-    def __init__(self, budget: int) -> None:
-        self.head_budget = budget // 2
-        self.tail_budget = budget - self.head_budget
-        self.head = bytearray()
-        self.tail: deque[bytes] = deque()
-        self.tail_len = 0
-        self.total = 0
-
-    def append(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.head_budget - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail.append(data)
-            self.tail_len += len(data)
-            while self.tail_len - len(self.tail[0]) >= self.tail_budget:
-                self.tail_len -= len(self.tail.popleft())
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > self.head_budget + self.tail_budget
-
-    def render(self) -> str:
-        tail = b"".join(self.tail)
-        if not self.truncated:
-            return (bytes(self.head) + tail).decode("utf-8", errors="replace")
-        tail = tail[-self.tail_budget :] if self.tail_budget else b""
-        omitted = self.total - len(self.head) - len(tail)
-        return (
-            self.head.decode("utf-8", errors="replace")
-            + f"\n... [{omitted} bytes omitted] ...\n"
-            + tail.decode("utf-8", errors="replace")
-        )
-
-
-async def _pump(stream: asyncio.StreamReader | None, sink: _BoundedBytes) -> None:
-    if stream is None:
-        return
-    while chunk := await stream.read(65536):
-        sink.append(chunk)
+@dataclass
+class _Outcome:
+    exit_code: int | None = None
+    timed_out: bool = False
+    killed: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 async def _watch(tree: ProcessTree) -> None:
     while True:
         tree.snapshot()
         await asyncio.sleep(_WATCH_S)
+
+
+async def _supervise(
+    proc: asyncio.subprocess.Process, pipes: tuple[OutputPipe, OutputPipe], timeout: float
+) -> _Outcome:
+    """Wait for the script and its output. Kill its tree on timeout, or when stray processes
+    keep its output open after it exited."""
+    tree = ProcessTree(proc.pid, {pipe.inode for pipe in pipes})
+    readers = {asyncio.create_task(pipe.drain()) for pipe in pipes}
+    watcher = asyncio.create_task(_watch(tree))
+    outcome = _Outcome()
+    try:
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            outcome.timed_out = True
+            outcome.killed = tree.kill()
+            await asyncio.wait_for(proc.wait(), _REAP_S)
+            outcome.notes.append(
+                f"The script ran past {timeout:g} s and was killed, with every process it "
+                f"started ({outcome.killed} in all). Output up to that point is shown."
+            )
+        _, pending = await asyncio.wait(readers, timeout=_LINGER_S)
+        if pending:
+            lingering = tree.kill()
+            outcome.killed += lingering
+            outcome.notes.append(
+                f"The script left {lingering} background process(es) holding its output "
+                "open; they were killed."
+            )
+            _, pending = await asyncio.wait(pending, timeout=_REAP_S)
+        if pending:
+            logger.warning("script pid %s: output still open after its tree was killed", proc.pid)
+    finally:
+        watcher.cancel()
+        if proc.returncode is None:
+            tree.kill()
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(watcher, *readers, return_exceptions=True)
+    outcome.exit_code = proc.returncode
+    return outcome
 
 
 class ScriptRunner:
@@ -139,75 +143,50 @@ class ScriptRunner:
             "PYTHONIOENCODING": "utf-8",
             "PYTHON_MCP_SERVER_WORKSPACE": str(root),
         }
-        started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            self.config.kernel_python,
-            str(path),
-            *argv,
-            cwd=root,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        logger.info("script %s started as pid %s", filename, proc.pid)
         budget = self.config.max_output_chars
-        out, err = _BoundedBytes(budget), _BoundedBytes(budget)
-        readers = {
-            asyncio.create_task(_pump(proc.stdout, out)),
-            asyncio.create_task(_pump(proc.stderr, err)),
-        }
-        tree = ProcessTree(proc.pid)
-        watcher = asyncio.create_task(_watch(tree))
-        timed_out = False
-        killed = 0
-        notes: list[str] = []
+        out, err = OutputPipe(budget), OutputPipe(budget)
+        started = time.monotonic()
         try:
+            await out.connect()
+            await err.connect()
             try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except asyncio.TimeoutError:
-                timed_out = True
-                killed = tree.kill()
-                await asyncio.wait_for(proc.wait(), _REAP_S)
-                notes.append(
-                    f"The script ran past {timeout:g} s and was killed, with every process it "
-                    f"started ({killed} in all). Output up to that point is shown."
+                proc = await asyncio.create_subprocess_exec(
+                    self.config.kernel_python,
+                    str(path),
+                    *argv,
+                    cwd=root,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out.write_fd,
+                    stderr=err.write_fd,
+                    start_new_session=True,
                 )
-            _, pending = await asyncio.wait(readers, timeout=_LINGER_S)
-            if pending:
-                lingering = tree.kill()
-                killed += lingering
-                notes.append(
-                    f"The script left {lingering} background process(es) holding its output "
-                    "open; they were killed."
-                )
-                _, pending = await asyncio.wait(pending, timeout=_REAP_S)
+            finally:
+                out.close_write()
+                err.close_write()
+            logger.info("script %s started as pid %s", filename, proc.pid)
+            outcome = await _supervise(proc, (out, err), timeout)
         finally:
-            watcher.cancel()
-            if proc.returncode is None:
-                tree.kill()
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(watcher, *readers, return_exceptions=True)
+            out.close()
+            err.close()
         duration_ms = (time.monotonic() - started) * 1000
-        code = proc.returncode
-        if not timed_out and code:
-            notes.append(f"The script exited with code {code}; see stderr.")
-        if out.truncated or err.truncated:
+        notes = outcome.notes
+        if not outcome.timed_out and outcome.exit_code:
+            notes.append(f"The script exited with code {outcome.exit_code}; see stderr.")
+        if out.sink.truncated or err.sink.truncated:
             notes.append(
                 f"Long output was cut to {budget} bytes per stream (head and tail kept); write "
                 "large results to a file in outputs/ instead."
             )
         return ScriptRun(
             name=filename,
-            exit_code=code,
-            timed_out=timed_out,
+            exit_code=outcome.exit_code,
+            timed_out=outcome.timed_out,
             duration_ms=round(duration_ms, 1),
-            stdout=out.render(),
-            stderr=err.render(),
-            stdout_truncated=out.truncated,
-            stderr_truncated=err.truncated,
-            killed_processes=killed,
+            stdout=out.sink.render(),
+            stderr=err.sink.render(),
+            stdout_truncated=out.sink.truncated,
+            stderr_truncated=err.sink.truncated,
+            killed_processes=outcome.killed,
             message=" ".join(notes) or None,
         )
