@@ -213,3 +213,15 @@ async def test_a_nul_byte_in_an_argument_is_refused(config: ServerConfig) -> Non
         await call(client, "save_script", name="s", code="pass\n")
         message = await error(client, "run_script", name="s", args=["a\x00b"])
     assert message == "A script argument contains a NUL byte; remove it."
+
+
+async def test_an_interpreter_that_cannot_start_is_a_clear_error(config: ServerConfig) -> None:
+    broken = dataclasses.replace(config, kernel_python="/nonexistent/python3")
+    async with Client(create_server(broken)) as client:
+        await call(client, "save_script", name="s", code="pass\n")
+        message = await error(client, "run_script", name="s")
+    assert message == (
+        "Could not start the kernel's interpreter '/nonexistent/python3' to run the script: "
+        "No such file or directory. The server's kernel interpreter setting needs fixing; run "
+        "the code with run_python_code meanwhile."
+    )

@@ -202,13 +202,18 @@ class WorkspaceManager:
     def read_whole(self, path: str) -> tuple[Path, bytes]:
         """A whole file for a resource read, refused above the read limit."""
         real = self._file(path)
-        size = real.stat().st_size
         cap = self.config.max_file_read_bytes
-        if size > cap:
+        with real.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(cap + 1) if size <= cap else b""
+        if size > cap or len(data) > cap:
             raise FileTooLargeError(
-                path, size, cap, "Read it in chunks with read_file(path, offset=...)."
+                path,
+                max(size, len(data)),
+                cap,
+                "Read it in chunks with read_file(path, offset=...).",
             )
-        return real, real.read_bytes()
+        return real, data
 
     # ----------------------------------------------------------------- write
 
@@ -282,18 +287,18 @@ class WorkspaceManager:
     def info_sync(self) -> WorkspaceInfo:
         files = folders = used = 0
         truncated = False
-        for visited, (_, st) in enumerate(walk(self.root, recursive=True), start=1):
+        subfolders: list[str] = []
+        for visited, (path, st) in enumerate(walk(self.root, recursive=True), start=1):
             if visited > SCAN_LIMIT:
                 truncated = True
                 break
             if stat.S_ISDIR(st.st_mode):
                 folders += 1
+                if path.parent == self.root and len(subfolders) < self.config.max_list_entries:
+                    subfolders.append(path.name)
             elif stat.S_ISREG(st.st_mode):
                 files += 1
                 used += st.st_size
-        subfolders = sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and not p.is_symlink()
-        )
         c = self.config
         return WorkspaceInfo(
             root=str(self.root),

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.errors import InvalidArgumentError, ScriptNotFoundError
+from python_mcp_server.errors import ConfigError, InvalidArgumentError, ScriptNotFoundError
 from python_mcp_server.workspace._output import OutputPipe
 from python_mcp_server.workspace._proctree import ProcessTree
 from python_mcp_server.workspace.manager import WorkspaceManager
@@ -161,6 +161,12 @@ class ScriptRunner:
                     stderr=err.write_fd,
                     start_new_session=True,
                 )
+            except OSError as exc:
+                raise ConfigError(
+                    f"Could not start the kernel's interpreter {self.config.kernel_python!r} to "
+                    f"run the script: {exc.strerror or exc}. The server's kernel interpreter "
+                    "setting needs fixing; run the code with run_python_code meanwhile."
+                ) from exc
             finally:
                 out.close_write()
                 err.close_write()
