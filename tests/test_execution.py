@@ -97,7 +97,9 @@ async def test_a_cell_that_ignores_interrupts_gets_the_kernel_restarted(
 async def test_a_kernel_that_exits_mid_cell_is_reported_and_restarted(config: ServerConfig) -> None:
     async with Client(create_server(config)) as client:
         res = await client.call_tool(
-            "run_python_code", {"code": "print('before', flush=True)\nimport os\nos._exit(3)"}
+            "run_python_code",
+            # the pause lets the kernel's I/O thread send the line; os._exit drops unsent messages
+            {"code": "import os, time\nprint('before', flush=True)\ntime.sleep(0.5)\nos._exit(3)"},
         )
         after = await client.call_tool("run_python_code", {"code": "1 + 1"})
     data = res.structured_content

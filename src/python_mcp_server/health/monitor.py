@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import anyio
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 from python_mcp_server.health.models import DiskSample, ProcessSample
 from python_mcp_server.health.system import HostResources, host_resources

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 _KERNEL_NAME = "python-mcp-server"
 _WATCH_INTERVAL_S = 0.2
+_DRAIN_S = 0.5
 _SHUTDOWN_TIMEOUT_S = 10.0
 
 
@@ -242,9 +243,21 @@ class LocalKernelHandle:
             proc = self._process()
             code = proc.poll() if proc is not None else None
             if code is not None:
+                await self._drain_iopub()
                 self._mark_dead(ExitInfo(code, self._stderr_tail()))
                 return
             await asyncio.sleep(_WATCH_INTERVAL_S)
+
+    async def _drain_iopub(self) -> None:
+        """Let the reader take what the dead kernel already sent, so its last output is kept."""
+        if self._kc is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _DRAIN_S
+        while loop.time() < deadline:
+            await asyncio.sleep(0.01)
+            if not await self._kc.iopub_channel.msg_ready():
+                return
 
     def _mark_dead(self, info: ExitInfo) -> None:
         if self._exit is not None:
