@@ -68,7 +68,7 @@ async def test_a_timeout_interrupts_the_cell_and_keeps_the_variables(config: Ser
     data = res.structured_content
     assert data is not None
     assert (data["status"], data["state_kept"]) == ("timeout", True)
-    assert data["message"] == "The code ran longer than 1 s and was interrupted (state kept)."
+    assert data["message"] == "The code ran longer than 1 s; interrupted, state kept."
     assert data["error"]["ename"] == "KeyboardInterrupt"
     assert after.structured_content is not None
     assert after.structured_content["result"] == "'yes'"
@@ -87,8 +87,8 @@ async def test_a_cell_that_ignores_interrupts_gets_the_kernel_restarted(
     assert data is not None
     assert (data["status"], data["state_kept"]) == ("timeout", False)
     assert data["message"] == (
-        "The code ran longer than 1 s and was could not be interrupted, so the kernel was "
-        "restarted (state lost)."
+        "The code ran longer than 1 s; it did not stop when interrupted, so the kernel was "
+        "restarted: restarted, state lost (all variables are gone)."
     )
     assert after.structured_content is not None
     assert after.structured_content["result"] == "False"

@@ -67,8 +67,10 @@ async def test_a_kernel_killed_while_idle_is_restarted_and_the_next_call_says_so
         "lost.",
         data["message"],
     )
+    assert data["state_kept"] is False
     assert again.structured_content is not None
     assert again.structured_content["message"] is None
+    assert again.structured_content["state_kept"] is True
 
 
 async def test_a_stopped_kernel_is_restarted_after_failed_kernel_info_checks(

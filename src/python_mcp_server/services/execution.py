@@ -93,7 +93,7 @@ class ExecutionService:
         handle = session.handle
         status = "ok"
         messages: list[str] = list(notices)
-        state_kept = True
+        state_kept = not notices  # every notice reports a restart that lost the variables
         reply: Reply | None = None
         started = time.perf_counter()
         try:
@@ -111,7 +111,7 @@ class ExecutionService:
             except TimeoutError:
                 status = "timeout"
                 reply, note, state_kept = await self._stop(session, run)
-                messages.append(f"The code ran longer than {limit_s:g} s and was {note}.")
+                messages.append(f"The code ran longer than {limit_s:g} s; {note}.")
             except KernelDiedError as exc:
                 status = "error"
                 state_kept = False
@@ -272,8 +272,13 @@ class ExecutionService:
             reply = await asyncio.wait_for(run.wait(), self._config.interrupt_grace_s)
         except (TimeoutError, KernelDiedError):
             await self._sessions.restart(session)
-            return None, "could not be interrupted, so the kernel was restarted (state lost)", False
-        return reply, "interrupted (state kept)", True
+            return (
+                None,
+                "it did not stop when interrupted, so the kernel was restarted: restarted, "
+                "state lost (all variables are gone)",
+                False,
+            )
+        return reply, "interrupted, state kept", True
 
     def _settle_after_cancel(self, session: Session, handle: object, generation: int) -> None:
         """The client cancelled: interrupt the kernel, then free the session. Runs in the background
