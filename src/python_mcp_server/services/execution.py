@@ -274,8 +274,10 @@ class ExecutionService:
             await self._sessions.restart(session)
             return (
                 None,
-                "it did not stop when interrupted, so the kernel was restarted: restarted, "
-                "state lost (all variables are gone)",
+                (
+                    "it did not stop when interrupted, so the kernel was restarted: restarted, "
+                    "state lost (all variables are gone)"
+                ),
                 False,
             )
         return reply, "interrupted, state kept", True
