@@ -263,7 +263,9 @@ class ExecutionService:
             task.add_done_callback(self._cleanups.discard)
 
     async def _wait(self, run: ExecutionRun, limit_s: float, session: Session) -> Reply:
-        return await asyncio.wait_for(run.wait(), limit_s)
+        # a cancel scope, not wait_for: no extra task per cell on the hot path
+        with anyio.fail_after(limit_s):
+            return await run.wait()
 
     async def _stop(self, session: Session, run: ExecutionRun) -> tuple[Reply | None, str, bool]:
         """Interrupt a cell that ran too long; restart the kernel if the interrupt does not land."""
