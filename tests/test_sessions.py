@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import pytest
 from fastmcp import Client
 
@@ -15,6 +17,23 @@ from tests.conftest import pid_alive
 from tests.servers import http_server
 
 pytestmark = pytest.mark.anyio
+
+
+def kernel_children() -> list[int]:
+    """Live kernel processes started by this test process."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"ipykernel_launcher" in cmdline and pid_alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
 
 
 async def test_create_session_without_a_name_returns_an_unguessable_id(
@@ -147,3 +166,33 @@ async def test_one_clients_switch_never_moves_another_clients_calls(workspace: P
     )
     assert check.structured_content is not None
     assert check.structured_content["result"] == "'alice'"
+
+
+async def test_deleting_a_session_while_its_cell_runs_ends_the_call_and_leaks_no_kernel(
+    config: ServerConfig,
+) -> None:
+    from tests.test_execution import wait_for_file
+
+    code = "import os, time\nopen('started', 'w').close()\ntime.sleep(60)"
+    async with Client(create_server(config)) as client:
+        created = await client.call_tool("create_session", {"session_id": "doomed"})
+        assert created.structured_content is not None
+        pid = created.structured_content["kernel_pid"]
+        results: list[dict[str, object]] = []
+
+        async def run() -> None:
+            res = await client.call_tool("run_python_code", {"code": code, "session_id": "doomed"})
+            assert res.structured_content is not None
+            results.append(res.structured_content)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await wait_for_file(config.workspace_root / "started")
+            await client.call_tool("delete_session", {"session_id": "doomed"})
+        listed = await client.call_tool("list_sessions", {})
+    assert not pid_alive(pid)
+    assert kernel_children() == []
+    assert (results[0]["status"], results[0]["state_kept"]) == ("error", False)
+    assert "delete_session" in str(results[0]["message"])
+    assert listed.structured_content is not None
+    assert [s["session_id"] for s in listed.structured_content["sessions"]] == []

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ExecutionService", "ProgressCallback"]
 
+MAX_HISTORY_CELLS = 1000  # cells kept for export_notebook; older ones are counted, not kept
 MAX_TIMEOUT_S = 24 * 3600.0
 SETUP_TIMEOUT_S = 10.0
 _DRAIN_KEY = "__pmcp_files__"
@@ -164,6 +165,9 @@ class ExecutionService:
                 status=status,
             )
         )
+        if len(session.history) > MAX_HISTORY_CELLS:
+            session.history_dropped += len(session.history) - MAX_HISTORY_CELLS
+            del session.history[:-MAX_HISTORY_CELLS]
         for name, text in (
             ("stdout", collector.stdout),
             ("stderr", collector.stderr),

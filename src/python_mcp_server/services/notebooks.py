@@ -115,6 +115,11 @@ class NotebookService:
 
         _, dropped, written = await anyio.to_thread.run_sync(write)
         note = f" {dropped} output(s) were not valid nbformat and were left out." if dropped else ""
+        if session.history_dropped:
+            note += (
+                f" The {session.history_dropped} oldest cell(s) were no longer kept and are not "
+                "in the notebook."
+            )
         empty = (
             " The session has run no cells yet, so the notebook is empty." if not history else ""
         )

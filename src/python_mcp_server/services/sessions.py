@@ -128,6 +128,7 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     notices: list[str] = field(default_factory=list)
     history: list[CellRecord] = field(default_factory=list)
+    history_dropped: int = 0
     probe_failures: int = 0
     restarts: list[RestartEvent] = field(default_factory=list)
 
@@ -327,6 +328,7 @@ class SessionManager:
     async def delete(self, session_id: str) -> None:
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
+        session.generation += 1  # a cell still running sees its kernel go and does not restart it
         for key, target in list(self._targets.items()):
             if target == session_id:
                 del self._targets[key]
