@@ -583,3 +583,48 @@ async def test_file_tools_declare_annotations_and_output_schemas(config: ServerC
     assert [t.uri_template for t in templates if t.name == "workspace_file"] == [
         "workspace://{path*}"
     ]
+
+
+# ------------------------------------------------------------------ appending
+
+
+async def test_append_builds_a_file_from_pieces(config: ServerConfig, workspace: Path) -> None:
+    async with Client(create_server(config)) as client:
+        first = await call(
+            client,
+            "write_file",
+            path="big/data.bin",
+            append=True,
+            content=base64.b64encode(b"\x00\x01").decode(),
+            encoding="base64",
+        )
+        second = await call(
+            client,
+            "write_file",
+            path="big/data.bin",
+            append=True,
+            content=base64.b64encode(b"\x02").decode(),
+            encoding="base64",
+        )
+    assert (first["created"], second["created"]) == (True, False)
+    assert (workspace / "big" / "data.bin").read_bytes() == b"\x00\x01\x02"
+
+
+async def test_appending_past_the_write_cap_is_refused(
+    config: ServerConfig, workspace: Path
+) -> None:
+    small = dataclasses.replace(config, max_file_write_bytes=5)
+    async with Client(create_server(small)) as client:
+        await call(client, "write_file", path="log.txt", content="1234")
+        message = await error(client, "write_file", path="log.txt", content="56", append=True)
+    assert message.startswith("'log.txt' is 6 bytes, over the limit of 5 bytes.")
+    assert (workspace / "log.txt").read_text() == "1234"
+
+
+async def test_a_path_ending_in_a_slash_is_refused_as_a_folder(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        message = await error(client, "write_file", path="dir1/", content="x")
+    assert message == (
+        "'dir1/' ends with a slash, so it names a folder; give a file name such as "
+        "'dir1/data.txt'. Folders are created as needed."
+    )

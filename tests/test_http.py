@@ -189,3 +189,17 @@ async def test_closing_the_http_stream_interrupts_the_kernel(workspace: Path) ->
             after = await client.call_tool("run_python_code", {"code": "'answering'"})
     assert after.structured_content is not None
     assert after.structured_content["result"] == "'answering'"
+
+
+def test_an_oversized_request_gets_a_json_rpc_error_that_says_what_to_do(workspace: Path) -> None:
+    big = "x" * 5_000_000
+    with http_server(workspace) as server, httpx.Client(timeout=60) as client:
+        response = modern_call(
+            client, server.url, 1, "write_file", {"path": "a.txt", "content": big}
+        )
+        after = modern_call(client, server.url, 2, "ping", {})
+    assert response.status_code == 413
+    message = response.json()["error"]["message"]
+    assert message.startswith("The request is ")
+    assert "write_file with append=true" in message
+    assert after.status_code == 200

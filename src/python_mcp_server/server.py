@@ -17,6 +17,7 @@ from python_mcp_server import __version__
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.middleware import (
     BearerAuthMiddleware,
+    BodyLimitMiddleware,
     DomainErrorMiddleware,
     TimingMiddleware,
 )
@@ -57,6 +58,7 @@ def http_app(mcp: FastMCP[Any], config: ServerConfig) -> Any:
     middleware = []
     if config.auth_token:
         middleware.append(ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token))
+    middleware.append(ASGIMiddleware(BodyLimitMiddleware))
     return mcp.http_app(
         path=config.path,
         middleware=middleware,

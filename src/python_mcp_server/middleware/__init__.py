@@ -1,7 +1,13 @@
 """Middleware we own: domain errors, timing and logging, HTTP bearer auth."""
 
 from python_mcp_server.middleware.auth import BearerAuthMiddleware
+from python_mcp_server.middleware.body_limit import BodyLimitMiddleware
 from python_mcp_server.middleware.errors import DomainErrorMiddleware
 from python_mcp_server.middleware.timing import TimingMiddleware
 
-__all__ = ["BearerAuthMiddleware", "DomainErrorMiddleware", "TimingMiddleware"]
+__all__ = [
+    "BearerAuthMiddleware",
+    "BodyLimitMiddleware",
+    "DomainErrorMiddleware",
+    "TimingMiddleware",
+]

@@ -133,15 +133,29 @@ def register(mcp: FastMCP) -> None:
         overwrite: Annotated[
             bool, Field(description="Replace an existing file; false refuses instead.")
         ] = True,
+        append: Annotated[
+            bool,
+            Field(
+                description="Add content to the end of the file (created if missing) instead of "
+                "replacing it: send a large file in pieces of at most about 2 MB each."
+            ),
+        ] = False,
     ) -> ToolResult:
         """Create or replace a workspace file; missing parent folders are created.
 
         Use it to put data or code where the kernel can read it (the kernel's working directory
         is the workspace root). The write is atomic: readers see the old or the new file, never
-        half of one. Returns the size written and whether the file is new.
+        half of one. One request carries at most 4 MB, so send bigger files in pieces with
+        append=true. Returns the size written and whether the file is new.
         """
-        res = await services(ctx).workspace.write(path, content, encoding, overwrite)
-        verb = "Created" if res.created else "Replaced"
+        res = await services(ctx).workspace.write(path, content, encoding, overwrite, append)
+        verb = (
+            "Appended to"
+            if append and not res.created
+            else "Created"
+            if res.created
+            else "Replaced"
+        )
         return result(res, f"{verb} {res.path} ({res.bytes_written} bytes), {res.uri}")
 
     @mcp.tool(annotations=DESTRUCTIVE, output_schema=schema(DeleteResult))

@@ -223,21 +223,33 @@ class WorkspaceManager:
         content: str,
         encoding: Literal["text", "base64"] = "text",
         overwrite: bool = True,
+        append: bool = False,
     ) -> WriteResult:
         data = decode_content(path, content, encoding)
-        return await self._run(self.write_bytes, path, data, overwrite)
+        return await self._run(self.write_bytes, path, data, overwrite, append)
 
-    def write_bytes(self, path: str, data: bytes, overwrite: bool = True) -> WriteResult:
+    def write_bytes(
+        self, path: str, data: bytes, overwrite: bool = True, append: bool = False
+    ) -> WriteResult:
         cap = self.config.max_file_write_bytes
-        if len(data) > cap:
-            raise FileTooLargeError(
-                path, len(data), cap, "Write it as several smaller files, or produce it with code."
+        if path.endswith(("/", "\\")):
+            raise InvalidArgumentError(
+                f"{path!r} ends with a slash, so it names a folder; give a file name such as "
+                f"'{path.rstrip('/')}/data.txt'. Folders are created as needed."
             )
         real = self.resolve(path, need_name=True)
         if real.is_dir():
             raise NotAFileError(path)
         existed = real.exists()
-        if existed and not overwrite:
+        before = real.stat().st_size if append and existed else 0
+        if before + len(data) > cap:
+            raise FileTooLargeError(
+                path,
+                before + len(data),
+                cap,
+                "Write it as several smaller files, or produce it with code.",
+            )
+        if existed and not overwrite and not append:
             raise WorkspaceFileExistsError(path)
         try:
             real.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +258,11 @@ class WorkspaceManager:
                 f"Cannot create the folders for {path!r}: a file is in the way. Call list_files "
                 "to see what exists."
             ) from exc
-        atomic_write(real, data, overwrite, path)
+        if append:
+            with real.open("ab") as f:
+                f.write(data)
+        else:
+            atomic_write(real, data, overwrite, path)
         rel = self.relative(real)
         return WriteResult(path=rel, bytes_written=len(data), created=not existed, uri=uri_for(rel))
 
