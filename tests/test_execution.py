@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -40,6 +42,13 @@ async def test_an_exception_in_user_code_is_data_not_a_tool_error(config: Server
     assert data["status"] == "error"
     assert data["error"]["ename"] == "ZeroDivisionError"
     assert not any("\x1b[" in line for line in data["error"]["traceback"])
+
+
+async def session_state(client: Client[Any], session_id: str) -> str:
+    listed = await client.call_tool("list_sessions", {})
+    assert listed.structured_content is not None
+    rows = {s["session_id"]: s for s in listed.structured_content["sessions"]}
+    return str(rows[session_id]["state"])
 
 
 async def wait_for_file(path: Path, timeout_s: float = 30) -> None:
@@ -252,3 +261,47 @@ async def test_two_sessions_really_run_at_the_same_time(config: ServerConfig) ->
             tg.start_soon(run, "a", meet("a-here", "b-here"))
             tg.start_soon(run, "b", meet("b-here", "a-here"))
     assert results == {"a": "'a-here met b-here'", "b": "'b-here met a-here'"}
+
+
+@pytest.mark.parametrize("code", ["exit()", "quit()"])
+async def test_exit_in_a_cell_restarts_the_kernel_and_says_so(
+    config: ServerConfig, code: str
+) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "v = 7"})
+        res = await client.call_tool("run_python_code", {"code": code})
+        after = await client.call_tool("run_python_code", {"code": "'v' in globals()"})
+    data = res.structured_content
+    assert data is not None
+    assert (data["status"], data["state_kept"]) == ("ok", False)
+    assert data["message"] == (
+        "The code asked the kernel to exit (exit() or quit()), so it was restarted: all "
+        "variables were lost. Use restart_kernel to do this on purpose."
+    )
+    assert after.structured_content is not None
+    assert (after.structured_content["result"], after.structured_content["message"]) == (
+        "False",
+        None,
+    )
+
+
+async def test_a_kernel_that_died_between_calls_is_replaced_before_the_next_cell(
+    config: ServerConfig,
+) -> None:
+    slow_supervisor = dataclasses.replace(config, health_check_interval_s=3600)
+    async with Client(create_server(slow_supervisor)) as client:
+        first = await client.call_tool("run_python_code", {"code": "import os; os.getpid()"})
+        assert first.structured_content is not None
+        pid = int(first.structured_content["result"])
+        os.kill(pid, signal.SIGKILL)
+        with anyio.fail_after(10):
+            while await session_state(client, "default") != "dead":
+                await anyio.sleep(0.02)
+        res = await client.call_tool("run_python_code", {"code": "21 * 2"})
+    data = res.structured_content
+    assert data is not None
+    assert (data["status"], data["result"], data["state_kept"]) == ("ok", "42", False)
+    assert data["message"] == (
+        "The kernel was killed by SIGKILL (killed from outside, or out of memory) after the "
+        "previous call; it was restarted before running this code, and all variables were lost."
+    )

@@ -92,6 +92,10 @@ class KernelHandle(Protocol):
         """None while the process lives; how it ended otherwise."""
         ...
 
+    async def wait_exit(self) -> ExitInfo:
+        """Wait until the kernel process has ended; how it ended."""
+        ...
+
     async def submit(
         self,
         code: str,

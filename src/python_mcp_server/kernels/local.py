@@ -109,6 +109,7 @@ class LocalKernelHandle:
         self._requests: dict[str, asyncio.Future[Reply]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._exit: ExitInfo | None = None
+        self._ended = asyncio.Event()
         self._closed = False
         self._stderr_path = runtime_dir / f"{self._id}.stderr"
 
@@ -127,6 +128,11 @@ class LocalKernelHandle:
         return self._spec.python
 
     def exit_info(self) -> ExitInfo | None:
+        return self._exit
+
+    async def wait_exit(self) -> ExitInfo:
+        await self._ended.wait()
+        assert self._exit is not None
         return self._exit
 
     @property
@@ -263,6 +269,7 @@ class LocalKernelHandle:
         if self._exit is not None:
             return
         self._exit = info
+        self._ended.set()
         if not self._closed:
             logger.warning("kernel pid %s %s", self.pid, info.describe())
         for run in self._runs.values():

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ExecutionService", "ProgressCallback"]
 
+_EXIT_GRACE_S = 5.0
 MAX_HISTORY_CELLS = 1000  # cells kept for export_notebook; older ones are counted, not kept
 MAX_TIMEOUT_S = 24 * 3600.0
 SETUP_TIMEOUT_S = 10.0
@@ -98,6 +99,14 @@ class ExecutionService:
         reply: Reply | None = None
         started = time.perf_counter()
         try:
+            dead = handle.exit_info()
+            if dead is not None:  # it ended after the last call, before the supervisor noticed
+                await self._sessions.restart(session)
+                handle, generation, state_kept = session.handle, session.generation, False
+                messages.append(
+                    f"The kernel {dead.describe()} after the previous call; it was restarted "
+                    "before running this code, and all variables were lost."
+                )
             tracking = await self._prepare(handle)
             started = time.perf_counter()
             if pump is not None:
@@ -109,6 +118,14 @@ class ExecutionService:
             )
             try:
                 reply = await self._wait(run, limit_s, session)
+                if _asked_to_exit(reply):
+                    await self._finish_exit(session, handle)
+                    state_kept = False
+                    messages.append(
+                        "The code asked the kernel to exit (exit() or quit()), so it was "
+                        "restarted: all variables were lost. Use restart_kernel to do this "
+                        "on purpose."
+                    )
             except TimeoutError:
                 status = "timeout"
                 reply, note, state_kept = await self._stop(session, run)
@@ -266,6 +283,12 @@ class ExecutionService:
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
 
+    async def _finish_exit(self, session: Session, handle: KernelHandle) -> None:
+        """Let a kernel that was asked to exit end (bounded), then replace it."""
+        with anyio.move_on_after(_EXIT_GRACE_S):
+            await handle.wait_exit()
+        await self._sessions.restart(session)
+
     async def _wait(self, run: ExecutionRun, limit_s: float, session: Session) -> Reply:
         # a cancel scope, not wait_for: no extra task per cell on the hot path
         with anyio.fail_after(limit_s):
@@ -315,3 +338,12 @@ class ExecutionService:
     async def _idle(self, session: Session) -> None:
         run = await session.handle.submit("", silent=True, store_history=False)
         await run.wait()
+
+
+def _asked_to_exit(reply: Reply) -> bool:
+    """ipykernel answers `exit()` / `quit()` with an `ask_exit` payload, then shuts down."""
+    payload = reply.content.get("payload") or []
+    return any(
+        isinstance(p, dict) and p.get("source") == "ask_exit" and not p.get("keepkernel")
+        for p in payload
+    )
