@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp.types import BlobResourceContents
+from mcp.types import BlobResourceContents, TextResourceContents
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
@@ -162,3 +162,17 @@ async def test_a_png_output_is_served_as_a_blob_with_its_mime_type(
     assert isinstance(contents, BlobResourceContents)
     assert contents.mime_type == "image/png"
     assert base64.b64decode(contents.blob).startswith(b"\x89PNG")
+
+
+async def test_a_file_with_spaces_and_accents_gets_a_uri_that_reads_back(
+    config: ServerConfig,
+) -> None:
+    code = "open('résumé 📄.txt', 'w').write('hello')"
+    async with Client(create_server(config)) as client:
+        res = await client.call_tool("run_python_code", {"code": code})
+        assert res.structured_content is not None
+        uri = res.structured_content["files"][0]["uri"]
+        contents = await client.read_resource(uri)
+    assert uri == "workspace://r%C3%A9sum%C3%A9%20%F0%9F%93%84.txt"
+    assert isinstance(contents[0], TextResourceContents)
+    assert contents[0].text == "hello"

@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import ArtifactNotFoundError, InvalidArgumentError
@@ -168,7 +169,7 @@ class ArtifactStore:
         return self._outputs / session_id
 
     def uri(self, session_id: str, filename: str) -> str:
-        return f"kernel://{session_id}/{filename}"
+        return f"kernel://{quote(session_id, safe='')}/{quote(filename, safe='')}"
 
     def new_name(self, stem: str, suffix: str, token: str | None = None) -> str:
         return f"{stem}-{token or secrets.token_hex(4)}{suffix}"
@@ -224,7 +225,7 @@ class ArtifactStore:
             infos.append(
                 ArtifactInfo(
                     path=name,
-                    uri=f"workspace://{name}",
+                    uri=f"workspace://{quote(name, safe='/')}",
                     size=st.st_size,
                     mime_type=guess_mime(name),
                 )

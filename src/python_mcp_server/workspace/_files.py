@@ -11,13 +11,15 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 from python_mcp_server.errors import InvalidArgumentError, WorkspaceFileExistsError
 from python_mcp_server.workspace.models import EntryType, FileEntry
 
 
 def uri_for(rel: str) -> str:
-    return f"workspace://{rel}"
+    """The resource URI of a workspace path, percent-encoded so any file name is a valid URI."""
+    return f"workspace://{quote(rel, safe='/')}"
 
 
 def entry_type(mode: int) -> EntryType:
