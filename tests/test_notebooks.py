@@ -116,3 +116,21 @@ def test_outputs_that_are_not_valid_nbformat_are_left_out() -> None:
     nbformat.validate(nb)
     assert dropped == 1
     assert [o["text"] for o in nb.cells[0].outputs] == ["ok\n"]
+
+
+async def test_exporting_over_an_existing_file_needs_overwrite(config: ServerConfig) -> None:
+    target = config.workspace_root / "mine.ipynb"
+    target.write_text("{}")
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "1"})
+        refused = await client.call_tool(
+            "export_notebook", {"path": "mine.ipynb"}, raise_on_error=False
+        )
+        assert target.read_text() == "{}"
+        replaced = await client.call_tool(
+            "export_notebook", {"path": "mine.ipynb", "overwrite": True}
+        )
+    assert refused.is_error
+    assert refused.content[0].text.startswith("'mine.ipynb' already exists. Pass overwrite=true")
+    assert replaced.structured_content is not None
+    assert replaced.structured_content["cells"] == 1

@@ -33,7 +33,9 @@ def register(mcp: FastMCP) -> None:
             ),
         ],
         session_id: SessionArg = None,
-        overwrite: Annotated[bool, Field(description="Replace an existing file at path.")] = True,
+        overwrite: Annotated[
+            bool, Field(description="Replace an existing file at path; false refuses instead.")
+        ] = False,
     ) -> ToolResult:
         """Save the code a session ran, with its outputs, as a Jupyter notebook (.ipynb).
 
