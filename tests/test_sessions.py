@@ -196,3 +196,27 @@ async def test_deleting_a_session_while_its_cell_runs_ends_the_call_and_leaks_no
     assert "delete_session" in str(results[0]["message"])
     assert listed.structured_content is not None
     assert [s["session_id"] for s in listed.structured_content["sessions"]] == []
+
+
+async def test_the_limit_explains_why_a_call_without_session_id_could_not_start_default(
+    config: ServerConfig,
+) -> None:
+    async with Client(create_server(replace(config, max_sessions=2))) as client:
+        await client.call_tool("create_session", {"session_id": "c"})
+        await client.call_tool("create_session", {"session_id": "d"})
+        res = await client.call_tool("run_python_code", {"code": "1"}, raise_on_error=False)
+    assert res.is_error
+    assert res.content[0].text == (
+        "No session_id was given, so this call needs the 'default' session, which is not "
+        "running, and the server already runs its limit of 2 sessions (c, d). Pass "
+        "session_id='c' (or another of those), or call delete_session on one you no longer need."
+    )
+
+
+async def test_an_overlong_description_is_refused(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        res = await client.call_tool(
+            "create_session", {"description": "d" * 501}, raise_on_error=False
+        )
+    assert res.is_error
+    assert "description" in res.content[0].text

@@ -77,11 +77,19 @@ class SessionExistsError(KernelError):
 
 
 class SessionLimitError(KernelError):
-    def __init__(self, limit: int, live: list[str]) -> None:
-        super().__init__(
-            f"The server already runs its limit of {limit} sessions ({', '.join(live)}). "
-            "Call delete_session on one you no longer need, or reuse an existing session_id."
-        )
+    def __init__(self, limit: int, live: list[str], default: str | None = None) -> None:
+        if default is None or not live:
+            super().__init__(
+                f"The server already runs its limit of {limit} sessions ({', '.join(live)}). "
+                "Call delete_session on one you no longer need, or reuse an existing session_id."
+            )
+        else:
+            super().__init__(
+                f"No session_id was given, so this call needs the {default!r} session, which is "
+                f"not running, and the server already runs its limit of {limit} sessions "
+                f"({', '.join(live)}). Pass session_id={live[0]!r} (or another of those), or "
+                "call delete_session on one you no longer need."
+            )
         self.limit = limit
 
 

@@ -282,7 +282,10 @@ class SessionManager:
             async with self._create_lock:
                 if session_id not in self._sessions and session_id not in self._starting:
                     expired = session_id in self._expired
-                    session = await self._create(session_id, "Started on first use.")
+                    try:
+                        session = await self._create(session_id, "Started on first use.")
+                    except SessionLimitError as exc:
+                        raise SessionLimitError(exc.limit, self.ids(), session_id) from exc
                     if expired:
                         session.notices.append(
                             f"Session {session_id!r} had expired after "

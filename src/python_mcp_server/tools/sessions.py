@@ -44,7 +44,8 @@ def register(mcp: FastMCP) -> None:
             ),
         ] = None,
         description: Annotated[
-            str | None, Field(description="What this session is for, shown by list_sessions.")
+            str | None,
+            Field(max_length=500, description="What this session is for, shown by list_sessions."),
         ] = None,
     ) -> ToolResult:
         """Start a new, isolated Python kernel session and return its id.
