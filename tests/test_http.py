@@ -203,3 +203,14 @@ def test_an_oversized_request_gets_a_json_rpc_error_that_says_what_to_do(workspa
     assert message.startswith("The request is ")
     assert "write_file with append=true" in message
     assert after.status_code == 200
+
+
+def test_the_auth_token_does_not_reach_the_kernel(workspace: Path) -> None:
+    env = {"PYTHON_MCP_SERVER_AUTH_TOKEN": "from-env"}
+    auth = {"Authorization": "Bearer from-env"}
+    with http_server(workspace, env=env) as server, httpx.Client(timeout=60) as client:
+        code = "import os; os.environ.get('PYTHON_MCP_SERVER_AUTH_TOKEN', 'absent')"
+        res = rpc_body(
+            modern_call(client, server.url, 1, "run_python_code", {"code": code}, headers=auth)
+        )
+    assert res["result"]["structuredContent"]["result"] == "'absent'"

@@ -10,6 +10,9 @@ from typing import Literal
 
 Transport = Literal["http", "stdio"]
 
+# server settings that child processes (kernels, scripts, installers) must not inherit
+SECRET_ENV_VARS = ("PYTHON_MCP_SERVER_AUTH_TOKEN",)
+
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 
 

@@ -24,6 +24,7 @@ class KernelSpec:
     cwd: Path
     env: dict[str, str]
     start_timeout_s: float = 60.0
+    unset_env: tuple[str, ...] = ()  # server variables the kernel must not see (secrets)
 
 
 @dataclass(frozen=True)

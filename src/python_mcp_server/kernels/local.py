@@ -179,7 +179,8 @@ class LocalKernelHandle:
             connection_file=str(self._dir / f"{self._id}.json"),
         )
         self._km = km
-        env = {**os.environ, **self._spec.env}
+        hidden = set(self._spec.unset_env)
+        env = {k: v for k, v in os.environ.items() if k not in hidden} | self._spec.env
         try:
             with self._stderr_path.open("wb") as stderr:
                 await km.start_kernel(

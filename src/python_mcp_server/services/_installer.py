@@ -13,6 +13,7 @@ from typing import Literal
 
 import anyio
 
+from python_mcp_server.config import SECRET_ENV_VARS
 from python_mcp_server.errors import PackageError
 from python_mcp_server.kernels.messages import strip_ansi
 
@@ -32,7 +33,12 @@ def find_installer(python: str) -> tuple[Literal["uv", "pip"], list[str]]:
 
 async def run_installer(argv: list[str], limit_s: float, cwd: Path) -> tuple[int | None, str]:
     """Run the installer; returns (exit code or None on timeout, output). Never a shell."""
-    env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "PIP_NO_INPUT": "1"}
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS},
+        "NO_COLOR": "1",
+        "UV_NO_PROGRESS": "1",
+        "PIP_NO_INPUT": "1",
+    }
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import anyio
 from typing_extensions import Self
 
-from python_mcp_server.config import ServerConfig
+from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import (
     InvalidArgumentError,
     KernelBusyError,
@@ -230,6 +230,7 @@ class SessionManager:
                 "PYTHONUNBUFFERED": "1",
             },
             start_timeout_s=self._config.kernel_start_timeout_s,
+            unset_env=SECRET_ENV_VARS,
         )
 
     async def _cold_start(self) -> KernelHandle:

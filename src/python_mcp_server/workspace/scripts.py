@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from python_mcp_server.config import ServerConfig
+from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import ConfigError, InvalidArgumentError, ScriptNotFoundError
 from python_mcp_server.workspace._output import OutputPipe
 from python_mcp_server.workspace._proctree import ProcessTree
@@ -138,7 +138,7 @@ class ScriptRunner:
             raise ScriptNotFoundError(filename)
         root = self.workspace.root
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS},
             "PYTHONUNBUFFERED": "1",
             "PYTHONIOENCODING": "utf-8",
             "PYTHON_MCP_SERVER_WORKSPACE": str(root),
