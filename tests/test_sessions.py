@@ -220,3 +220,36 @@ async def test_an_overlong_description_is_refused(config: ServerConfig) -> None:
         )
     assert res.is_error
     assert "description" in res.content[0].text
+
+
+async def test_a_call_queued_on_a_session_that_is_then_deleted_gets_a_clear_error(
+    config: ServerConfig,
+) -> None:
+    from tests.test_execution import wait_for_file
+
+    hold = "import time\nopen('started', 'w').close()\ntime.sleep(60)"
+    async with Client(create_server(config)) as client:
+        await client.call_tool("create_session", {"session_id": "q"})
+        queued: list[tuple[bool, str]] = []
+
+        async def second() -> None:
+            res = await client.call_tool(
+                "run_python_code", {"code": "1", "session_id": "q"}, raise_on_error=False
+            )
+            queued.append((res.is_error, res.content[0].text))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool, "run_python_code", {"code": hold, "session_id": "q"})
+            await wait_for_file(config.workspace_root / "started")
+            tg.start_soon(second)
+            await client.call_tool("delete_session", {"session_id": "q"})
+    assert queued == [
+        (
+            True,
+            (
+                "No session 'q'. Call list_sessions to see live sessions, or "
+                "create_session to start one."
+            ),
+        )
+    ]
+    assert kernel_children() == []

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import anyio
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.errors import InvalidArgumentError, KernelDiedError
+from python_mcp_server.errors import InvalidArgumentError, KernelDiedError, KernelNotFoundError
 from python_mcp_server.kernels import ExecutionRun, KernelHandle, Reply
 from python_mcp_server.services.artifacts import (
     DRAIN_EXPRESSION,
@@ -66,6 +66,9 @@ class ExecutionService:
         await session.lock.acquire()
         handed_over = False
         try:
+            if session.closed:  # deleted or expired while this call waited for its turn
+                self._sessions.get(session_id)
+                raise KernelNotFoundError(session_id, self._sessions.ids())
             return await self._run_locked(session, code, timeout, on_progress)
         except asyncio.CancelledError:
             handed_over = True

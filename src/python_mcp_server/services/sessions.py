@@ -129,6 +129,7 @@ class Session:
     notices: list[str] = field(default_factory=list)
     history: list[CellRecord] = field(default_factory=list)
     history_dropped: int = 0
+    closed: bool = False  # deleted or expired: never restart it again
     probe_failures: int = 0
     restarts: list[RestartEvent] = field(default_factory=list)
 
@@ -333,6 +334,7 @@ class SessionManager:
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
         session.generation += 1  # a cell still running sees its kernel go and does not restart it
+        session.closed = True
         for key, target in list(self._targets.items()):
             if target == session_id:
                 del self._targets[key]
@@ -347,6 +349,9 @@ class SessionManager:
         Variables are lost, unless `preserve_state`: then the user's picklable globals are moved
         into the new kernel and the outcome lists what was restored and what was dropped.
         """
+        if session.closed:
+            self.get(session.session_id)  # raises: the session was deleted or expired
+            raise KernelNotFoundError(session.session_id, self.ids())
         transfer = StateTransfer() if preserve_state else None
         session.restarting = True
         try:
@@ -466,6 +471,8 @@ class SessionManager:
 
     async def _expire(self, session: Session) -> None:
         self._sessions.pop(session.session_id, None)
+        session.generation += 1
+        session.closed = True
         self._expired[session.session_id] = time.time()
         while len(self._expired) > _EXPIRED_MEMORY:
             self._expired.popitem(last=False)
