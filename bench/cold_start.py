@@ -54,7 +54,7 @@ async def bare_cold_start() -> float:
     kc.start_channels()
     try:
         await kc.wait_for_ready(timeout=60)
-        reply = await kc.execute_interactive(CODE, timeout=60)
+        reply = await kc.execute_interactive(CODE, timeout=60, output_hook=lambda msg: None)
         elapsed = time.perf_counter() - start
         assert reply["content"]["status"] == "ok"
     finally:
