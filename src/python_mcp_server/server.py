@@ -93,6 +93,7 @@ async def serve(config: ServerConfig) -> None:
             port=config.port,
             log_level=config.log_level.lower(),
             log_config=None,
+            access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
             lifespan="on",
             timeout_graceful_shutdown=2,
             ws="none",

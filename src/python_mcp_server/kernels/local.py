@@ -206,8 +206,8 @@ class LocalKernelHandle:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._read_iopub()),
-            loop.create_task(self._read_replies(kc.get_shell_msg)),
-            loop.create_task(self._read_replies(kc.get_control_msg)),
+            loop.create_task(self._read_replies(kc.shell_channel)),
+            loop.create_task(self._read_replies(kc.control_channel)),
             loop.create_task(self._watch_process()),
         ]
 
@@ -221,7 +221,7 @@ class LocalKernelHandle:
     async def _read_iopub(self) -> None:
         assert self._kc is not None
         while True:
-            msg = await self._kc.get_iopub_msg()
+            msg = await _receive(self._kc.iopub_channel)
             parent = msg.get("parent_header", {}).get("msg_id")
             run = self._runs.get(parent) if parent else None
             if run is not None:
@@ -229,9 +229,9 @@ class LocalKernelHandle:
                 if run._done.is_set():
                     self._runs.pop(parent, None)
 
-    async def _read_replies(self, get: Any) -> None:
+    async def _read_replies(self, channel: Any) -> None:
         while True:
-            msg = await get()
+            msg = await _receive(channel)
             parent = msg.get("parent_header", {}).get("msg_id")
             content = msg.get("content", {})
             reply = Reply(status=str(content.get("status", "")), content=content)
@@ -365,6 +365,13 @@ class LocalKernelHandle:
         self._mark_dead(info)
         with contextlib.suppress(OSError):
             self._stderr_path.unlink()
+
+
+async def _receive(channel: Any) -> dict[str, Any]:
+    """The next message on a channel: one awaited receive, without the poll `get_msg` adds."""
+    parts = await channel.socket.recv_multipart()
+    _, signed = channel.session.feed_identities(parts)
+    return dict(channel.session.deserialize(signed))
 
 
 def _write_kernelspec(runtime_dir: Path, python: str) -> Path:
