@@ -22,7 +22,7 @@ import anyio
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, KernelError
 from python_mcp_server.kernels import ExecutionRun
 from python_mcp_server.kernels.messages import strip_ansi
-from python_mcp_server.services.sessions import Session
+from python_mcp_server.services.session import Session
 
 logger = logging.getLogger(__name__)
 

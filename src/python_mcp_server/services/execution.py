@@ -23,7 +23,8 @@ from python_mcp_server.services.artifacts import (
 from python_mcp_server.services.displays import DisplayRenderer, RichOutputs
 from python_mcp_server.services.models import ArtifactInfo, ErrorInfo, ExecutionResult
 from python_mcp_server.services.outputs import OutputCollector, ProgressCallback, ProgressPump
-from python_mcp_server.services.sessions import CellRecord, Session, SessionManager
+from python_mcp_server.services.session import CellRecord, Session
+from python_mcp_server.services.sessions import SessionManager
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, KernelBusyError, KernelDiedError
 from python_mcp_server.health.monitor import MB, HealthMonitor
-from python_mcp_server.services.sessions import Session, SessionManager
+from python_mcp_server.services.session import Session
+from python_mcp_server.services.sessions import SessionManager
 
 SLOW_MS = 500.0
 MAX_PROBE_TIMEOUT_S = 120.0

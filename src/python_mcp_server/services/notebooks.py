@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError
-from python_mcp_server.services.sessions import CellRecord, SessionManager
+from python_mcp_server.services.session import CellRecord
+from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.workspace.manager import WorkspaceManager
 
 nbformat: Any = _nbformat  # nbformat ships no type hints; keep strict mode quiet in one place
