@@ -380,7 +380,16 @@ def _write_kernelspec(runtime_dir: Path, python: str) -> Path:
     spec_dir = kernels / _KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # history stays in memory: no agent code lands in the server user's ~/.ipython, and
+        # each cell skips a SQLite write (about 1 ms on this project's machines)
+        "argv": [
+            python,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            "--HistoryManager.enabled=False",
+        ],
         "display_name": "Python (python-mcp-server)",
         "language": "python",
         "interrupt_mode": "signal",
