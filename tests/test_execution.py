@@ -305,3 +305,29 @@ async def test_a_kernel_that_died_between_calls_is_replaced_before_the_next_cell
         "The kernel was killed by SIGKILL (killed from outside, or out of memory) after the "
         "previous call; it was restarted before running this code, and all variables were lost."
     )
+
+
+async def test_a_cancel_during_the_after_cell_steps_leaves_the_session_usable(
+    config: ServerConfig,
+) -> None:
+    slow_drain = (
+        "import sys, time\n"
+        "_hook = sys.modules['__pmcp__']\n"
+        "_fast = _hook.drain\n"
+        "def _slow():\n"
+        "    open('draining', 'w').close()\n"
+        "    time.sleep(3)\n"
+        "    return _fast()\n"
+        "_hook.drain = _slow"
+    )
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": slow_drain})
+        (config.workspace_root / "draining").unlink(missing_ok=True)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool, "run_python_code", {"code": "1/0"})
+            await wait_for_file(config.workspace_root / "draining")
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(30):
+            after = await client.call_tool("run_python_code", {"code": "'usable'"})
+    assert after.structured_content is not None
+    assert after.structured_content["result"] == "'usable'"

@@ -42,6 +42,7 @@ class ExecutionService:
         self._config = config
         self._sessions = sessions
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._settling: set[int] = set()  # sessions whose lock a settle task now owns
         self.artifacts = ArtifactStore(config)
         # kernel handle -> whether its file-tracking hook is installed
         self._prepared: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
@@ -65,17 +66,17 @@ class ExecutionService:
             )
         session = await self._sessions.acquire(session_id)
         await session.lock.acquire()
-        handed_over = False
         try:
             if session.closed:  # deleted or expired while this call waited for its turn
                 self._sessions.get(session_id)
                 raise KernelNotFoundError(session_id, self._sessions.ids())
             return await self._run_locked(session, code, timeout, on_progress)
-        except asyncio.CancelledError:
-            handed_over = True
-            raise
         finally:
-            if not handed_over:
+            # a cancel while the cell ran hands the lock to the settle task; any other exit,
+            # a cancel during the after-cell steps included, releases it here
+            if id(session) in self._settling:
+                self._settling.discard(id(session))
+            else:
                 session.lock.release()
 
     async def _run_locked(
@@ -337,6 +338,7 @@ class ExecutionService:
                 session.running = False
                 session.lock.release()
 
+        self._settling.add(id(session))
         self._forget(asyncio.get_running_loop().create_task(settle()))
 
     async def _idle(self, session: Session) -> None:
