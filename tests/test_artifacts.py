@@ -176,3 +176,35 @@ async def test_a_file_with_spaces_and_accents_gets_a_uri_that_reads_back(
     assert uri == "workspace://r%C3%A9sum%C3%A9%20%F0%9F%93%84.txt"
     assert isinstance(contents[0], TextResourceContents)
     assert contents[0].text == "hello"
+
+
+async def test_a_symlink_in_an_output_folder_cannot_reach_outside_the_workspace(
+    config: ServerConfig, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    code = (
+        "import os\n"
+        "os.makedirs('outputs/anyone', exist_ok=True)\n"
+        f"os.symlink({str(secret)!r}, 'outputs/anyone/leak.txt')"
+    )
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": code})
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource("kernel://anyone/leak.txt")
+    assert "symlink" in str(caught.value)
+    assert "top secret" not in str(caught.value)
+
+
+async def test_a_kernel_file_over_the_resource_cap_points_to_read_file(
+    config: ServerConfig,
+) -> None:
+    import dataclasses
+
+    small = dataclasses.replace(config, max_resource_bytes=10)
+    code = "import os\nos.makedirs('outputs/s', exist_ok=True)\nopen('outputs/s/big.txt', 'w').write('x' * 11)"
+    async with Client(create_server(small)) as client:
+        await client.call_tool("run_python_code", {"code": code})
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource("kernel://s/big.txt")
+    assert "Read it in pieces with read_file('outputs/s/big.txt', offset=...)" in str(caught.value)

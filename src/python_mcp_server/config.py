@@ -50,6 +50,7 @@ class ServerConfig:
     kernel_probe_failures: int = 3
     max_output_chars: int = 20_000
     max_file_read_bytes: int = 1_000_000
+    max_resource_bytes: int = 32_000_000
     max_file_write_bytes: int = 50_000_000
     max_list_entries: int = 500
     script_timeout_s: float = 300.0

@@ -17,14 +17,20 @@ import mimetypes
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.errors import ArtifactNotFoundError, InvalidArgumentError
+from python_mcp_server.errors import (
+    ArtifactNotFoundError,
+    FileTooLargeError,
+    InvalidArgumentError,
+)
 from python_mcp_server.services.models import ArtifactInfo
+from python_mcp_server.workspace.paths import resolve_inside
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +168,7 @@ class ArtifactStore:
     """Session output folders, the kernel:// names of their files, and changed-file details."""
 
     def __init__(self, config: ServerConfig) -> None:
+        self._config = config
         self._root = config.workspace_root
         self._outputs = self._root / OUTPUTS_DIR
 
@@ -200,10 +207,22 @@ class ArtifactStore:
                     "hold letters, digits, '_', '-' and '.' (no '/' or '\\'), starting with a "
                     "letter or digit. Use the URI exactly as a run_python_code result gave it."
                 )
-        path = self.session_dir(session_id) / filename
+        rel = f"{OUTPUTS_DIR}/{session_id}/{filename}"
+        path = resolve_inside(Path(os.path.realpath(self._root)), rel, need_name=True)
+        try:
+            st = path.stat()
+        except OSError:
+            raise ArtifactNotFoundError(session_id, filename) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ArtifactNotFoundError(session_id, filename)
+        cap = self._config.max_resource_bytes
+        if st.st_size > cap:
+            raise FileTooLargeError(
+                rel, st.st_size, cap, f"Read it in pieces with read_file({rel!r}, offset=...)."
+            )
         try:
             data = path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        except OSError:
             raise ArtifactNotFoundError(session_id, filename) from None
         return data, guess_mime(filename)
 
