@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -253,3 +254,34 @@ async def test_a_call_queued_on_a_session_that_is_then_deleted_gets_a_clear_erro
         )
     ]
     assert kernel_children() == []
+
+
+async def test_concurrent_restarts_and_a_delete_leave_no_kernel_behind(
+    config: ServerConfig,
+) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("create_session", {"session_id": "race"})
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(
+                    partial(client.call_tool, raise_on_error=False),
+                    "restart_kernel",
+                    {"session_id": "race"},
+                )
+            tg.start_soon(client.call_tool, "delete_session", {"session_id": "race"})
+        assert kernel_children() == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_switched_caller_whose_session_is_deleted_is_told_not_moved(
+    workspace: Path,
+) -> None:
+    with http_server(workspace) as server:
+        async with Client(server.url, mode="legacy") as alice, Client(server.url) as bob:
+            await alice.call_tool("create_session", {"session_id": "mine"})
+            await alice.call_tool("switch_session", {"session_id": "mine"})
+            await bob.call_tool("delete_session", {"session_id": "mine"})
+            res = await alice.call_tool("run_python_code", {"code": "1"}, raise_on_error=False)
+    assert res.is_error
+    assert res.content[0].text.startswith("No session 'mine'.")

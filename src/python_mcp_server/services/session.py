@@ -89,6 +89,7 @@ class Session:
     running: bool = False
     restarting: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    restart_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     notices: list[str] = field(default_factory=list)
     history: list[CellRecord] = field(default_factory=list)
     history_dropped: int = 0

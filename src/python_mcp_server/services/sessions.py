@@ -221,9 +221,8 @@ class SessionManager:
         self._sessions.pop(session_id, None)
         session.generation += 1  # a cell still running sees its kernel go and does not restart it
         session.closed = True
-        for key, target in list(self._targets.items()):
-            if target == session_id:
-                del self._targets[key]
+        # callers whose current session this was keep it, and get "No session" on their next
+        # call rather than silently landing in the shared default kernel
         await session.handle.aclose()
         logger.info("session %s deleted", session_id)
 
@@ -235,9 +234,18 @@ class SessionManager:
         Variables are lost, unless `preserve_state`: then the user's picklable globals are moved
         into the new kernel and the outcome lists what was restored and what was dropped.
         """
+        async with session.restart_lock:  # one replacement at a time, or kernels leak
+            return await self._restart(session, reason, preserve_state)
+
+    def _check_open(self, session: Session) -> None:
         if session.closed:
             self.get(session.session_id)  # raises: the session was deleted or expired
             raise KernelNotFoundError(session.session_id, self.ids())
+
+    async def _restart(
+        self, session: Session, reason: str | None, preserve_state: bool
+    ) -> RestartOutcome:
+        self._check_open(session)
         transfer = StateTransfer() if preserve_state else None
         session.restarting = True
         try:
@@ -246,7 +254,11 @@ class SessionManager:
                 await self._save_state(session, old, transfer)
             session.generation += 1
             await old.aclose()
-            session.handle = await self.start_kernel()
+            new = await self.start_kernel()
+            if session.closed:  # deleted while the new kernel started
+                await new.aclose()
+                self._check_open(session)
+            session.handle = new
             session.execution_count = 0
             session.probe_failures = 0
             if transfer is not None and transfer.saved:
