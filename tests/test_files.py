@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
@@ -628,3 +630,47 @@ async def test_a_path_ending_in_a_slash_is_refused_as_a_folder(config: ServerCon
         "'dir1/' ends with a slash, so it names a folder; give a file name such as "
         "'dir1/data.txt'. Folders are created as needed."
     )
+
+
+# ------------------------------------------------------------------ what the file system refuses
+
+
+async def test_a_name_too_long_for_the_file_system_is_a_clear_error(config: ServerConfig) -> None:
+    name = "n" * 300 + ".txt"
+    async with Client(create_server(config)) as client:
+        await call(client, "run_python_code", code="1")  # a session to export
+        for tool, args in (
+            ("read_file", {"path": name}),
+            ("write_file", {"path": name, "content": "x"}),
+            ("delete_file", {"path": name}),
+            ("list_files", {"path": name}),
+            ("export_notebook", {"path": "n" * 300 + ".ipynb"}),
+        ):
+            message = await error(client, tool, **args)
+            assert "File name too long" in message, (tool, message)
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource(f"workspace://{name}")
+    assert "File name too long" in str(caught.value)
+
+
+async def test_writing_to_a_fifo_is_refused_instead_of_hanging(
+    config: ServerConfig, workspace: Path
+) -> None:
+    os.mkfifo(workspace / "pipe")
+    async with Client(create_server(config)) as client:
+        with anyio.fail_after(20):
+            plain = await error(client, "write_file", path="pipe", content="x")
+            appended = await error(client, "write_file", path="pipe", content="x", append=True)
+    expected = (
+        "'pipe' is not a regular file (a pipe, socket or device); only regular files can be "
+        "written. Choose another path."
+    )
+    assert (plain, appended) == (expected, expected)
+
+
+async def test_a_symlink_loop_is_a_clear_error(config: ServerConfig, workspace: Path) -> None:
+    (workspace / "loop_a").symlink_to(workspace / "loop_b")
+    (workspace / "loop_b").symlink_to(workspace / "loop_a")
+    async with Client(create_server(config)) as client:
+        message = await error(client, "write_file", path="loop_a", content="x")
+    assert "symbolic links" in message or "symlink" in message

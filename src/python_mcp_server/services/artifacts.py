@@ -208,8 +208,8 @@ class ArtifactStore:
                     "letter or digit. Use the URI exactly as a run_python_code result gave it."
                 )
         rel = f"{OUTPUTS_DIR}/{session_id}/{filename}"
-        path = resolve_inside(Path(os.path.realpath(self._root)), rel, need_name=True)
         try:
+            path = resolve_inside(Path(os.path.realpath(self._root)), rel, need_name=True)
             st = path.stat()
         except OSError:
             raise ArtifactNotFoundError(session_id, filename) from None

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import mimetypes
 
-import anyio.to_thread
-
 from python_mcp_server.workspace.manager import WorkspaceManager
 from python_mcp_server.workspace.models import (
     DeleteResult,
@@ -43,7 +41,7 @@ async def read_resource(workspace: WorkspaceManager, path: str) -> tuple[str | b
     UTF-8 files without NUL bytes come back as text, anything else as bytes; the mime type is
     guessed from the file name.
     """
-    real, data = await anyio.to_thread.run_sync(workspace.read_whole, path)
+    real, data = await workspace.read_all(path)
     mime = mimetypes.guess_type(real.name)[0]
     if b"\x00" not in data:
         try:

@@ -109,12 +109,12 @@ class NotebookService:
         target = notebook_path(path)
         history = list(session.history)
 
-        def write() -> tuple[Any, int, Any]:
+        def build() -> tuple[bytes, int]:
             nb, dropped = build_notebook(history)
-            data = nbformat.writes(nb, version=4).encode()
-            return nb, dropped, self._workspace.write_bytes(target, data, overwrite)
+            return nbformat.writes(nb, version=4).encode(), dropped
 
-        _, dropped, written = await anyio.to_thread.run_sync(write)
+        data, dropped = await anyio.to_thread.run_sync(build)
+        written = await self._workspace.write_all(target, data, overwrite)
         note = f" {dropped} output(s) were not valid nbformat and were left out." if dropped else ""
         if session.history_dropped:
             note += (

@@ -25,6 +25,7 @@ from python_mcp_server.errors import (
     InvalidArgumentError,
     NotADirectoryError_,
     NotAFileError,
+    WorkspaceError,
     WorkspaceFileExistsError,
     WorkspaceFileNotFoundError,
 )
@@ -83,7 +84,22 @@ class WorkspaceManager:
         return relative_name(self.root, path)
 
     async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+        try:
+            return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+        except OSError as exc:  # a name too long, a symlink loop, a full disk: the model can act
+            where = repr(args[0]) if args and isinstance(args[0], str) else "the path"
+            raise WorkspaceError(
+                f"The file system refused {where}: {exc.strerror or exc}. Use a shorter or "
+                "different path, or call list_files to see what exists."
+            ) from exc
+
+    async def read_all(self, path: str) -> tuple[Path, bytes]:
+        """The real path and the whole content of a file (for resource reads), size-capped."""
+        return await self._run(self.read_whole, path)
+
+    async def write_all(self, path: str, data: bytes, overwrite: bool = True) -> WriteResult:
+        """Write bytes produced by the server (an exported notebook, for example)."""
+        return await self._run(self.write_bytes, path, data, overwrite)
 
     # ------------------------------------------------------------------ list
 
@@ -241,6 +257,11 @@ class WorkspaceManager:
         if real.is_dir():
             raise NotAFileError(path)
         existed = real.exists()
+        if existed and not real.is_file():
+            raise InvalidArgumentError(
+                f"{path!r} is not a regular file (a pipe, socket or device); only regular files "
+                "can be written. Choose another path."
+            )
         before = real.stat().st_size if append and existed else 0
         if before + len(data) > cap:
             raise FileTooLargeError(
