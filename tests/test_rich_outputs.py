@@ -217,3 +217,19 @@ def test_a_noisy_photo_sized_image_is_squeezed_under_the_byte_budget() -> None:
     with Image.open(io.BytesIO(preview.data)) as shown:
         assert shown.size == (preview.width, preview.height)
         assert f"image/{(shown.format or '').lower()}" == preview.mime_type
+
+
+async def test_thousands_of_displays_are_cut_with_a_note_and_the_result_stays_small(
+    config: ServerConfig,
+) -> None:
+    code = "from IPython.display import display, HTML\nfor i in range(3000):\n    display(HTML(f'<b>{i}</b>'))"
+    async with Client(create_server(config)) as client:
+        res = await client.call_tool("run_python_code", {"code": code})
+    data = res.structured_content
+    assert data is not None
+    assert len(data["displays"]) <= 100
+    assert (
+        "The code displayed 2900 more output(s) beyond the first 100; they were left out of this "
+        "result."
+    ) in data["message"]
+    assert len(json.dumps(data)) < 200_000

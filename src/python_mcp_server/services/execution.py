@@ -22,7 +22,12 @@ from python_mcp_server.services.artifacts import (
 )
 from python_mcp_server.services.displays import DisplayRenderer, RichOutputs
 from python_mcp_server.services.models import ArtifactInfo, ErrorInfo, ExecutionResult
-from python_mcp_server.services.outputs import OutputCollector, ProgressCallback, ProgressPump
+from python_mcp_server.services.outputs import (
+    MAX_DISPLAYS_PER_CELL,
+    OutputCollector,
+    ProgressCallback,
+    ProgressPump,
+)
 from python_mcp_server.services.session import CellRecord, Session
 from python_mcp_server.services.sessions import SessionManager
 
@@ -31,6 +36,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ExecutionService", "ProgressCallback"]
 
 _EXIT_GRACE_S = 5.0
+MAX_HISTORY_BYTES = 64_000_000  # per session; the oldest cells go first
 MAX_HISTORY_CELLS = 1000  # cells kept for export_notebook; older ones are counted, not kept
 MAX_TIMEOUT_S = 24 * 3600.0
 SETUP_TIMEOUT_S = 10.0
@@ -185,11 +191,16 @@ class ExecutionService:
                 execution_count=session.execution_count if reply is not None else None,
                 outputs=collector.notebook,
                 status=status,
+                size=collector.nb_bytes + len(code),
             )
         )
-        if len(session.history) > MAX_HISTORY_CELLS:
-            session.history_dropped += len(session.history) - MAX_HISTORY_CELLS
-            del session.history[:-MAX_HISTORY_CELLS]
+        session.history_bytes += collector.nb_bytes + len(code)
+        while len(session.history) > 1 and (
+            len(session.history) > MAX_HISTORY_CELLS or session.history_bytes > MAX_HISTORY_BYTES
+        ):
+            oldest = session.history.pop(0)
+            session.history_bytes -= oldest.size
+            session.history_dropped += 1
         for name, text in (
             ("stdout", collector.stdout),
             ("stderr", collector.stderr),
@@ -202,6 +213,12 @@ class ExecutionService:
                     f"{self._config.max_output_chars}; the middle was left out{where}."
                 )
         messages.extend(rich.notes)
+        if collector.dropped_displays:
+            messages.append(
+                f"The code displayed {collector.dropped_displays} more output(s) beyond the first "
+                f"{MAX_DISPLAYS_PER_CELL}; they were left out of this result. Display fewer "
+                "objects, or save them to files."
+            )
         return ExecutionResult(
             session_id=session.session_id,
             status=status,  # type: ignore[arg-type]

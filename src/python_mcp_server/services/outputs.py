@@ -27,6 +27,10 @@ SpillOpener = Callable[[str], tuple[TextIO, str]]
 ProgressCallback = Callable[[str], Awaitable[None]]
 
 
+MAX_DISPLAYS_PER_CELL = 100  # display outputs one result carries; later ones are counted
+NOTEBOOK_DISPLAY_BYTES_PER_CELL = 8_000_000  # display data one cell keeps for export_notebook
+
+
 class BoundedText:
     """Keeps the head and the tail of a text that may be far larger than its budget. Past the
     budget the whole text goes, piece by piece as it arrives, to a spill file."""
@@ -136,6 +140,9 @@ class OutputCollector:
         self.notebook: list[dict[str, Any]] = []
         self._nb_stream: dict[str, int] = {}
         self._nb_display: dict[str, int] = {}
+        self._nb_display_bytes = 0
+        self.dropped_displays = 0
+        self.nb_bytes = 0  # rough size of `notebook`, for the session's history budget
 
     def _bounded(self, name: str) -> BoundedText:
         spill = self._spill
@@ -166,6 +173,9 @@ class OutputCollector:
                 if existing.display_id == out.display_id:
                     self.displays[i] = out
                     return
+        if len(self.displays) >= MAX_DISPLAYS_PER_CELL:
+            self.dropped_displays += 1
+            return
         self.displays.append(out)
 
     def close(self) -> None:
@@ -191,13 +201,21 @@ class OutputCollector:
                 where = f" Full text: {bounded.uri}" if bounded.uri else ""
                 text += f"\n... [output truncated.{where}]\n"
             self._nb_stream[out.name] = have + len(out.text)
+            self.nb_bytes += len(text)
             if nb and nb[-1].get("output_type") == "stream" and nb[-1]["name"] == out.name:
                 nb[-1]["text"] += text
             else:
                 nb.append({"output_type": "stream", "name": out.name, "text": text})
         elif isinstance(out, DisplayOutput):
             kind = "execute_result" if out.is_result else "display_data"
-            item: dict[str, Any] = {"output_type": kind, "data": out.data, "metadata": out.metadata}
+            data = out.data
+            size = sum(len(str(v)) for v in data.values())
+            if self._nb_display_bytes + size > NOTEBOOK_DISPLAY_BYTES_PER_CELL:
+                data = {"text/plain": "[display left out of the notebook: over the size budget]"}
+                size = len(data["text/plain"])
+            self._nb_display_bytes += size
+            self.nb_bytes += size
+            item: dict[str, Any] = {"output_type": kind, "data": data, "metadata": out.metadata}
             if out.is_result:
                 item["execution_count"] = out.execution_count
             at = self._nb_display.get(out.display_id) if out.display_id else None

@@ -73,6 +73,7 @@ class CellRecord:
     execution_count: int | None
     outputs: list[dict[str, Any]]
     status: str
+    size: int = 0  # rough bytes held, for the history budget
 
 
 @dataclass
@@ -93,6 +94,7 @@ class Session:
     notices: list[str] = field(default_factory=list)
     history: list[CellRecord] = field(default_factory=list)
     history_dropped: int = 0
+    history_bytes: int = 0
     closed: bool = False  # deleted or expired: never restart it again
     probe_failures: int = 0
     restarts: list[RestartEvent] = field(default_factory=list)
