@@ -38,8 +38,14 @@ class NotebookExport(BaseModel):
 
 def notebook_path(path: str) -> str:
     """`path` with the .ipynb suffix added when it has none; another suffix is refused."""
-    suffix = PurePosixPath(path).suffix
-    if suffix == ".ipynb":
+    pure = PurePosixPath(path)
+    if pure.name.lower() == ".ipynb":
+        raise InvalidArgumentError(
+            f"{path!r} has no name before .ipynb; give the notebook a name such as "
+            "'analysis.ipynb'."
+        )
+    suffix = pure.suffix
+    if suffix.lower() == ".ipynb":
         return path
     if suffix == "":
         return f"{path}.ipynb"
