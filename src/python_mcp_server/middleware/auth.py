@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
-import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from python_mcp_server.middleware._responses import send_json
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -28,22 +29,13 @@ class BearerAuthMiddleware:
         if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._token):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(
+        await send_json(
+            send,
+            401,
             {
                 "error": "unauthorized",
                 "error_description": "Send the server's token as 'Authorization: Bearer <token>' "
                 "(the value of --auth-token / PYTHON_MCP_SERVER_AUTH_TOKEN).",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Bearer realm="python-mcp-server"'),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+            },
+            ((b"www-authenticate", b'Bearer realm="python-mcp-server"'),),
         )
-        await send({"type": "http.response.body", "body": body})

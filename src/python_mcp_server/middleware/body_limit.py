@@ -7,10 +7,10 @@ message the model can act on.
 
 from __future__ import annotations
 
-import json
-
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from python_mcp_server.middleware._responses import send_json
 
 MAX_BODY_BYTES = DEFAULT_MAX_REQUEST_BODY_SIZE
 INVALID_REQUEST = -32600
@@ -48,22 +48,7 @@ def _declared_size(scope: Scope) -> int | None:
 
 
 async def _refuse(send: Send, size: int) -> None:
-    body = json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": None,
-            "error": {"code": INVALID_REQUEST, "message": too_large_message(size)},
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
+    error = {"code": INVALID_REQUEST, "message": too_large_message(size)}
+    await send_json(
+        send, 413, {"jsonrpc": "2.0", "id": None, "error": error}, ((b"connection", b"close"),)
     )
-    await send({"type": "http.response.body", "body": body})
