@@ -13,6 +13,7 @@ from fastmcp import Client
 from mcp.types import TextContent
 
 from python_mcp_server.config import ServerConfig
+from python_mcp_server.kernels.reaper import find_cgroup_parent
 from python_mcp_server.server import create_server
 from tests.conftest import pid_alive
 
@@ -225,3 +226,47 @@ async def test_an_interpreter_that_cannot_start_is_a_clear_error(config: ServerC
         "No such file or directory. The server's kernel interpreter setting needs fixing; run "
         "the code with run_python_code meanwhile."
     )
+
+
+DAEMON = """
+import os, sys
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        fd = os.open(os.devnull, os.O_RDWR)
+        for n in (0, 1, 2):
+            os.dup2(fd, n)
+        import time
+        time.sleep(1000)
+        os._exit(0)
+    os._exit(0)
+os.wait()
+print(open('/proc/self/stat').read().split()[0])
+"""
+
+
+@pytest.mark.skipif(
+    find_cgroup_parent() is None, reason="no writable cgroup v2 tree with cgroup.kill here"
+)
+async def test_a_detached_daemon_the_script_leaves_behind_is_ended(
+    config: ServerConfig, workspace: Path
+) -> None:
+    code = DAEMON.replace(
+        "os.wait()\n",
+        "os.wait()\nimport time\nwhile not os.path.exists('daemon.pid'):\n    time.sleep(0.01)\n",
+    ).replace(
+        "        import time\n        time.sleep(1000)",
+        "        open('daemon.pid', 'w').write(str(os.getpid()))\n        import time\n        time.sleep(1000)",
+    )
+    async with Client(create_server(config)) as client:
+        await client.call_tool("save_script", {"name": "daemon", "code": code})
+        res = await client.call_tool("run_script", {"name": "daemon"})
+    data = res.structured_content
+    assert data is not None
+    daemon = int((workspace / "daemon.pid").read_text())
+    with anyio.fail_after(10):
+        while pid_alive(daemon):
+            await anyio.sleep(0.02)
+    assert data["exit_code"] == 0
+    assert data["killed_processes"] >= 1
+    assert "background process(es) the script left running were ended" in data["message"]

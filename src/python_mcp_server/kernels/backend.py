@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from python_mcp_server.kernels.messages import Output
+from python_mcp_server.kernels.reaper import ProcessJail
 
 OutputCallback = Callable[[Output], None]
 
@@ -120,5 +121,9 @@ class KernelHandle(Protocol):
 
 class KernelBackend(Protocol):
     async def start(self, spec: KernelSpec) -> KernelHandle: ...
+
+    def jail_factory(self) -> Callable[[], ProcessJail] | None:
+        """Makes a jail that holds a helper process and all it starts, or None if unsupported."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from python_mcp_server.kernels.backend import ExitInfo, KernelSpec, OutputCallba
 from python_mcp_server.kernels.messages import StatusOutput, parse_iopub
 from python_mcp_server.kernels.reaper import (
     KernelCgroup,
+    ProcessJail,
     find_cgroup_parent,
+    jail_factory,
     kernel_tree,
     kill_processes,
     read_stat,
@@ -413,6 +416,10 @@ class LocalBackend:
         if self.cgroup_parent is not None:
             sweep_stale_cgroups(self.cgroup_parent)
         logger.debug("kernel cgroups: %s", self.cgroup_parent or "unavailable")
+
+    def jail_factory(self) -> Callable[[], ProcessJail] | None:
+        """Cgroup jails for other processes the server starts (scripts), when cgroups work."""
+        return jail_factory(self.cgroup_parent)
 
     async def start(self, spec: KernelSpec) -> LocalKernelHandle:
         handle = LocalKernelHandle(spec, self._dir, self.cgroup_parent)

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,3 +230,45 @@ def sweep_stale_cgroups(parent: Path) -> int:
     if swept:
         logger.info("removed %s kernel cgroups left by earlier servers", swept)
     return swept
+
+
+class ProcessJail:
+    """A cgroup v2 group for a short-lived process (a script) and everything it starts, so that
+    daemons it leaves behind, double-forked and detached ones included, can be ended with it."""
+
+    def __init__(self, parent: Path) -> None:
+        self._parent = parent
+        self._group: KernelCgroup | None = None
+
+    def before_start(self) -> Callable[[], None] | None:
+        """A `preexec_fn` that moves the new process into the group before it runs anything."""
+        group = KernelCgroup.create(self._parent, f"{os.getpid()}-script-{secrets.token_hex(4)}")
+        if group is None:
+            return None
+        self._group = group
+        procs = str(group.path / "cgroup.procs")
+
+        def join() -> None:  # runs in the child between fork and exec: keep it minimal
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+
+        return join
+
+    async def end(self) -> int:
+        """Kill what is still running in the group and remove it; how many processes it held."""
+        group, self._group = self._group, None
+        if group is None:
+            return 0
+        left = len(group.pids())
+        await group.close()
+        return left
+
+
+def jail_factory(parent: Path | None) -> Callable[[], ProcessJail] | None:
+    """Makes a `ProcessJail` per script where cgroups work, else None (process-tree kill only)."""
+    if parent is None:
+        return None
+    return lambda: ProcessJail(parent)

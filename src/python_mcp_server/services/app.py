@@ -50,7 +50,7 @@ class Services:
                     packages=PackageService(config, sessions),
                     environment=EnvironmentService(config, sessions),
                     workspace=workspace,
-                    scripts=ScriptRunner(config, workspace),
+                    scripts=ScriptRunner(config, workspace, backend.jail_factory()),
                     health=HealthService(config, sessions),
                     notebooks=NotebookService(config, sessions, workspace),
                 )

@@ -13,7 +13,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import ConfigError, InvalidArgumentError, ScriptNotFoundError
@@ -109,12 +111,30 @@ async def _supervise(
     return outcome
 
 
+class ProcessJail(Protocol):
+    """Holds a script and all it starts (a cgroup), so leftovers can be ended with it."""
+
+    def before_start(self) -> Callable[[], None] | None:
+        """A `preexec_fn` that puts the new process in the jail, or None when it cannot."""
+        ...
+
+    async def end(self) -> int:
+        """End every process still inside; how many there were."""
+        ...
+
+
 class ScriptRunner:
     """Saves and runs the scripts in the workspace's `scripts/` folder."""
 
-    def __init__(self, config: ServerConfig, workspace: WorkspaceManager) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        workspace: WorkspaceManager,
+        jail: Callable[[], ProcessJail] | None = None,
+    ) -> None:
         self.config = config
         self.workspace = workspace
+        self._jail = jail
 
     async def save(self, name: str, code: str) -> WriteResult:
         """Write `code` to `scripts/<name>` (replacing a script of that name)."""
@@ -146,6 +166,7 @@ class ScriptRunner:
         budget = self.config.max_output_chars
         out, err = OutputPipe(budget), OutputPipe(budget)
         started = time.monotonic()
+        jail = self._jail() if self._jail is not None else None
         try:
             await out.connect()
             await err.connect()
@@ -160,6 +181,7 @@ class ScriptRunner:
                     stdout=out.write_fd,
                     stderr=err.write_fd,
                     start_new_session=True,
+                    preexec_fn=jail.before_start() if jail is not None else None,
                 )
             except OSError as exc:
                 raise ConfigError(
@@ -172,7 +194,16 @@ class ScriptRunner:
                 err.close_write()
             logger.info("script %s started as pid %s", filename, proc.pid)
             outcome = await _supervise(proc, (out, err), timeout)
+            left = await jail.end() if jail is not None else 0
+            if left:
+                outcome.killed += left
+                outcome.notes.append(
+                    f"{left} background process(es) the script left running were ended; "
+                    "run long-lived services from run_python_code instead."
+                )
         finally:
+            if jail is not None:  # a failed start or a cancel: end whatever is in the jail
+                await asyncio.shield(jail.end())
             out.close()
             err.close()
         duration_ms = (time.monotonic() - started) * 1000
