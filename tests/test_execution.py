@@ -331,3 +331,29 @@ async def test_a_cancel_during_the_after_cell_steps_leaves_the_session_usable(
             after = await client.call_tool("run_python_code", {"code": "'usable'"})
     assert after.structured_content is not None
     assert after.structured_content["result"] == "'usable'"
+
+
+async def test_output_a_thread_prints_after_its_cell_returned_reaches_the_next_call(
+    config: ServerConfig,
+) -> None:
+    code = (
+        "import os, threading, time\n"
+        "def later():\n"
+        "    while not os.path.exists('go'):\n"
+        "        time.sleep(0.01)\n"
+        "    print('late line', flush=True)\n"
+        "    time.sleep(0.2)\n"
+        "    open('printed', 'w').close()\n"
+        "threading.Thread(target=later, daemon=True).start()"
+    )
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": code})
+        (config.workspace_root / "go").touch()
+        await wait_for_file(config.workspace_root / "printed")
+        res = await client.call_tool("run_python_code", {"code": "1"})
+    data = res.structured_content
+    assert data is not None
+    assert data["message"] == (
+        "Output printed after an earlier call had returned (by a thread or a background "
+        "process), kept so it is not lost:\nlate line\n"
+    )

@@ -94,6 +94,10 @@ class KernelHandle(Protocol):
         """None while the process lives; how it ended otherwise."""
         ...
 
+    def take_late_output(self) -> str:
+        """Output printed after its cell had finished (threads, background processes), once."""
+        ...
+
     async def wait_exit(self) -> ExitInfo:
         """Wait until the kernel process has ended; how it ended."""
         ...

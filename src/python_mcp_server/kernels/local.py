@@ -26,7 +26,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, KernelStartError
 from python_mcp_server.kernels.backend import ExitInfo, KernelSpec, OutputCallback, Reply
-from python_mcp_server.kernels.messages import StatusOutput, parse_iopub
+from python_mcp_server.kernels.messages import StatusOutput, StreamOutput, parse_iopub
 from python_mcp_server.kernels.reaper import (
     KernelCgroup,
     ProcessJail,
@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 _KERNEL_NAME = "python-mcp-server"
 _WATCH_INTERVAL_S = 0.2
 _DRAIN_S = 0.5
+_LATE_OUTPUT_CHARS = 10_000
 _SHUTDOWN_TIMEOUT_S = 10.0
 
 
@@ -113,6 +114,9 @@ class LocalKernelHandle:
         self._tasks: list[asyncio.Task[None]] = []
         self._exit: ExitInfo | None = None
         self._ended = asyncio.Event()
+        self._late: list[str] = []
+        self._late_len = 0
+        self._late_dropped = 0
         self._closed = False
         self._stderr_path = runtime_dir / f"{self._id}.stderr"
 
@@ -231,6 +235,26 @@ class LocalKernelHandle:
                 run._feed_iopub(msg)
                 if run._done.is_set():
                     self._runs.pop(parent, None)
+                continue
+            out = parse_iopub(msg)
+            if isinstance(out, StreamOutput):  # a thread or child printing after its cell ended
+                self._keep_late(out.text)
+
+    def _keep_late(self, text: str) -> None:
+        room = _LATE_OUTPUT_CHARS - self._late_len
+        if room <= 0:
+            self._late_dropped += len(text)
+            return
+        self._late.append(text[:room])
+        self._late_len += min(len(text), room)
+        self._late_dropped += max(0, len(text) - room)
+
+    def take_late_output(self) -> str:
+        text = "".join(self._late)
+        if self._late_dropped:
+            text += f"\n... [{self._late_dropped} more characters not kept]"
+        self._late, self._late_len, self._late_dropped = [], 0, 0
+        return text
 
     async def _read_replies(self, channel: Any) -> None:
         while True:

@@ -118,6 +118,12 @@ class ExecutionService:
                     f"The kernel {dead.describe()} after the previous call; it was restarted "
                     "before running this code, and all variables were lost."
                 )
+            late = handle.take_late_output()
+            if late:
+                messages.append(
+                    "Output printed after an earlier call had returned (by a thread or a "
+                    f"background process), kept so it is not lost:\n{late}"
+                )
             tracking = await self._prepare(handle)
             started = time.perf_counter()
             if pump is not None:
