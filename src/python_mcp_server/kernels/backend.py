@@ -7,7 +7,7 @@ is the one implementation today; a gateway backend can implement the same two pr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,6 +65,7 @@ class Reply:
 
     status: str
     content: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class ExecutionRun(Protocol):

@@ -261,7 +261,11 @@ class LocalKernelHandle:
             msg = await _receive(channel)
             parent = msg.get("parent_header", {}).get("msg_id")
             content = msg.get("content", {})
-            reply = Reply(status=str(content.get("status", "")), content=content)
+            reply = Reply(
+                status=str(content.get("status", "")),
+                content=content,
+                metadata=dict(msg.get("metadata") or {}),
+            )
             run = self._runs.get(parent) if parent else None
             if run is not None:
                 run._feed_reply(reply)

@@ -99,6 +99,20 @@ def _install():
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is not None:
         shell.events.register("pre_run_cell", lambda *_: changed.clear())
+        kernel = getattr(shell, "kernel", None)
+        finish = getattr(kernel, "finish_metadata", None)
+        if finish is not None:
+            # hand the list back in the execute reply's metadata: no extra evaluation per cell
+            def finish_metadata(parent, metadata, reply_content):
+                md = finish(parent, metadata, reply_content)
+                try:
+                    if not parent.get("content", {}).get("silent"):
+                        md[METADATA_KEY] = drain()
+                except Exception:
+                    pass
+                return md
+
+            kernel.finish_metadata = finish_metadata
     os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
 
     def splitter(stream):
@@ -130,11 +144,12 @@ _install()
 
 def kernel_setup_code(limit: int = MAX_CHANGED_FILES, chunk: int = 1 << 19) -> str:
     """The one statement that installs the kernel-side hooks without touching user names."""
-    source = f"LIMIT = {limit}\nCHUNK = {chunk}\n{KERNEL_SETUP}"
+    source = f"LIMIT = {limit}\nCHUNK = {chunk}\nMETADATA_KEY = {METADATA_KEY!r}\n{KERNEL_SETUP}"
     return f"__import__('builtins').exec({source!r}, {{'__name__': '__pmcp_setup__'}})"
 
 
 DRAIN_EXPRESSION = "__import__('__pmcp__').drain()"
+METADATA_KEY = "python_mcp_server_files"
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,17 @@ def parse_drain(user_expression: dict[str, Any] | None) -> Drained | None:
         return None
     try:
         text = ast.literal_eval(user_expression["data"]["text/plain"])
+    except (KeyError, ValueError, SyntaxError, TypeError):
+        logger.warning("could not read the changed-file list from the kernel")
+        return None
+    return parse_drained(text)
+
+
+def parse_drained(text: object) -> Drained | None:
+    """The kernel hook's JSON report (from reply metadata or a drain expression)."""
+    if not isinstance(text, str):
+        return None
+    try:
         data = json.loads(text)
         files = [str(p) for p in data.get("files", [])]
         version = data.get("plotlyjs")

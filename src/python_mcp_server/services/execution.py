@@ -15,10 +15,12 @@ from python_mcp_server.errors import InvalidArgumentError, KernelDiedError, Kern
 from python_mcp_server.kernels import ExecutionRun, KernelHandle, Reply
 from python_mcp_server.services.artifacts import (
     DRAIN_EXPRESSION,
+    METADATA_KEY,
     ArtifactStore,
     Drained,
     kernel_setup_code,
     parse_drain,
+    parse_drained,
 )
 from python_mcp_server.services.displays import DisplayRenderer, RichOutputs
 from python_mcp_server.services.models import ArtifactInfo, ErrorInfo, ExecutionResult
@@ -124,14 +126,13 @@ class ExecutionService:
                     "Output printed after an earlier call had returned (by a thread or a "
                     f"background process), kept so it is not lost:\n{late}"
                 )
-            tracking = await self._prepare(handle)
+            await self._prepare(handle)
             started = time.perf_counter()
             if pump is not None:
                 pump.start()
             run = await handle.submit(
                 code,
                 collector.feed,
-                user_expressions={_DRAIN_KEY: DRAIN_EXPRESSION} if tracking else None,
             )
             try:
                 reply = await self._wait(run, limit_s, session)
@@ -178,7 +179,7 @@ class ExecutionService:
             session.touch()
         drained: Drained | None = None
         if reply is not None and self._prepared.get(handle):
-            drained = parse_drain(reply.content.get("user_expressions", {}).get(_DRAIN_KEY))
+            drained = parse_drained(reply.metadata.get(METADATA_KEY))
             if drained is None and session.generation == generation and state_kept:
                 drained = await self._drain(handle)
         rich, files = await self._artifacts(sid, collector, drained)
