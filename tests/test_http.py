@@ -214,3 +214,16 @@ def test_the_auth_token_does_not_reach_the_kernel(workspace: Path) -> None:
             modern_call(client, server.url, 1, "run_python_code", {"code": code}, headers=auth)
         )
     assert res["result"]["structuredContent"]["result"] == "'absent'"
+
+
+@pytest.mark.anyio
+async def test_the_fastmcp_client_connects_with_the_token_as_the_readme_shows(
+    workspace: Path,
+) -> None:
+    from fastmcp import Client
+
+    with http_server(workspace, "--auth-token", "s3cret") as server:
+        async with Client(server.url, auth="s3cret") as client:
+            res = await client.call_tool("run_python_code", {"code": "6 * 7"})
+    assert res.structured_content is not None
+    assert res.structured_content["result"] == "42"
