@@ -208,3 +208,18 @@ async def test_a_kernel_file_over_the_resource_cap_points_to_read_file(
         with pytest.raises(MCPError) as caught:
             await client.read_resource("kernel://s/big.txt")
     assert "Read it in pieces with read_file('outputs/s/big.txt', offset=...)" in str(caught.value)
+
+
+async def test_writing_more_files_than_the_list_holds_says_how_many_more(
+    config: ServerConfig,
+) -> None:
+    code = "import os\nos.makedirs('many', exist_ok=True)\nfor i in range(250):\n    open(f'many/{i}.txt', 'w').close()"
+    async with Client(create_server(config)) as client:
+        res = await client.call_tool("run_python_code", {"code": code})
+    data = res.structured_content
+    assert data is not None
+    assert len(data["files"]) == 200
+    assert data["message"] == (
+        "The code wrote 50 more workspace file(s) than the 200 listed in files; call list_files "
+        "to see them all."
+    )

@@ -50,6 +50,7 @@ def _install():
     root = os.path.realpath(os.environ.get("PYTHON_MCP_SERVER_WORKSPACE") or os.getcwd())
     prefix = root.rstrip(os.sep) + os.sep
     changed = set()
+    overflow = [0]
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     events = frozenset({"open", "os.rename", "os.truncate", "os.link", "os.symlink",
                         "shutil.copyfile", "sqlite3.connect"})
@@ -58,8 +59,12 @@ def _install():
         if path is None or isinstance(path, int):
             return
         full = os.path.abspath(os.fsdecode(os.fspath(path)))
-        if full.startswith(prefix) and len(changed) < LIMIT:
-            changed.add(full[len(prefix):])
+        if full.startswith(prefix):
+            rel = full[len(prefix):]
+            if len(changed) < LIMIT:
+                changed.add(rel)
+            elif rel not in changed:
+                overflow[0] += 1
 
     def hook(event, args):
         if event not in events:
@@ -82,7 +87,9 @@ def _install():
 
     def drain():
         paths = sorted(changed)
+        more = overflow[0]
         changed.clear()
+        overflow[0] = 0
         plotly = sys.modules.get("plotly.offline")
         version = None
         if plotly is not None:
@@ -90,7 +97,7 @@ def _install():
                 version = plotly.get_plotlyjs_version()
             except Exception:
                 pass
-        return json.dumps({"files": paths, "plotlyjs": version})
+        return json.dumps({"files": paths, "plotlyjs": version, "more": more})
 
     mod.drain = drain
     sys.modules["__pmcp__"] = mod
@@ -98,7 +105,11 @@ def _install():
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is not None:
-        shell.events.register("pre_run_cell", lambda *_: changed.clear())
+        def fresh(*_):
+            changed.clear()
+            overflow[0] = 0
+
+        shell.events.register("pre_run_cell", fresh)
         kernel = getattr(shell, "kernel", None)
         finish = getattr(kernel, "finish_metadata", None)
         if finish is not None:
@@ -158,6 +169,7 @@ class Drained:
 
     files: list[str]
     plotlyjs: str | None = None
+    more: int = 0  # writes past the list's limit (counted, not named)
 
 
 def parse_drain(user_expression: dict[str, Any] | None) -> Drained | None:
@@ -180,10 +192,11 @@ def parse_drained(text: object) -> Drained | None:
         data = json.loads(text)
         files = [str(p) for p in data.get("files", [])]
         version = data.get("plotlyjs")
+        more = int(data.get("more") or 0)
     except (KeyError, ValueError, SyntaxError, TypeError, AttributeError):
         logger.warning("could not read the changed-file list from the kernel")
         return None
-    return Drained(files=files, plotlyjs=str(version) if version else None)
+    return Drained(files=files, plotlyjs=str(version) if version else None, more=more)
 
 
 def guess_mime(name: str) -> str:

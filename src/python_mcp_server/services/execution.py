@@ -183,6 +183,11 @@ class ExecutionService:
             if drained is None and session.generation == generation and state_kept:
                 drained = await self._drain(handle)
         rich, files = await self._artifacts(sid, collector, drained)
+        if drained is not None and drained.more:
+            messages.append(
+                f"The code wrote {drained.more} more workspace file(s) than the {len(files)} "
+                "listed in files; call list_files to see them all."
+            )
         if reply is not None:
             count = reply.content.get("execution_count")
             if isinstance(count, int):
