@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,6 +14,7 @@ from fastmcp import Client
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
+from tests.helpers import start_cell, wait_for_file
 
 pytestmark = pytest.mark.anyio
 
@@ -49,13 +49,6 @@ async def session_state(client: Client[Any], session_id: str) -> str:
     assert listed.structured_content is not None
     rows = {s["session_id"]: s for s in listed.structured_content["sessions"]}
     return str(rows[session_id]["state"])
-
-
-async def wait_for_file(path: Path, timeout_s: float = 30) -> None:
-    """Poll for a file the kernel writes, bounded."""
-    with anyio.fail_after(timeout_s):
-        while not path.exists():
-            await anyio.sleep(0.02)
 
 
 async def test_input_raises_a_clear_error_instead_of_hanging(config: ServerConfig) -> None:
@@ -127,14 +120,7 @@ async def test_a_kernel_killed_from_outside_mid_cell_is_reported(config: ServerC
     marker = config.workspace_root / "pid.txt"
     code = "import os, time\nopen('pid.txt', 'w').write(str(os.getpid()))\ntime.sleep(60)"
     async with Client(create_server(config)) as client, anyio.create_task_group() as tg:
-        results: list[dict[str, object]] = []
-
-        async def run() -> None:
-            res = await client.call_tool("run_python_code", {"code": code})
-            assert res.structured_content is not None
-            results.append(res.structured_content)
-
-        tg.start_soon(run)
+        results = start_cell(tg, client, {"code": code})
         await wait_for_file(marker)
         with anyio.fail_after(10):
             while not marker.read_text():
@@ -150,14 +136,7 @@ async def test_a_kernel_killed_from_outside_mid_cell_is_reported(config: ServerC
 async def test_interrupt_kernel_stops_a_cell_started_by_another_call(config: ServerConfig) -> None:
     code = "import time\nopen('started', 'w').close()\ntime.sleep(60)"
     async with Client(create_server(config)) as client, anyio.create_task_group() as tg:
-        results: list[dict[str, object]] = []
-
-        async def run() -> None:
-            res = await client.call_tool("run_python_code", {"code": code})
-            assert res.structured_content is not None
-            results.append(res.structured_content)
-
-        tg.start_soon(run)
+        results = start_cell(tg, client, {"code": code})
         await wait_for_file(config.workspace_root / "started")
         answer = await client.call_tool("interrupt_kernel", {})
     assert answer.structured_content is not None

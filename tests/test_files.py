@@ -6,7 +6,6 @@ import base64
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -16,6 +15,7 @@ from mcp.types import BlobResourceContents, TextContent, TextResourceContents
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
+from tests.helpers import call, error
 
 pytestmark = pytest.mark.anyio
 
@@ -25,20 +25,6 @@ def refused(path: str, rule: str) -> str:
         f"Path {path!r} is refused: {rule}. Use a path relative to the workspace root, "
         "for example 'data/input.csv'."
     )
-
-
-async def call(client: Client[Any], tool: str, **args: Any) -> dict[str, Any]:
-    res = await client.call_tool(tool, args)
-    assert res.structured_content is not None
-    return res.structured_content
-
-
-async def error(client: Client[Any], tool: str, **args: Any) -> str:
-    res = await client.call_tool(tool, args, raise_on_error=False)
-    assert res.is_error
-    item = res.content[0]
-    assert isinstance(item, TextContent)
-    return item.text
 
 
 @pytest.fixture

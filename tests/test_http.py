@@ -11,6 +11,7 @@ import anyio
 import httpx
 import pytest
 
+from tests.helpers import wait_for_file
 from tests.servers import http_server
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -167,8 +168,6 @@ def test_a_signal_shuts_every_kernel_down(workspace: Path, signum: int) -> None:
 @pytest.mark.anyio
 async def test_closing_the_http_stream_interrupts_the_kernel(workspace: Path) -> None:
     from fastmcp import Client
-
-    from tests.test_execution import wait_for_file
 
     code = (
         "import time\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -16,22 +15,9 @@ from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels.reaper import find_cgroup_parent
 from python_mcp_server.server import create_server
 from tests.conftest import pid_alive
+from tests.helpers import call, error
 
 pytestmark = pytest.mark.anyio
-
-
-async def call(client: Client[Any], tool: str, **args: Any) -> dict[str, Any]:
-    res = await client.call_tool(tool, args)
-    assert res.structured_content is not None
-    return res.structured_content
-
-
-async def error(client: Client[Any], tool: str, **args: Any) -> str:
-    res = await client.call_tool(tool, args, raise_on_error=False)
-    assert res.is_error
-    item = res.content[0]
-    assert isinstance(item, TextContent)
-    return item.text
 
 
 async def wait_dead(pid: int) -> None:

@@ -15,6 +15,7 @@ from fastmcp import Client
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
 from tests.conftest import pid_alive
+from tests.helpers import start_cell, wait_for_file
 from tests.servers import http_server
 
 pytestmark = pytest.mark.anyio
@@ -172,22 +173,13 @@ async def test_one_clients_switch_never_moves_another_clients_calls(workspace: P
 async def test_deleting_a_session_while_its_cell_runs_ends_the_call_and_leaks_no_kernel(
     config: ServerConfig,
 ) -> None:
-    from tests.test_execution import wait_for_file
-
     code = "import os, time\nopen('started', 'w').close()\ntime.sleep(60)"
     async with Client(create_server(config)) as client:
         created = await client.call_tool("create_session", {"session_id": "doomed"})
         assert created.structured_content is not None
         pid = created.structured_content["kernel_pid"]
-        results: list[dict[str, object]] = []
-
-        async def run() -> None:
-            res = await client.call_tool("run_python_code", {"code": code, "session_id": "doomed"})
-            assert res.structured_content is not None
-            results.append(res.structured_content)
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
+            results = start_cell(tg, client, {"code": code, "session_id": "doomed"})
             await wait_for_file(config.workspace_root / "started")
             await client.call_tool("delete_session", {"session_id": "doomed"})
         listed = await client.call_tool("list_sessions", {})
@@ -226,8 +218,6 @@ async def test_an_overlong_description_is_refused(config: ServerConfig) -> None:
 async def test_a_call_queued_on_a_session_that_is_then_deleted_gets_a_clear_error(
     config: ServerConfig,
 ) -> None:
-    from tests.test_execution import wait_for_file
-
     hold = "import time\nopen('started', 'w').close()\ntime.sleep(60)"
     async with Client(create_server(config)) as client:
         await client.call_tool("create_session", {"session_id": "q"})

@@ -1,0 +1,46 @@
+"""Small helpers the tool tests share: call a tool, read its error, wait for a file, run a cell
+in the background."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from fastmcp import Client
+from mcp.types import TextContent
+
+
+async def call(client: Client[Any], tool: str, **args: Any) -> dict[str, Any]:
+    """A successful call's structured content."""
+    res = await client.call_tool(tool, args)
+    assert res.structured_content is not None
+    return res.structured_content
+
+
+async def error(client: Client[Any], tool: str, **args: Any) -> str:
+    """A failing call's message."""
+    res = await client.call_tool(tool, args, raise_on_error=False)
+    assert res.is_error
+    item = res.content[0]
+    assert isinstance(item, TextContent)
+    return item.text
+
+
+async def wait_for_file(path: Path, timeout_s: float = 30) -> None:
+    """Poll for a file the kernel writes, bounded."""
+    with anyio.fail_after(timeout_s):
+        while not path.exists():
+            await anyio.sleep(0.02)
+
+
+def start_cell(tg: TaskGroup, client: Client[Any], args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run `run_python_code(**args)` in `tg`; the list gets its structured content when it ends."""
+    results: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        results.append(await call(client, "run_python_code", **args))
+
+    tg.start_soon(run)
+    return results
