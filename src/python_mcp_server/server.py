@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 import signal
 from typing import Any
 
 import anyio
+import fastmcp
 import uvicorn
 from fastmcp import FastMCP
 from starlette.middleware import Middleware as ASGIMiddleware
@@ -66,8 +69,22 @@ def http_app(mcp: FastMCP[Any], config: ServerConfig) -> Any:
     )
 
 
+def quiet_telemetry() -> None:
+    """Turn FastMCP's OpenTelemetry spans off when nothing could record them.
+
+    Without the OpenTelemetry SDK installed the spans are no-ops that still cost about 0.1 ms per
+    call. A mode chosen with `FASTMCP_TELEMETRY_MODE`, or an installed SDK, is left alone.
+    """
+    if "FASTMCP_TELEMETRY_MODE" in os.environ:
+        return
+    if importlib.util.find_spec("opentelemetry.sdk") is None:
+        fastmcp.settings.telemetry_mode = "off"
+        logger.debug("OpenTelemetry SDK not installed: FastMCP spans off")
+
+
 async def serve(config: ServerConfig) -> None:
     """Run until a signal (HTTP and stdio) or end of input (stdio); every kernel is shut down."""
+    quiet_telemetry()
     mcp = create_server(config)
     if config.transport == "stdio":
         async with anyio.create_task_group() as tg:

@@ -37,6 +37,7 @@ from python_mcp_server.kernels.reaper import (
     read_stat,
     sweep_stale_cgroups,
 )
+from python_mcp_server.kernels.wire import Wire, WireError
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class LocalKernelHandle:
         self._pid_start: int | None = None
         self._km: AsyncKernelManager | None = None
         self._kc: AsyncKernelClient | None = None
+        self._wire: Wire | None = None
         self._runs: dict[str, LocalRun] = {}
         self._requests: dict[str, asyncio.Future[Reply]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -200,6 +202,7 @@ class LocalKernelHandle:
             self._contain()
             kc = km.client()
             self._kc = kc
+            self._wire = Wire(kc.session)
             kc.start_channels(hb=False)
             await kc.wait_for_ready(timeout=self._spec.start_timeout_s)
         except (RuntimeError, OSError, TimeoutError) as exc:
@@ -228,7 +231,7 @@ class LocalKernelHandle:
     async def _read_iopub(self) -> None:
         assert self._kc is not None
         while True:
-            msg = await _receive(self._kc.iopub_channel)
+            msg = await self._receive(self._kc.iopub_channel)
             parent = msg.get("parent_header", {}).get("msg_id")
             run = self._runs.get(parent) if parent else None
             if run is not None:
@@ -258,7 +261,7 @@ class LocalKernelHandle:
 
     async def _read_replies(self, channel: Any) -> None:
         while True:
-            msg = await _receive(channel)
+            msg = await self._receive(channel)
             parent = msg.get("parent_header", {}).get("msg_id")
             content = msg.get("content", {})
             reply = Reply(
@@ -312,12 +315,22 @@ class LocalKernelHandle:
                 fut.set_exception(KernelDiedError(f"The kernel {info.describe()}."))
         self._requests.clear()
 
-    def _check_alive(self) -> AsyncKernelClient:
+    def _check_alive(self) -> tuple[AsyncKernelClient, Wire]:
         if self._exit is not None:
             raise KernelDiedError(f"The kernel {self._exit.describe()}.")
-        if self._kc is None or self._closed:
+        if self._kc is None or self._wire is None or self._closed:
             raise RuntimeError("kernel handle is not started or already closed")
-        return self._kc
+        return self._kc, self._wire
+
+    async def _receive(self, channel: Any) -> dict[str, Any]:
+        """The next well-formed message on a channel (one awaited receive, no polling)."""
+        assert self._wire is not None
+        while True:
+            frames = await channel.socket.recv_multipart()
+            try:
+                return self._wire.parse(frames)
+            except (WireError, ValueError) as exc:  # never let one bad message stop the reader
+                logger.warning("kernel pid %s: dropped a message: %s", self._pid, exc)
 
     async def submit(
         self,
@@ -328,29 +341,32 @@ class LocalKernelHandle:
         store_history: bool = True,
         user_expressions: dict[str, str] | None = None,
     ) -> LocalRun:
-        kc = self._check_alive()
-        msg_id = kc.execute(
-            code,
-            silent=silent,
-            store_history=store_history,
-            user_expressions=user_expressions or {},
-            allow_stdin=False,
-            stop_on_error=False,
+        kc, wire = self._check_alive()
+        msg_id, frames = wire.request(
+            "execute_request",
+            {
+                "code": code,
+                "silent": silent,
+                "store_history": store_history,
+                "user_expressions": user_expressions or {},
+                "allow_stdin": False,
+                "stop_on_error": False,
+            },
         )
         run = LocalRun(msg_id, on_output, self)
         self._runs[msg_id] = run
+        await kc.shell_channel.socket.send_multipart(frames)
         return run
 
     async def request(
         self, msg_type: str, content: dict[str, Any], timeout_s: float, *, control: bool = False
     ) -> Reply:
-        kc = self._check_alive()
-        msg = kc.session.msg(msg_type, content)
-        msg_id = str(msg["header"]["msg_id"])
+        kc, wire = self._check_alive()
+        msg_id, frames = wire.request(msg_type, content)
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._requests[msg_id] = fut
         channel = kc.control_channel if control else kc.shell_channel
-        channel.send(msg)
+        await channel.socket.send_multipart(frames)
         try:
             return await asyncio.wait_for(fut, timeout_s)
         except TimeoutError as exc:
@@ -396,13 +412,6 @@ class LocalKernelHandle:
         self._mark_dead(info)
         with contextlib.suppress(OSError):
             self._stderr_path.unlink()
-
-
-async def _receive(channel: Any) -> dict[str, Any]:
-    """The next message on a channel: one awaited receive, without the poll `get_msg` adds."""
-    parts = await channel.socket.recv_multipart()
-    _, signed = channel.session.feed_identities(parts)
-    return dict(channel.session.deserialize(signed))
 
 
 def _write_kernelspec(runtime_dir: Path, python: str) -> Path:
