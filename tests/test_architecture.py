@@ -21,7 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "tools": {"errors", "config", "services", "runtime"},
     "middleware": {"errors", "config", "services", "runtime"},
     "server": {"errors", "config", "runtime", "tools", "middleware"},
-    "cli": {"errors", "config", "server"},
+    "launch": {"errors", "config", "services", "server"},
+    "cli": {"errors", "config", "launch"},
     "__init__": {"errors", "config"},
     "__main__": {"cli"},
 }

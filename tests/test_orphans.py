@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,46 @@ async def test_server_exit_ends_every_kernel_and_its_detached_children(
     await _gone(server)
     for pid in [*first, *second, *pool]:
         await _gone(pid)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _wait_until(done: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_server_stopped_while_starting_ends_the_kernel_it_started(
+    workspace: Path, signum: int
+) -> None:
+    """The first kernel boots while the server is still importing; a signal then still ends it."""
+    cmd = server_command(
+        "--transport", "stdio", "--workspace-dir", str(workspace), "--kernel-pool-size", "1"
+    )
+    log = workspace.parent / "server.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=sink)
+    try:
+        _wait_until(lambda: bool(_children(proc.pid)) or proc.poll() is not None, 30, "a kernel")
+        kernels = _children(proc.pid)
+        assert kernels, log.read_text()
+        proc.send_signal(signum)
+        assert proc.wait(30) == 0, log.read_text()
+        _wait_until(lambda: not any(pid_alive(p) for p in kernels), 5, f"kernels {kernels} to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        assert proc.stdin is not None
+        proc.stdin.close()
 
 
 @needs_cgroup

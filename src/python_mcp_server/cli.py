@@ -1,4 +1,4 @@
-"""The command line: flags and environment variables -> `ServerConfig` -> `serve(config)`."""
+"""The command line: flags and environment variables -> `ServerConfig` -> `launch.run(config)`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import typer
 
 from python_mcp_server import __version__
 from python_mcp_server.config import ServerConfig, is_loopback_host
-from python_mcp_server.server import serve
+from python_mcp_server.launch import run as run_server
 
 ENV = "PYTHON_MCP_SERVER_"
 
@@ -195,7 +195,7 @@ def run(
     configure_logging(level)
     config.workspace_root.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve, config)
+        anyio.run(run_server, config)
 
 
 def main() -> None:

@@ -11,12 +11,19 @@ from fastmcp import Context, FastMCP
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.services import Services
 
+__all__ = ["Services", "caller_key", "lifespan_for", "services"]
+
 _KEY = "services"
 
 
-def lifespan_for(config: ServerConfig) -> Any:
+def lifespan_for(config: ServerConfig, opened: Services | None = None) -> Any:
+    """Open the services for the server's lifetime, or use `opened` (its opener closes it)."""
+
     @asynccontextmanager
     async def lifespan(server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
+        if opened is not None:
+            yield {_KEY: opened}
+            return
         async with Services.open(config) as services:
             yield {_KEY: services}
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import signal
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -24,7 +26,7 @@ from python_mcp_server.middleware import (
     DomainErrorMiddleware,
     TimingMiddleware,
 )
-from python_mcp_server.runtime import lifespan_for
+from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import MODULES
 
 logger = logging.getLogger(__name__)
@@ -37,13 +39,14 @@ workspace folder (list_files, read_file, write_file). Errors raised by your code
 with status 'error'; tool errors say what to do next."""
 
 
-def create_server(config: ServerConfig) -> FastMCP[Any]:
-    """A fresh server for `config`. Its lifespan starts and stops every kernel."""
+def create_server(config: ServerConfig, services: Services | None = None) -> FastMCP[Any]:
+    """A fresh server for `config`. Its lifespan starts and stops every kernel, unless
+    `services` is given: then the caller opened them and closes them."""
     mcp: FastMCP[Any] = FastMCP(
         name="python-mcp-server",
         instructions=INSTRUCTIONS,
         version=__version__,
-        lifespan=lifespan_for(config),
+        lifespan=lifespan_for(config, services),
         mask_error_details=True,
         middleware=[DomainErrorMiddleware(), TimingMiddleware()],
     )
@@ -82,39 +85,56 @@ def quiet_telemetry() -> None:
         logger.debug("OpenTelemetry SDK not installed: FastMCP spans off")
 
 
-async def serve(config: ServerConfig) -> None:
-    """Run until a signal (HTTP and stdio) or end of input (stdio); every kernel is shut down."""
+class _Uvicorn(uvicorn.Server):
+    """uvicorn whose signals are handled by `serve`.
+
+    Plain uvicorn re-raises a captured SIGTERM once it has stopped, which would end the process
+    before the caller shuts the kernels down.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _until_signal(stop: Callable[[int], None]) -> None:
+    """Call `stop(signum)` for each SIGTERM, SIGINT or SIGHUP until cancelled."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+        async for signum in sigs:
+            logger.info("signal %s: shutting down", signum)
+            stop(signum)
+
+
+async def serve(config: ServerConfig, services: Services | None = None) -> None:
+    """Run until a signal (HTTP and stdio) or end of input (stdio); every kernel is shut down
+    (by the caller when it passed `services`)."""
     quiet_telemetry()
-    mcp = create_server(config)
-    if config.transport == "stdio":
-        async with anyio.create_task_group() as tg:
-
-            async def stop_on_signal() -> None:
-                with anyio.open_signal_receiver(
-                    signal.SIGTERM, signal.SIGINT, signal.SIGHUP
-                ) as sigs:
-                    async for signum in sigs:
-                        logger.info("signal %s: shutting down", signum)
-                        tg.cancel_scope.cancel()
-                        return
-
-            tg.start_soon(stop_on_signal)
+    mcp = create_server(config, services)
+    async with anyio.create_task_group() as tg:
+        if config.transport == "stdio":
+            tg.start_soon(_until_signal, lambda _: tg.cancel_scope.cancel())
             await mcp.run_stdio_async(show_banner=False)
-            tg.cancel_scope.cancel()
-        return
-    app = http_app(mcp, config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_level=config.log_level.lower(),
-            log_config=None,
-            access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-            ws="none",
-        )
-    )
-    logger.info("serving MCP on http://%s:%s%s", config.host, config.port, config.path)
-    await server.serve()
+        else:
+            server = _Uvicorn(
+                uvicorn.Config(
+                    http_app(mcp, config),
+                    host=config.host,
+                    port=config.port,
+                    log_level=config.log_level.lower(),
+                    log_config=None,
+                    # tool calls are logged by TimingMiddleware
+                    access_log=config.log_level == "DEBUG",
+                    lifespan="on",
+                    timeout_graceful_shutdown=2,
+                    ws="none",
+                )
+            )
+
+            def stop(signum: int) -> None:
+                server.force_exit = server.should_exit  # a second signal skips the grace period
+                server.should_exit = True
+
+            tg.start_soon(_until_signal, stop)
+            logger.info("serving MCP on http://%s:%s%s", config.host, config.port, config.path)
+            await server.serve()
+        tg.cancel_scope.cancel()

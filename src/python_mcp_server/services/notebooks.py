@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import sys
 from pathlib import PurePosixPath
 from typing import Any
 
 import anyio
-import nbformat as _nbformat
 from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
@@ -17,7 +17,11 @@ from python_mcp_server.services.session import CellRecord
 from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.workspace.manager import WorkspaceManager
 
-nbformat: Any = _nbformat  # nbformat ships no type hints; keep strict mode quiet in one place
+
+def _nbformat() -> Any:
+    """nbformat (untyped), imported on first use: with jsonschema it adds ~70 ms to server start."""
+    return importlib.import_module("nbformat")
+
 
 _KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
@@ -56,26 +60,26 @@ def notebook_path(path: str) -> str:
 
 
 def _cell(record: CellRecord, outputs: list[dict[str, Any]]) -> Any:
-    cell = nbformat.v4.new_code_cell(
+    cell = _nbformat().v4.new_code_cell(
         source=record.code,
         execution_count=record.execution_count,
         metadata={"python_mcp_server": {"status": record.status}},
     )
-    cell.outputs = [nbformat.from_dict(copy.deepcopy(o)) for o in outputs]  # validated later
+    cell.outputs = [_nbformat().from_dict(copy.deepcopy(o)) for o in outputs]  # validated later
     return cell
 
 
 def _valid(nb: Any) -> bool:
     try:
-        nbformat.validate(nb)
-    except nbformat.ValidationError:
+        _nbformat().validate(nb)
+    except _nbformat().ValidationError:
         return False
     return True
 
 
 def build_notebook(history: list[CellRecord]) -> tuple[Any, int]:
     """A validated nbformat v4 notebook of `history`, and the number of outputs left out."""
-    nb = nbformat.v4.new_notebook()
+    nb = _nbformat().v4.new_notebook()
     nb.metadata["kernelspec"] = dict(_KERNELSPEC)
     nb.metadata["language_info"] = {
         "name": "python",
@@ -85,7 +89,7 @@ def build_notebook(history: list[CellRecord]) -> tuple[Any, int]:
     if _valid(nb):
         return nb, 0
     dropped = 0
-    probe = nbformat.v4.new_notebook()
+    probe = _nbformat().v4.new_notebook()
     cells = []
     for record in history:
         kept = []
@@ -97,7 +101,7 @@ def build_notebook(history: list[CellRecord]) -> tuple[Any, int]:
                 dropped += 1
         cells.append(_cell(record, kept))
     nb.cells = cells
-    nbformat.validate(nb)
+    _nbformat().validate(nb)
     return nb, dropped
 
 
@@ -117,7 +121,7 @@ class NotebookService:
 
         def build() -> tuple[bytes, int]:
             nb, dropped = build_notebook(history)
-            return nbformat.writes(nb, version=4).encode(), dropped
+            return _nbformat().writes(nb, version=4).encode(), dropped
 
         data, dropped = await anyio.to_thread.run_sync(build)
         written = await self._workspace.write_all(target, data, overwrite)

@@ -1,0 +1,55 @@
+"""Process start: the first kernel boots while the MCP stack is imported.
+
+A kernel takes about half a second to start; importing FastMCP and the MCP SDK takes about a
+second. `run(config)` opens the services first (their light imports come first, and the warm
+pool starts its kernel in another process at once), imports the server module in a worker
+thread meanwhile, then serves. A desktop client's first call is answered that much sooner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.services import Services
+
+logger = logging.getLogger(__name__)
+
+Serve = Callable[[ServerConfig, Services], Awaitable[None]]
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _import_serve() -> Serve:
+    from python_mcp_server.server import serve
+
+    return serve
+
+
+async def run(config: ServerConfig) -> None:
+    """Serve `config` until a signal or end of input; every kernel is shut down on the way out.
+
+    A signal while starting (services opening, server importing) stops at once and still ends
+    the kernels already started; once serving, the server handles signals itself.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        serve: Serve | None = None
+        with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+            async with anyio.create_task_group() as tg:
+
+                async def stop_on_signal() -> None:
+                    async for signum in signals:
+                        logger.info("signal %s while starting: shutting down", signum)
+                        tg.cancel_scope.cancel()
+                        return
+
+                tg.start_soon(stop_on_signal)
+                services = await stack.enter_async_context(Services.open(config))
+                serve = await anyio.to_thread.run_sync(_import_serve, abandon_on_cancel=True)
+                tg.cancel_scope.cancel()
+        if serve is not None:
+            await serve(config, services)
