@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -124,3 +125,21 @@ def test_the_installed_command_refuses_too(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stdout == b""
     assert b"Refusing to serve" in proc.stderr
+
+
+def test_a_taken_port_ends_the_server_with_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            server_command("--port", str(port), "--workspace-dir", str(tmp_path)),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode != 0
+    err = proc.stderr.decode()
+    assert "address already in use" in err
+    assert "pass --port with another port" in err
+    assert "Traceback" not in err

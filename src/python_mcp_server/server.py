@@ -110,6 +110,7 @@ async def serve(config: ServerConfig, services: Services | None = None) -> None:
     (by the caller when it passed `services`)."""
     quiet_telemetry()
     mcp = create_server(config, services)
+    failed: str | int | None = None
     async with anyio.create_task_group() as tg:
         if config.transport == "stdio":
             tg.start_soon(_until_signal, lambda _: tg.cancel_scope.cancel())
@@ -136,5 +137,16 @@ async def serve(config: ServerConfig, services: Services | None = None) -> None:
 
             tg.start_soon(_until_signal, stop)
             logger.info("serving MCP on http://%s:%s%s", config.host, config.port, config.path)
-            await server.serve()
+            try:
+                await server.serve()
+            except SystemExit as exc:  # uvicorn's way to say it could not start; it logged why
+                failed = exc.code
+                logger.error(
+                    "could not serve on %s:%s; if the port is taken, stop what uses it or pass "
+                    "--port with another port",
+                    config.host,
+                    config.port,
+                )
         tg.cancel_scope.cancel()
+    if failed is not None:
+        raise SystemExit(failed)
