@@ -11,6 +11,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from fastmcp import Context
 from fastmcp.exceptions import ToolError
 from fastmcp.tools import ToolResult
+from fastmcp.utilities.json_schema import dereference_refs
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -53,7 +54,12 @@ def resolve_session(ctx: Context, session_id: str | None) -> str:
 
 
 def schema(model: type[BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema()
+    """The model's JSON schema with its `$defs` inlined, once, as clients receive it.
+
+    FastMCP inlines `$ref`s on every tools/list for clients that cannot follow them; a schema
+    without any costs it nothing (tools/list about 2x faster).
+    """
+    return dereference_refs(model.model_json_schema())
 
 
 def result(model: BaseModel, text: str | None = None) -> ToolResult:
