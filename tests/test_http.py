@@ -143,7 +143,10 @@ def test_a_request_without_the_bearer_token_gets_401(workspace: Path) -> None:
         )
         health = c.get(f"{server.base}/health")
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
-    assert "Authorization: Bearer" in missing.json()["error_description"]
+    assert missing.json()["error"]["message"].startswith(
+        "Unauthorized: this server needs its token. Send 'Authorization: Bearer <token>'"
+    )
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
     assert rpc_body(right)["result"]["structuredContent"]["ok"] is True
     assert health.status_code == 200
 
@@ -224,5 +227,9 @@ async def test_the_fastmcp_client_connects_with_the_token_as_the_readme_shows(
     with http_server(workspace, "--auth-token", "s3cret") as server:
         async with Client(server.url, auth="s3cret") as client:
             res = await client.call_tool("run_python_code", {"code": "6 * 7"})
+        with pytest.raises(Exception, match="Unauthorized: this server needs its token") as refused:
+            async with Client(server.url, auth="wrong") as client:
+                await client.ping()
     assert res.structured_content is not None
     assert res.structured_content["result"] == "42"
+    assert "auth='<token>'" in str(refused.value)

@@ -120,7 +120,9 @@ async def test_delete_session_ends_its_kernel_and_forgets_it(config: ServerConfi
     assert not pid_alive(pid)
     assert res.is_error
     assert res.content[0].text == (
-        "No session 'gone'. Call list_sessions to see live sessions, or create_session to start one."
+        "Session 'gone' was deleted (delete_session) and its variables are gone. Pass another "
+        "session_id, call switch_session to change your current session, or create_session to "
+        "start a new one."
     )
 
 
@@ -238,8 +240,9 @@ async def test_a_call_queued_on_a_session_that_is_then_deleted_gets_a_clear_erro
         (
             True,
             (
-                "No session 'q'. Call list_sessions to see live sessions, or "
-                "create_session to start one."
+                "Session 'q' was deleted (delete_session) and its variables are gone. Pass "
+                "another session_id, call switch_session to change your current session, or "
+                "create_session to start a new one."
             ),
         )
     ]
@@ -273,5 +276,19 @@ async def test_a_switched_caller_whose_session_is_deleted_is_told_not_moved(
             await alice.call_tool("switch_session", {"session_id": "mine"})
             await bob.call_tool("delete_session", {"session_id": "mine"})
             res = await alice.call_tool("run_python_code", {"code": "1"}, raise_on_error=False)
+            listed = await alice.call_tool("list_sessions", {})
+            await alice.call_tool("create_session", {"session_id": "second"})
+            await alice.call_tool("switch_session", {"session_id": "second"})
+            deleted = await alice.call_tool("delete_session", {})
+            after = await alice.call_tool("run_python_code", {"code": "1"})
     assert res.is_error
-    assert res.content[0].text.startswith("No session 'mine'.")
+    assert res.content[0].text.startswith("Session 'mine' was deleted (delete_session)")
+    assert listed.structured_content is not None
+    assert listed.structured_content["current_session"] == "mine"
+    assert deleted.structured_content is not None
+    assert deleted.structured_content["message"] == (
+        "Session 'second' was shut down. It was your current session: calls without session_id "
+        "go to 'default' again."
+    )
+    assert after.structured_content is not None
+    assert after.structured_content["session_id"] == "default"

@@ -20,6 +20,7 @@ ServerError                        the model can act on this (reaches it as an `
 │   └── ScriptNotFoundError        run_script with a name not in scripts/
 ├── PackageError                   a requirement that is refused or an installer failure
 ├── InvalidArgumentError           a value the schema allows but the tool cannot use
+│   └── InvalidTextError           text with unpaired surrogates (not encodable as UTF-8)
 ├── ArtifactNotFoundError          a kernel:// file that a session never produced
 └── ResourceLimitError             host memory below the floor, and similar limits
 ```
@@ -38,6 +39,31 @@ class ConfigError(ServerError):
 
 class InvalidArgumentError(ServerError):
     """An argument passed the schema but cannot be used."""
+
+
+class InvalidTextError(InvalidArgumentError):
+    """Text that JSON allowed (`\\ud800`-style escapes) but that is not valid Unicode."""
+
+    def __init__(self, what: str, text: str, at: int) -> None:
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        code = ord(text[at])
+        super().__init__(
+            f"The {what} contains an unpaired surrogate character (U+{code:04X}) at line {line}, "
+            f"column {column}: it is not valid Unicode and cannot be encoded as UTF-8. Remove it, "
+            f"or write it as the escape '\\u{code:04x}' inside a string literal."
+        )
+
+
+def require_text(text: str, what: str) -> str:
+    """`text` if it encodes as UTF-8; otherwise an `InvalidTextError` that points at the culprit."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidTextError(what, text, exc.start) from None
+    return text
 
 
 class ResourceLimitError(ServerError):
@@ -63,6 +89,18 @@ class SessionExpiredError(KernelError):
         super().__init__(
             f"Session {session_id!r} expired after {idle_s:.0f} s without use and its kernel was "
             "shut down; its variables are gone. Call create_session to start a new one."
+        )
+        self.session_id = session_id
+
+
+class SessionDeletedError(KernelNotFoundError):
+    def __init__(self, session_id: str, known: list[str] | None = None) -> None:
+        hint = f" Live sessions: {', '.join(known)}." if known else ""
+        KernelError.__init__(
+            self,
+            f"Session {session_id!r} was deleted (delete_session) and its variables are gone."
+            f"{hint} Pass another session_id, call switch_session to change your current "
+            "session, or create_session to start a new one.",
         )
         self.session_id = session_id
 

@@ -9,6 +9,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from python_mcp_server.middleware._responses import send_json
 
 OPEN_PATHS = frozenset({"/health"})
+UNAUTHORIZED = -32001
+MESSAGE = (
+    "Unauthorized: this server needs its token. Send 'Authorization: Bearer <token>' with the "
+    "value of --auth-token (PYTHON_MCP_SERVER_AUTH_TOKEN); with the FastMCP Client, pass "
+    "auth='<token>'."
+)
 
 
 class BearerAuthMiddleware:
@@ -29,13 +35,19 @@ class BearerAuthMiddleware:
         if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._token):
             await self.app(scope, receive, send)
             return
+        # a JSON-RPC error body, so MCP clients show the message instead of a bare status
         await send_json(
             send,
             401,
             {
-                "error": "unauthorized",
-                "error_description": "Send the server's token as 'Authorization: Bearer <token>' "
-                "(the value of --auth-token / PYTHON_MCP_SERVER_AUTH_TOKEN).",
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": {"code": UNAUTHORIZED, "message": MESSAGE},
             },
-            ((b"www-authenticate", b'Bearer realm="python-mcp-server"'),),
+            (
+                (
+                    b"www-authenticate",
+                    b'Bearer realm="python-mcp-server", error="invalid_token"',
+                ),
+            ),
         )

@@ -126,6 +126,31 @@ def _install():
             kernel.finish_metadata = finish_metadata
     os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
 
+    session = getattr(getattr(shell, "kernel", None), "session", None)
+    pack = getattr(session, "pack", None)
+    if pack is not None:
+        import re
+        lone = re.compile("[" + chr(0xD800) + "-" + chr(0xDFFF) + "]")
+
+        def clean(obj):
+            if isinstance(obj, str):
+                return lone.sub(lambda m: "\\u%04x" % ord(m.group()), obj)
+            if isinstance(obj, dict):
+                return {clean(k): clean(v) for k, v in obj.items()}
+            if isinstance(obj, (list, tuple)):
+                return [clean(v) for v in obj]
+            return obj
+
+        def safe_pack(obj):
+            # a message with an unpaired surrogate (print("\ud800")) cannot be UTF-8 encoded and
+            # would be dropped with everything batched with it; send it with the character escaped
+            try:
+                return pack(obj)
+            except UnicodeEncodeError:
+                return pack(clean(obj))
+
+        session.pack = safe_pack
+
     def splitter(stream):
         # ipykernel sends everything printed within 0.2 s as one message; cut huge ones so the
         # server never receives tens of megabytes at once.

@@ -11,7 +11,12 @@ from typing import Any, TextIO
 import anyio
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.errors import InvalidArgumentError, KernelDiedError, KernelNotFoundError
+from python_mcp_server.errors import (
+    InvalidArgumentError,
+    KernelDiedError,
+    KernelNotFoundError,
+    require_text,
+)
 from python_mcp_server.kernels import ExecutionRun, KernelHandle, Reply
 from python_mcp_server.services.artifacts import (
     DRAIN_EXPRESSION,
@@ -72,6 +77,8 @@ class ExecutionService:
             raise InvalidArgumentError(
                 f"timeout_s must be above 0 and at most {MAX_TIMEOUT_S:.0f}; got {timeout_s}."
             )
+        if not require_text(code, "code").strip():
+            raise InvalidArgumentError("The code is empty; pass the Python source to run.")
         session = await self._sessions.acquire(session_id)
         await session.lock.acquire()
         try:
@@ -151,10 +158,15 @@ class ExecutionService:
             except KernelDiedError as exc:
                 status = "error"
                 state_kept = False
-                if session.generation != generation:
+                if session.closed:
                     messages.append(
-                        "The kernel was restarted (restart_kernel or delete_session) while this "
-                        "code ran; its variables were lost."
+                        "The session was deleted (delete_session) while this code ran; its "
+                        "kernel and variables are gone."
+                    )
+                elif session.generation != generation:
+                    messages.append(
+                        "The kernel was restarted (restart_kernel) while this code ran; its "
+                        "variables were lost."
                     )
                 else:
                     await self._sessions.restart(session)
@@ -164,10 +176,12 @@ class ExecutionService:
                         if info and info.stderr_tail
                         else ""
                     )
-                    messages.append(
-                        f"{exc} It was restarted; all variables were lost. Output produced before "
-                        f"the death is included.{tail}"
+                    kept = (
+                        " Output produced before the death is included."
+                        if collector.stdout.total or collector.stderr.total or collector.displays
+                        else ""
                     )
+                    messages.append(f"{exc} It was restarted; all variables were lost.{kept}{tail}")
         except asyncio.CancelledError:
             self._settle_after_cancel(session, handle, generation)
             raise

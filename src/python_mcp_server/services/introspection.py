@@ -11,7 +11,7 @@ import re
 from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.errors import InvalidArgumentError
+from python_mcp_server.errors import InvalidArgumentError, require_text
 from python_mcp_server.kernels.messages import strip_ansi
 from python_mcp_server.services._probe import PROBE_TIMEOUT_S, evaluate, locked
 from python_mcp_server.services.sessions import SessionManager
@@ -140,6 +140,7 @@ result = {'total': len(names), 'variables': out}
 
 
 def _check_cursor(code: str, cursor_pos: int | None) -> int:
+    require_text(code, "code")
     if cursor_pos is None:
         return len(code)
     if not 0 <= cursor_pos <= len(code):

@@ -28,6 +28,7 @@ from python_mcp_server.errors import (
     KernelDiedError,
     KernelNotFoundError,
     ResourceLimitError,
+    SessionDeletedError,
     SessionExistsError,
     SessionExpiredError,
     SessionLimitError,
@@ -63,6 +64,7 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._starting: dict[str, asyncio.Event] = {}
         self._expired: OrderedDict[str, float] = OrderedDict()
+        self._deleted: OrderedDict[str, None] = OrderedDict()
         self._targets: OrderedDict[str, str] = OrderedDict()
         self._create_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
@@ -162,6 +164,8 @@ class SessionManager:
             return session
         if session_id in self._expired:
             raise SessionExpiredError(session_id, self._config.session_idle_timeout_s)
+        if session_id in self._deleted:
+            raise SessionDeletedError(session_id, self.ids())
         raise KernelNotFoundError(session_id, self.ids())
 
     async def acquire(self, session_id: str) -> Session:
@@ -213,18 +217,29 @@ class SessionManager:
             del self._starting[session_id]
             started.set()
         self._expired.pop(session_id, None)
+        self._deleted.pop(session_id, None)
         logger.info("session %s started (kernel pid %s)", session_id, handle.pid)
         return session
 
-    async def delete(self, session_id: str) -> None:
+    async def delete(self, session_id: str, caller: str | None = None) -> bool:
+        """End the session. Returns whether it was `caller`'s current session (then the caller's
+        calls without a session id go to `default` again)."""
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
+        self._deleted[session_id] = None
+        while len(self._deleted) > _EXPIRED_MEMORY:
+            self._deleted.popitem(last=False)
         session.generation += 1  # a cell still running sees its kernel go and does not restart it
         session.closed = True
-        # callers whose current session this was keep it, and get "No session" on their next
-        # call rather than silently landing in the shared default kernel
+        # other callers whose current session this was keep it, and are told it was deleted on
+        # their next call rather than silently landing in the shared default kernel
+        was_current = caller is not None and self._targets.get(caller) == session_id
+        if was_current:
+            assert caller is not None
+            del self._targets[caller]
         await session.handle.aclose()
         logger.info("session %s deleted", session_id)
+        return was_current
 
     async def restart(
         self, session: Session, reason: str | None = None, *, preserve_state: bool = False

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from python_mcp_server.runtime import caller_key, services
 from python_mcp_server.services.models import ActionResult, SessionInfo, SessionList
+from python_mcp_server.services.sessions import DEFAULT_SESSION
 from python_mcp_server.tools._common import (
     CHANGES_STATE,
     DESTRUCTIVE,
@@ -116,5 +117,11 @@ def register(mcp: FastMCP) -> None:
         Use it when a task is done, to free memory and a session slot. Workspace files stay.
         """
         sid = resolve_session(ctx, session_id)
-        await services(ctx).sessions.delete(sid)
-        return result(ActionResult(session_id=sid, message=f"Session {sid!r} was shut down."))
+        was_current = await services(ctx).sessions.delete(sid, caller_key(ctx))
+        message = f"Session {sid!r} was shut down."
+        if was_current and sid != DEFAULT_SESSION:
+            message += (
+                " It was your current session: calls without session_id go to "
+                f"{DEFAULT_SESSION!r} again."
+            )
+        return result(ActionResult(session_id=sid, message=message))

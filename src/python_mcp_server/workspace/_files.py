@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from python_mcp_server.errors import InvalidArgumentError, WorkspaceFileExistsError
+from python_mcp_server.errors import InvalidArgumentError, WorkspaceFileExistsError, require_text
 from python_mcp_server.workspace.models import EntryType, FileEntry
 
 
@@ -77,7 +77,7 @@ def tree_text(base_rel: str, entries: list[FileEntry]) -> str:
 def decode_content(path: str, content: str, encoding: str) -> bytes:
     """The bytes `content` stands for: UTF-8 text, or base64."""
     if encoding == "text":
-        return content.encode("utf-8")
+        return require_text(content, "content").encode("utf-8")
     if encoding == "base64":
         try:
             return base64.b64decode(content, validate=True)

@@ -1,0 +1,67 @@
+"""Text that JSON allows but UTF-8 does not (unpaired surrogates), and empty code: clear answers,
+no hang, no lost output."""
+
+from __future__ import annotations
+
+import pytest
+from fastmcp import Client
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.server import create_server
+from tests.helpers import call, error
+
+pytestmark = pytest.mark.anyio
+
+LONE = "\udfff"
+
+
+async def test_code_with_an_unpaired_surrogate_is_refused_at_once_naming_where(
+    config: ServerConfig,
+) -> None:
+    async with Client(create_server(config)) as client:
+        await call(client, "run_python_code", code="kept = 41")
+        message = await error(client, "run_python_code", code=f"x = 1\n# {LONE}", timeout_s=30)
+        after = await call(client, "run_python_code", code="kept + 1")
+    assert message == (
+        "The code contains an unpaired surrogate character (U+DFFF) at line 2, column 3: it is "
+        "not valid Unicode and cannot be encoded as UTF-8. Remove it, or write it as the escape "
+        "'\\udfff' inside a string literal."
+    )
+    assert after["result"] == "42"
+
+
+async def test_completion_and_files_refuse_it_too(config: ServerConfig) -> None:
+    async with Client(create_server(config)) as client:
+        completion = await error(client, "code_completion", code=f"pri{LONE}")
+        written = await error(client, "write_file", path="a.txt", content=f"a{LONE}")
+        script = await error(client, "save_script", name="s.py", code=f"print('{LONE}')")
+    assert completion.startswith("The code contains an unpaired surrogate character (U+DFFF)")
+    assert written.startswith("The content contains an unpaired surrogate character (U+DFFF)")
+    assert script.startswith("The content contains an unpaired surrogate character (U+DFFF)")
+    assert not (config.workspace_root / "a.txt").exists()
+
+
+async def test_output_with_an_unpaired_surrogate_keeps_everything_around_it(
+    config: ServerConfig,
+) -> None:
+    code = (
+        "print('before')\n"
+        "print('bad:' + chr(0xD800))\n"
+        "print('after')\n"
+        "raise ValueError('boom ' + chr(0xDC00))"
+    )
+    async with Client(create_server(config)) as client:
+        data = await call(client, "run_python_code", code=code, timeout_s=30)
+        after = await call(client, "run_python_code", code="1 + 1")
+    assert data["status"] == "error"
+    assert data["stdout"] == "before\nbad:\\ud800\nafter\n"
+    assert data["error"]["ename"] == "ValueError"
+    assert data["error"]["evalue"] == "boom \\udc00"
+    assert after["result"] == "2"
+
+
+@pytest.mark.parametrize("code", ["", "   \n\t"])
+async def test_empty_code_is_refused(config: ServerConfig, code: str) -> None:
+    async with Client(create_server(config)) as client:
+        message = await error(client, "run_python_code", code=code)
+    assert message == "The code is empty; pass the Python source to run."
