@@ -143,3 +143,9 @@ def test_a_taken_port_ends_the_server_with_the_fix(tmp_path: Path) -> None:
     assert "address already in use" in err
     assert "pass --port with another port" in err
     assert "Traceback" not in err
+
+
+def test_a_token_with_surrounding_spaces_is_refused() -> None:
+    result = runner.invoke(app, ["--auth-token", " ", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "leading or trailing spaces" in result.stderr

@@ -11,6 +11,7 @@ from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import SessionLimitError
 from python_mcp_server.server import create_server
 from python_mcp_server.tools._common import domain_errors
+from tests.helpers import error
 
 pytestmark = pytest.mark.anyio
 
@@ -58,16 +59,30 @@ async def test_a_wrong_argument_type_gets_a_validation_message(config: ServerCon
             "run_python_code", {"code": "1", "timeout_s": "soon"}, raise_on_error=False
         )
     assert res.is_error
-    assert "timeout_s" in res.content[0].text
+    assert res.content[0].text == (
+        "Invalid arguments for run_python_code: timeout_s: Input should be a valid number, unable "
+        "to parse string as a number (got 'soon'). The tool's input schema lists each argument "
+        "with its type and limits."
+    )
 
 
-async def test_a_non_positive_timeout_is_refused(config: ServerConfig) -> None:
+async def test_a_non_positive_timeout_and_a_missing_argument_are_named(
+    config: ServerConfig,
+) -> None:
     async with Client(create_server(config)) as client:
-        res = await client.call_tool(
-            "run_python_code", {"code": "1", "timeout_s": 0}, raise_on_error=False
-        )
-    assert res.is_error
-    assert "timeout_s" in res.content[0].text
+        zero = await error(client, "run_python_code", code="1", timeout_s=0)
+        missing = await error(client, "run_python_code", timeout_s=5)
+        unknown = await error(client, "list_files", path=".", colour="blue")
+    assert zero.startswith(
+        "Invalid arguments for run_python_code: timeout_s: Input should be greater than 0 (got 0)."
+    )
+    assert missing.startswith(
+        "Invalid arguments for run_python_code: code: Missing required argument. "
+    )
+    assert unknown.startswith(
+        "Invalid arguments for list_files: colour: Unexpected keyword argument (got 'blue')."
+    )
+    assert "pydantic" not in zero + missing + unknown
 
 
 async def test_every_tool_has_a_description_an_output_schema_and_annotations(
@@ -83,3 +98,15 @@ async def test_every_tool_has_a_description_an_output_schema_and_annotations(
         assert tool.annotations.read_only_hint is not None, tool.name
         for name, prop in tool.input_schema.get("properties", {}).items():
             assert prop.get("description"), f"{tool.name}.{name} has no description"
+
+
+async def test_the_call_log_names_a_cell_that_raised(
+    config: ServerConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="python_mcp_server.calls"):
+        async with Client(create_server(config)) as client:
+            await client.call_tool("run_python_code", {"code": "1 / 0"})
+            await client.call_tool("run_python_code", {"code": "1"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "python_mcp_server.calls"]
+    assert lines[0].startswith("tool run_python_code ok, status error in ")
+    assert lines[1].startswith("tool run_python_code ok in ")

@@ -169,7 +169,16 @@ def run(
     """Serve Python code execution in Jupyter kernels over MCP."""
     level = log_level.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
+        raise typer.BadParameter(
+            f"unknown level {log_level!r}; use DEBUG, INFO, WARNING or ERROR",
+            param_hint="--log-level",
+        )
+    if auth_token is not None and auth_token != auth_token.strip():
+        raise typer.BadParameter(
+            "the token has leading or trailing spaces, which a Bearer header cannot carry; "
+            "remove them",
+            param_hint="--auth-token",
+        )
     config = ServerConfig(
         workspace_dir=workspace_dir,
         transport=transport.value,

@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,8 @@ from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import MODULES
 
 logger = logging.getLogger(__name__)
+
+_REPEAT_WINDOW_S = 1.0  # signals this close together count as one
 
 INSTRUCTIONS = """\
 Runs Python in persistent Jupyter kernels. Call run_python_code to execute code; variables persist
@@ -131,8 +134,16 @@ async def serve(config: ServerConfig, services: Services | None = None) -> None:
                 )
             )
 
+            first_signal = 0.0
+
             def stop(signum: int) -> None:
-                server.force_exit = server.should_exit  # a second signal skips the grace period
+                # a second signal skips the grace period; one Ctrl-C can arrive twice (the
+                # terminal signals the whole process group, and `uv run` forwards it too)
+                nonlocal first_signal
+                now = time.monotonic()
+                if first_signal and now - first_signal > _REPEAT_WINDOW_S:
+                    server.force_exit = True
+                first_signal = first_signal or now
                 server.should_exit = True
 
             tg.start_soon(_until_signal, stop)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastmcp.exceptions import ResourceError, ToolError
+from fastmcp.exceptions import ResourceError, ToolError, ValidationError
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from pydantic import ValidationError as PydanticValidationError
 
 from python_mcp_server.errors import ServerError
 
@@ -23,6 +24,12 @@ class DomainErrorMiddleware(Middleware):
             return await call_next(context)
         except ServerError as exc:
             raise ToolError(str(exc)) from exc
+        except ValidationError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, PydanticValidationError):
+                raise
+            name = getattr(context.message, "name", "?")
+            raise ToolError(invalid_arguments(name, cause)) from exc
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, ServerError):
@@ -43,3 +50,18 @@ class DomainErrorMiddleware(Middleware):
             if isinstance(exc.__cause__, ServerError):
                 raise ResourceError(str(exc.__cause__)) from exc.__cause__
             raise
+
+
+def invalid_arguments(tool: str, exc: PydanticValidationError) -> str:
+    """Pydantic's argument errors as one short line per argument, for the model."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in err.get("loc", ())) or "arguments"
+        shown = repr(err.get("input"))
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        got = "" if str(err.get("type", "")).startswith("missing") else f" (got {shown})"
+        problems.append(f"{where}: {err.get('msg', 'invalid')}{got}")
+    return (
+        f"Invalid arguments for {tool}: " + "; ".join(problems) + ". The tool's input schema "
+        "lists each argument with its type and limits."
+    )

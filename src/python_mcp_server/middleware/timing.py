@@ -21,6 +21,10 @@ class TimingMiddleware(Middleware):
         try:
             response = await call_next(context)
             outcome = "is_error" if getattr(response, "is_error", False) else "ok"
+            data = getattr(response, "structured_content", None)
+            status = data.get("status") if isinstance(data, dict) else None
+            if outcome == "ok" and isinstance(status, str) and status != "ok":
+                outcome = f"ok, status {status}"  # a cell that raised or timed out
             return response
         except BaseException as exc:
             outcome = type(exc).__name__

@@ -24,8 +24,9 @@ R = TypeVar("R")
 SessionArg = Annotated[
     str | None,
     Field(
-        description="The session to use. Omit it for your current session ('default' unless you "
-        "called switch_session). Session ids come from create_session and list_sessions.",
+        description="The session to use. Omit it (or pass an empty string) for your current "
+        "session ('default' unless you called switch_session). Session ids come from "
+        "create_session and list_sessions.",
     ),
 ]
 
