@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,29 @@ def test_the_auth_token_does_not_reach_the_kernel(workspace: Path) -> None:
             modern_call(client, server.url, 1, "run_python_code", {"code": code}, headers=auth)
         )
     assert res["result"]["structuredContent"]["result"] == "'absent'"
+
+
+def test_a_cell_running_at_shutdown_is_interrupted_and_answered(workspace: Path) -> None:
+    hold = "import time\nopen('started', 'w').close()\ntime.sleep(120)"
+    with http_server(workspace) as server, httpx.Client(timeout=60) as client:
+        answers: list[httpx.Response] = []
+
+        def long_call() -> None:
+            answers.append(modern_call(client, server.url, 1, "run_python_code", {"code": hold}))
+
+        caller = threading.Thread(target=long_call)
+        caller.start()
+        anyio.run(wait_for_file, workspace / "started")
+        server.process.send_signal(signal.SIGTERM)
+        caller.join(30)
+        assert server.process.wait(30) == 0
+        log = server.log_text()
+    assert not caller.is_alive()
+    data = rpc_body(answers[0])["result"]["structuredContent"]
+    assert data["status"] == "error"
+    assert data["error"]["ename"] == "KeyboardInterrupt"
+    assert data["message"].startswith("The server is shutting down, so this cell was interrupted")
+    assert "Exception in ASGI application" not in log
 
 
 @pytest.mark.anyio

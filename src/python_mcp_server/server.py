@@ -137,6 +137,8 @@ async def serve(config: ServerConfig, services: Services | None = None) -> None:
             first_signal = 0.0
 
             def stop(signum: int) -> None:
+                if services is not None and not server.should_exit:
+                    tg.start_soon(services.sessions.interrupt_running)
                 # a second signal skips the grace period; one Ctrl-C can arrive twice (the
                 # terminal signals the whole process group, and `uv run` forwards it too)
                 nonlocal first_signal

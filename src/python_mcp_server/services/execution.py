@@ -239,6 +239,11 @@ class ExecutionService:
                     f"{self._config.max_output_chars}; the middle was left out{where}."
                 )
         messages.extend(rich.notes)
+        if self._sessions.stopping and error is not None and error.ename == "KeyboardInterrupt":
+            messages.append(
+                "The server is shutting down, so this cell was interrupted; call again once it "
+                "is back (variables are not kept across a server restart)."
+            )
         if collector.dropped_displays:
             messages.append(
                 f"The code displayed {collector.dropped_displays} more output(s) beyond the first "

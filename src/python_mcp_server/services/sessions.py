@@ -28,6 +28,7 @@ from python_mcp_server.errors import (
     KernelDiedError,
     KernelNotFoundError,
     ResourceLimitError,
+    ServerError,
     SessionDeletedError,
     SessionExistsError,
     SessionExpiredError,
@@ -69,6 +70,7 @@ class SessionManager:
         self._create_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
+        self._stopping = False
         self.on_restart: list[SessionHook] = []
 
     async def __aenter__(self) -> Self:
@@ -84,6 +86,26 @@ class SessionManager:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    @property
+    def stopping(self) -> bool:
+        """The server is shutting down: running cells were interrupted so their calls can answer."""
+        return self._stopping
+
+    async def interrupt_running(self) -> int:
+        """Interrupt every running cell because the server is stopping; returns how many.
+
+        Their calls then end with the cell's KeyboardInterrupt and say why, within the HTTP
+        server's grace period, instead of being cut off.
+        """
+        self._stopping = True
+        running = [s for s in self._sessions.values() if s.running and not s.closed]
+        for session in running:
+            with contextlib.suppress(ServerError, OSError, RuntimeError):
+                await session.handle.interrupt()
+        if running:
+            logger.info("interrupted %d running cell(s) for shutdown", len(running))
+        return len(running)
 
     async def aclose(self) -> None:
         """Shut every kernel down, concurrently and bounded, even when cancelled."""
