@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,56 @@ def test_an_oversized_request_gets_a_json_rpc_error_that_says_what_to_do(workspa
     assert message.startswith("The request is ")
     assert "write_file with append=true" in message
     assert after.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_an_oversized_request_is_answered_to_async_and_chunked_senders(
+    workspace: Path,
+) -> None:
+    from fastmcp import Client
+
+    big = "x" * 5_000_000
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {
+                "name": "write_file",
+                "arguments": {"path": "a.txt", "content": big},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": MODERN,
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                },
+            },
+        }
+    ).encode()
+    headers = {
+        **ACCEPT,
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "write_file",
+    }
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 1 << 20):
+            yield body[start : start + (1 << 20)]
+
+    with http_server(workspace) as server:
+        async with httpx.AsyncClient(timeout=60) as client:
+            declared = await client.post(server.url, content=body, headers=headers)
+            chunked = await client.post(server.url, content=chunks(), headers=headers)
+        async with Client(server.url) as mcp_client:
+            with pytest.raises(Exception, match="write_file with append=true"):
+                await mcp_client.call_tool("write_file", {"path": "a.txt", "content": big})
+            still = await mcp_client.call_tool("ping", {})
+    assert declared.status_code == chunked.status_code == 413
+    assert declared.json()["error"]["message"].startswith("The request is 5000")
+    assert chunked.json()["error"]["message"].startswith("The request is more than ")
+    assert "write_file with append=true" in chunked.json()["error"]["message"]
+    assert not (workspace / "a.txt").exists()
+    assert still.structured_content is not None
 
 
 def test_the_auth_token_does_not_reach_the_kernel(workspace: Path) -> None:
