@@ -171,6 +171,40 @@ async def test_cancelling_the_call_interrupts_the_kernel(config: ServerConfig) -
     assert after.structured_content["result"] == "'still here'"
 
 
+async def test_a_cancelled_cell_still_running_shows_busy_until_it_ends(
+    config: ServerConfig,
+) -> None:
+    code = (
+        "import os, time\n"
+        "open('started', 'w').close()\n"
+        "while not os.path.exists('release'):\n"
+        "    try:\n"
+        "        time.sleep(0.01)\n"
+        "    except KeyboardInterrupt:\n"
+        "        open('ignored', 'w').close()"
+    )
+    async with Client(create_server(config)) as client:
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                await client.call_tool("run_python_code", {"code": code})
+
+            tg.start_soon(run)
+            await wait_for_file(config.workspace_root / "started")
+            tg.cancel_scope.cancel()
+        await wait_for_file(config.workspace_root / "ignored")
+        during = await client.call_tool("list_sessions", {})
+        (config.workspace_root / "release").touch()
+        after = await client.call_tool("run_python_code", {"code": "'free'"})
+        listed = await client.call_tool("list_sessions", {})
+    assert during.structured_content is not None
+    assert [s["state"] for s in during.structured_content["sessions"]] == ["busy"]
+    assert after.structured_content is not None
+    assert after.structured_content["result"] == "'free'"
+    assert listed.structured_content is not None
+    assert [s["state"] for s in listed.structured_content["sessions"]] == ["idle"]
+
+
 async def test_ping_tools_list_and_other_sessions_answer_while_a_cell_runs(
     config: ServerConfig,
 ) -> None:

@@ -189,7 +189,8 @@ class ExecutionService:
             if pump is not None:
                 self._forget(pump.cancel())
             collector.close()
-            session.running = False
+            if id(session) not in self._settling:  # a settle task keeps it busy until it is free
+                session.running = False
             session.touch()
         drained: Drained | None = None
         if reply is not None and self._prepared.get(handle):
