@@ -112,6 +112,11 @@ async def test_a_kernel_that_exits_mid_cell_is_reported_and_restarted(config: Se
         "were lost."
     )
     assert data["stdout"] == "before\n"
+    assert data["error"] == {
+        "ename": "KernelDied",
+        "evalue": "The kernel exited with code 3 while running this cell.",
+        "traceback": [],
+    }
     assert after.structured_content is not None
     assert after.structured_content["result"] == "2"
 
@@ -131,6 +136,8 @@ async def test_a_kernel_killed_from_outside_mid_cell_is_reported(config: ServerC
     assert str(data["message"]).startswith(
         "The kernel was killed by SIGKILL (killed from outside, or out of memory) while running"
     )
+    assert data["error"]["ename"] == "KernelDied"
+    assert str(data["error"]["evalue"]).startswith("The kernel was killed by SIGKILL")
 
 
 async def test_interrupt_kernel_stops_a_cell_started_by_another_call(config: ServerConfig) -> None:

@@ -40,6 +40,8 @@ from python_mcp_server.services.sessions import SessionManager
 
 logger = logging.getLogger(__name__)
 
+KERNEL_DIED = "KernelDied"  # `error.ename` when the kernel process ended mid-cell
+
 __all__ = ["ExecutionService", "ProgressCallback"]
 
 _EXIT_GRACE_S = 5.0
@@ -117,6 +119,7 @@ class ExecutionService:
         messages: list[str] = list(notices)
         state_kept = not notices  # every notice reports a restart that lost the variables
         reply: Reply | None = None
+        died: str | None = None  # the kernel process ended while the cell ran
         started = time.perf_counter()
         try:
             dead = handle.exit_info()
@@ -158,6 +161,7 @@ class ExecutionService:
             except KernelDiedError as exc:
                 status = "error"
                 state_kept = False
+                died = str(exc)
                 if session.closed:
                     messages.append(
                         "The session was deleted (delete_session) while this code ran; its "
@@ -261,6 +265,8 @@ class ExecutionService:
             result=collector.result.render() if collector.result is not None else None,
             error=ErrorInfo(ename=error.ename, evalue=error.evalue, traceback=error.traceback)
             if error is not None
+            else ErrorInfo(ename=KERNEL_DIED, evalue=died)
+            if died is not None
             else None,
             message=" ".join(messages) or None,
             state_kept=state_kept,

@@ -9,9 +9,12 @@ from pydantic.json_schema import SkipJsonSchema
 
 
 class ErrorInfo(BaseModel):
-    """An exception raised by the user's code."""
+    """An exception raised by the user's code, or the kernel process ending mid-cell."""
 
-    ename: str = Field(description="Exception class name, e.g. 'ZeroDivisionError'.")
+    ename: str = Field(
+        description="Exception class name, e.g. 'ZeroDivisionError'; 'KernelDied' when the "
+        "kernel process ended while the cell ran (then `message` says how and that it restarted)."
+    )
     evalue: str = Field(description="Exception message.")
     traceback: list[str] = Field(
         default_factory=list, description="Traceback lines, no ANSI codes."
