@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +124,15 @@ async def test_the_tracking_hook_leaves_no_trace_in_the_user_namespace(
     assert variables.structured_content["variables"] == []
 
 
-async def test_a_missing_kernel_file_is_a_clear_resource_error(config: ServerConfig) -> None:
+async def test_a_missing_kernel_file_is_a_clear_resource_error(
+    config: ServerConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     async with Client(create_server(config)) as client:
         await run(client, "1")
-        with pytest.raises(MCPError) as err:
+        with caplog.at_level(logging.INFO), pytest.raises(MCPError) as err:
             await client.read_resource("kernel://default/nothing.png")
+    # the client's mistake is not the server's: no traceback in the log
+    assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.INFO]
     assert str(err.value) == (
         "No file 'nothing.png' among the outputs of session 'default'. Use a kernel:// URI "
         "exactly as a run_python_code result gave it; files are listed in its images, displays "

@@ -31,7 +31,8 @@ def register(mcp: FastMCP) -> None:
             store = services(ctx).execution.artifacts
             data, mime = await anyio.to_thread.run_sync(store.read, session_id, filename)
         except ServerError as exc:
-            raise ResourceError(str(exc), log_level=logging.INFO) from exc
+            # FastMCP logs resource errors with a traceback; a wrong URI is not worth one
+            raise ResourceError(str(exc), log_level=logging.DEBUG) from exc
         if mime.startswith(_TEXT_MIMES):
             return ResourceResult(
                 [ResourceContent(data.decode("utf-8", "replace"), mime_type=mime)]

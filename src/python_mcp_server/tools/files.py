@@ -247,5 +247,6 @@ def register(mcp: FastMCP) -> None:
         try:
             content, mime = await read_resource(services(ctx).workspace, path)
         except ServerError as exc:
-            raise ResourceError(str(exc), log_level=logging.INFO) from exc
+            # FastMCP logs resource errors with a traceback; a wrong URI is not worth one
+            raise ResourceError(str(exc), log_level=logging.DEBUG) from exc
         return ResourceResult([ResourceContent(content, mime_type=mime)])
