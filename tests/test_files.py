@@ -344,18 +344,35 @@ async def test_list_files_filters_by_pattern_and_draws_the_folders_leading_there
     assert data["tree"] == "./\n  data/\n    a.csv  (1 B)\n  top.csv  (1 B)"
 
 
-async def test_a_long_listing_is_cut_and_says_so(config: ServerConfig, workspace: Path) -> None:
+async def test_a_long_listing_is_cut_says_so_and_pages(
+    config: ServerConfig, workspace: Path
+) -> None:
     (workspace / "uploads").mkdir()
     for i in range(5):
         (workspace / "uploads" / f"f{i}.txt").write_text("x")
     async with Client(create_server(config)) as client:
         data = await call(client, "list_files", path="uploads", max_entries=2)
+        pages = [data]
+        while pages[-1]["next_offset"] is not None:
+            pages.append(
+                await call(
+                    client,
+                    "list_files",
+                    path="uploads",
+                    max_entries=2,
+                    offset=pages[-1]["next_offset"],
+                )
+            )
     assert [e["path"] for e in data["entries"]] == ["uploads/f0.txt", "uploads/f1.txt"]
-    assert data["truncated"] is True
+    assert (data["truncated"], data["total"], data["next_offset"]) == (True, 5, 2)
     assert data["message"] == (
-        "The listing was cut: only the first 2 entries are shown. Narrow it with a deeper path, "
-        "a pattern such as '*.csv', or recursive=false."
+        "Showing entries 1-2 of 5: call list_files again with offset=2 for the next ones, or "
+        "narrow it with a pattern such as '*.csv'."
     )
+    assert [e["path"] for page in pages for e in page["entries"]] == [
+        f"uploads/f{i}.txt" for i in range(5)
+    ]
+    assert (pages[-1]["truncated"], pages[-1]["message"]) == (False, None)
 
 
 async def test_the_server_limit_caps_max_entries(config: ServerConfig, workspace: Path) -> None:

@@ -87,6 +87,14 @@ def register(mcp: FastMCP) -> None:
             int | None,
             Field(ge=1, description="Most entries to return; the server limit applies on top."),
         ] = None,
+        offset: Annotated[
+            int,
+            Field(
+                ge=0,
+                description="Skip this many matching entries: pass the previous result's "
+                "next_offset to page through a large folder.",
+            ),
+        ] = 0,
     ) -> ToolResult:
         """List the files and folders in a workspace folder.
 
@@ -94,7 +102,7 @@ def register(mcp: FastMCP) -> None:
         with type, size and modification time (UTC), plus an indented tree; `truncated` and
         `message` say when the listing was cut. Symlinks are shown but not followed.
         """
-        res = await services(ctx).workspace.listing(path, pattern, recursive, max_entries)
+        res = await services(ctx).workspace.listing(path, pattern, recursive, max_entries, offset)
         text = res.tree + (f"\nnote: {res.message}" if res.message else "")
         return result(res, text)
 

@@ -109,12 +109,20 @@ class WorkspaceManager:
         pattern: str | None = None,
         recursive: bool = False,
         max_entries: int | None = None,
+        offset: int = 0,
     ) -> FileList:
-        return await self._run(self.list_sync, path, pattern, recursive, max_entries)
+        return await self._run(self.list_sync, path, pattern, recursive, max_entries, offset)
 
     def list_sync(
-        self, path: str, pattern: str | None, recursive: bool, max_entries: int | None
+        self,
+        path: str,
+        pattern: str | None,
+        recursive: bool,
+        max_entries: int | None,
+        offset: int = 0,
     ) -> FileList:
+        if offset < 0:
+            raise InvalidArgumentError(f"offset must be 0 or more, not {offset}.")
         cap = self.config.max_list_entries
         limit = cap if max_entries is None else max(1, min(max_entries, cap))
         base = self.resolve(path)
@@ -125,34 +133,45 @@ class WorkspaceManager:
         base_rel = self.relative(base)
         entries: list[FileEntry] = []
         visited = 0
-        cut: str | None = None
+        matched = 0  # entries that match, shown or not
+        scan_cut = False
         for child, st in walk(base, recursive):
             visited += 1
             if visited > SCAN_LIMIT:
-                cut = f"the scan stopped after {SCAN_LIMIT} entries"
+                scan_cut = True
                 break
             rel = self.relative(child)
             target = rel if pattern and "/" in pattern else child.name
             if pattern and not fnmatch.fnmatchcase(target, pattern):
                 continue
-            if len(entries) >= limit:
-                cut = f"only the first {limit} entries are shown"
-                break
+            matched += 1
+            if matched <= offset or len(entries) >= limit:
+                continue  # counted for `total`, not shown
             kind = entry_type(st.st_mode)
             size = st.st_size if kind == "file" else None
             entries.append(FileEntry(path=rel, type=kind, size=size, modified=iso_utc(st.st_mtime)))
-        message = None
-        if cut:
-            message = (
-                f"The listing was cut: {cut}. Narrow it with a deeper path, a pattern such as "
-                "'*.csv', or recursive=false."
+        shown_to = offset + len(entries)
+        more = matched > shown_to
+        notes = []
+        if more:
+            notes.append(
+                f"Showing entries {offset + 1}-{shown_to} of {matched}: call list_files again with "
+                f"offset={shown_to} for the next ones, or narrow it with a pattern such as '*.csv'"
+                + (" or recursive=false." if recursive else ".")
+            )
+        if scan_cut:
+            notes.append(
+                f"The scan stopped after {SCAN_LIMIT} entries, so there may be more than "
+                f"{matched}; list a deeper path."
             )
         return FileList(
             path=base_rel,
             entries=entries,
-            truncated=cut is not None,
+            truncated=more or scan_cut,
             tree=tree_text(base_rel, entries),
-            message=message,
+            message=" ".join(notes) or None,
+            total=matched,
+            next_offset=shown_to if more else None,
         )
 
     # ------------------------------------------------------------------ read

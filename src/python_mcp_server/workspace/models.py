@@ -31,6 +31,14 @@ class FileList(BaseModel):
     )
     tree: str = Field(description="The same entries drawn as an indented tree.")
     message: str | None = Field(default=None, description="Why and where the listing was cut.")
+    total: int = Field(
+        default=0,
+        description="How many entries match in all (counted up to the scan limit), shown or not.",
+    )
+    next_offset: int | None = Field(
+        default=None,
+        description="Pass it as offset to list the next entries; null when none are left.",
+    )
 
 
 class FileContent(BaseModel):
