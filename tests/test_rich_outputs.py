@@ -88,6 +88,27 @@ async def test_a_figure_as_the_last_expression_comes_back_once(config: ServerCon
     assert data(res)["result"].startswith("<Figure size")
 
 
+async def test_a_figure_without_the_inline_backend_says_how_to_get_images_back(
+    config: ServerConfig,
+) -> None:
+    code = (
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2])\nplt.gcf()"
+    )
+    async with Client(create_server(config)) as client:
+        res = await run(client, code)
+        back = await run(client, "%matplotlib inline\nplt.plot([1, 2])\nplt.gcf()")
+    data, again = res.structured_content, back.structured_content
+    assert data is not None
+    assert again is not None
+    assert data["images"] == []
+    assert str(data["message"]).startswith(
+        "The result is a matplotlib figure but no image was captured: the inline backend was "
+        "switched off (matplotlib.use('Agg') does that). Run `%matplotlib inline`"
+    )
+    assert (len(again["images"]), again["message"]) == (1, None)
+
+
 async def test_a_figure_from_one_cell_does_not_reappear_in_the_next(config: ServerConfig) -> None:
     async with Client(create_server(config)) as client:
         await run(client, "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")

@@ -123,6 +123,19 @@ async def test_a_script_that_exits_non_zero_reports_its_code_and_stderr(
     assert item.text.startswith("[exit code 3] scripts/fail.py, ")
 
 
+async def test_a_silent_non_zero_exit_does_not_point_at_an_empty_stderr(
+    config: ServerConfig,
+) -> None:
+    async with Client(create_server(config)) as client:
+        await call(client, "save_script", name="quiet", code="raise SystemExit(4)\n")
+        data = await call(client, "run_script", name="quiet.py")
+    assert (data["exit_code"], data["stderr"], data["message"]) == (
+        4,
+        "",
+        "The script exited with code 4 and wrote nothing to stderr.",
+    )
+
+
 async def test_a_missing_script_names_list_files_and_save_script(config: ServerConfig) -> None:
     async with Client(create_server(config)) as client:
         message = await error(client, "run_script", name="nope")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import weakref
 from typing import Any, TextIO
@@ -40,6 +41,7 @@ from python_mcp_server.services.sessions import SessionManager
 
 logger = logging.getLogger(__name__)
 
+_FIGURE_REPR = re.compile(r"^<Figure size \d+x\d+ with \d+ Axes>$")
 KERNEL_DIED = "KernelDied"  # `error.ename` when the kernel process ended mid-cell
 
 __all__ = ["ExecutionService", "ProgressCallback"]
@@ -244,6 +246,13 @@ class ExecutionService:
                     f"{self._config.max_output_chars}; the middle was left out{where}."
                 )
         messages.extend(rich.notes)
+        result_text = collector.result.render() if collector.result is not None else None
+        if not rich.images and result_text and _FIGURE_REPR.match(result_text):
+            messages.append(
+                "The result is a matplotlib figure but no image was captured: the inline backend "
+                "was switched off (matplotlib.use('Agg') does that). Run `%matplotlib inline` to "
+                "get images back, or save it with plt.savefig('plot.png')."
+            )
         if self._sessions.stopping and error is not None and error.ename == "KeyboardInterrupt":
             messages.append(
                 "The server is shutting down, so this cell was interrupted; call again once it "

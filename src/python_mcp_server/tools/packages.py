@@ -32,7 +32,7 @@ def _render_install(res: InstallResult) -> str:
     for p in res.packages:
         line = f"{p.requirement}: {p.status.replace('_', ' ')}"
         if p.version:
-            line += f" {p.version}"
+            line += f" (installed now: {p.version})" if p.status == "failed" else f" {p.version}"
         if p.previous_version:
             line += f" (was {p.previous_version})"
         if p.reason:

@@ -209,7 +209,8 @@ class ScriptRunner:
         duration_ms = (time.monotonic() - started) * 1000
         notes = outcome.notes
         if not outcome.timed_out and outcome.exit_code:
-            notes.append(f"The script exited with code {outcome.exit_code}; see stderr.")
+            see = "; see stderr." if err.sink.render() else " and wrote nothing to stderr."
+            notes.append(f"The script exited with code {outcome.exit_code}{see}")
         if out.sink.truncated or err.sink.truncated:
             notes.append(
                 f"Long output was cut to {budget} bytes per stream (head and tail kept); write "
