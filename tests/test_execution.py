@@ -318,6 +318,8 @@ async def test_a_kernel_that_died_between_calls_is_replaced_before_the_next_cell
             while await session_state(client, "default") != "dead":
                 await anyio.sleep(0.02)
         res = await client.call_tool("run_python_code", {"code": "21 * 2"})
+        health = await client.call_tool("get_kernel_health", {})
+        again = await client.call_tool("run_python_code", {"code": "1"})
     data = res.structured_content
     assert data is not None
     assert (data["status"], data["result"], data["state_kept"]) == ("ok", "42", False)
@@ -325,6 +327,12 @@ async def test_a_kernel_that_died_between_calls_is_replaced_before_the_next_cell
         "The kernel was killed by SIGKILL (killed from outside, or out of memory) after the "
         "previous call; it was restarted before running this code, and all variables were lost."
     )
+    assert health.structured_content is not None
+    reason = health.structured_content["kernels"][0]["last_restart_reason"]
+    assert "was killed by SIGKILL" in reason
+    assert "after a call" in reason
+    assert again.structured_content is not None
+    assert again.structured_content["message"] is None  # told once, in the call that saw it
 
 
 async def test_a_cancel_during_the_after_cell_steps_leaves_the_session_usable(

@@ -36,7 +36,7 @@ from python_mcp_server.services.outputs import (
     ProgressCallback,
     ProgressPump,
 )
-from python_mcp_server.services.session import CellRecord, Session
+from python_mcp_server.services.session import CellRecord, Session, now_iso
 from python_mcp_server.services.sessions import SessionManager
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,12 @@ class ExecutionService:
         try:
             dead = handle.exit_info()
             if dead is not None:  # it ended after the last call, before the supervisor noticed
-                await self._sessions.restart(session)
+                await self._sessions.restart(
+                    session,
+                    f"At {now_iso()} the kernel {dead.describe()} after a call; it was restarted "
+                    "before the next one ran.",
+                    told=True,
+                )
                 handle, generation, state_kept = session.handle, session.generation, False
                 messages.append(
                     f"The kernel {dead.describe()} after the previous call; it was restarted "
@@ -175,7 +180,7 @@ class ExecutionService:
                         "variables were lost."
                     )
                 else:
-                    await self._sessions.restart(session)
+                    await self._sessions.restart(session, f"At {now_iso()}: {died}", told=True)
                     info = handle.exit_info()
                     tail = (
                         f" Its last output: {info.stderr_tail[-400:]}"
@@ -356,7 +361,9 @@ class ExecutionService:
         """Let a kernel that was asked to exit end (bounded), then replace it."""
         with anyio.move_on_after(_EXIT_GRACE_S):
             await handle.wait_exit()
-        await self._sessions.restart(session)
+        await self._sessions.restart(
+            session, f"At {now_iso()} a cell called exit() or quit().", told=True
+        )
 
     async def _wait(self, run: ExecutionRun, limit_s: float, session: Session) -> Reply:
         # a cancel scope, not wait_for: no extra task per cell on the hot path
@@ -369,7 +376,11 @@ class ExecutionService:
             await session.handle.interrupt()
             reply = await asyncio.wait_for(run.wait(), self._config.interrupt_grace_s)
         except (TimeoutError, KernelDiedError):
-            await self._sessions.restart(session)
+            await self._sessions.restart(
+                session,
+                f"At {now_iso()} a cell ran past its time limit and did not stop when interrupted.",
+                told=True,
+            )
             return (
                 None,
                 (

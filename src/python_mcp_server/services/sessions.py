@@ -264,15 +264,22 @@ class SessionManager:
         return was_current
 
     async def restart(
-        self, session: Session, reason: str | None = None, *, preserve_state: bool = False
+        self,
+        session: Session,
+        reason: str | None = None,
+        *,
+        preserve_state: bool = False,
+        told: bool = False,
     ) -> RestartOutcome:
         """Replace the session's kernel with a fresh one (from the pool when it has one).
 
         Variables are lost, unless `preserve_state`: then the user's picklable globals are moved
         into the new kernel and the outcome lists what was restored and what was dropped.
+        `reason` is kept for get_kernel_health and, unless the caller `told` the user itself,
+        reported by the session's next call.
         """
         async with session.restart_lock:  # one replacement at a time, or kernels leak
-            return await self._restart(session, reason, preserve_state)
+            return await self._restart(session, reason, preserve_state, told)
 
     def _check_open(self, session: Session) -> None:
         if session.closed:
@@ -280,7 +287,7 @@ class SessionManager:
             raise KernelNotFoundError(session.session_id, self.ids())
 
     async def _restart(
-        self, session: Session, reason: str | None, preserve_state: bool
+        self, session: Session, reason: str | None, preserve_state: bool, told: bool = False
     ) -> RestartOutcome:
         self._check_open(session)
         transfer = StateTransfer() if preserve_state else None
@@ -300,7 +307,7 @@ class SessionManager:
             session.probe_failures = 0
             if transfer is not None and transfer.saved:
                 await transfer.load(session.handle, self._state_timeout())
-            if reason:
+            if reason and not told:
                 session.notices.append(reason)
             session.restarts.append(RestartEvent(time.time(), reason or _REQUESTED))
             del session.restarts[:-20]
