@@ -20,7 +20,9 @@ from jupyter_client.session import Session
 
 DELIMITER = b"<IDS|MSG>"
 PROTOCOL_VERSION = "5.3"
-_REPLAY_WINDOW = 1 << 16  # signatures remembered to refuse a replayed message, as jupyter_client
+# signatures remembered to refuse a replayed message (jupyter_client keeps 65536, ~10 MB per kernel
+# once full; the sockets are private to this server, so the recent ones are enough)
+_REPLAY_WINDOW = 1 << 12
 
 
 class WireError(ValueError):
