@@ -108,10 +108,20 @@ async def _until_signal(stop: Callable[[int], None]) -> None:
             stop(signum)
 
 
+def adopt_fastmcp_logging() -> None:
+    """FastMCP logs through its own rich handler at INFO; route it through ours instead, so its
+    lines share the server's format and follow --log-level."""
+    fastmcp_logger = logging.getLogger("fastmcp")
+    fastmcp_logger.handlers.clear()
+    fastmcp_logger.setLevel(logging.NOTSET)
+    fastmcp_logger.propagate = True
+
+
 async def serve(config: ServerConfig, services: Services | None = None) -> None:
     """Run until a signal (HTTP and stdio) or end of input (stdio); every kernel is shut down
     (by the caller when it passed `services`)."""
     quiet_telemetry()
+    adopt_fastmcp_logging()
     mcp = create_server(config, services)
     failed: str | int | None = None
     async with anyio.create_task_group() as tg:
