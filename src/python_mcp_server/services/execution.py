@@ -63,6 +63,8 @@ class ExecutionService:
         self.artifacts = ArtifactStore(config)
         # kernel handle -> whether its file-tracking hook is installed
         self._prepared: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+        # pool kernels get the hooks while they wait, so a first cell does not pay for them
+        sessions.on_kernel_start.append(self._prepare)
 
     async def run(
         self,

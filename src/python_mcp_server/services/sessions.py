@@ -50,6 +50,7 @@ _REQUESTED = "restarted on request (restart_kernel, or a cell that could not be 
 
 
 SessionHook = Callable[[Session], Awaitable[None]]
+KernelHook = Callable[[KernelHandle], Awaitable[object]]
 
 
 class SessionManager:
@@ -72,6 +73,8 @@ class SessionManager:
         self._closing = False
         self._stopping = False
         self.on_restart: list[SessionHook] = []
+        # run on every new kernel before it is handed out (pool kernels: in the background)
+        self.on_kernel_start: list[KernelHook] = []
 
     async def __aenter__(self) -> Self:
         self._config.workspace_root.mkdir(parents=True, exist_ok=True)
@@ -145,7 +148,15 @@ class SessionManager:
         )
 
     async def _cold_start(self) -> KernelHandle:
-        return await self._backend.start(self.kernel_spec())
+        handle = await self._backend.start(self.kernel_spec())
+        try:
+            for hook in self.on_kernel_start:
+                await hook(handle)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await handle.aclose()
+            raise
+        return handle
 
     async def start_kernel(self) -> KernelHandle:
         """A ready kernel: from the warm pool when it has one, else started now."""
