@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import fastmcp
 import uvicorn
+from anyio.abc import TaskGroup
 from fastmcp import FastMCP
 from starlette.middleware import Middleware as ASGIMiddleware
 from starlette.requests import Request
@@ -123,53 +124,69 @@ async def serve(config: ServerConfig, services: Services | None = None) -> None:
     quiet_telemetry()
     adopt_fastmcp_logging()
     mcp = create_server(config, services)
+    if config.transport == "stdio":
+        await _serve_stdio(mcp)
+    else:
+        await _serve_http(mcp, config, services)
+
+
+async def _serve_stdio(mcp: FastMCP[Any]) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_until_signal, lambda _: tg.cancel_scope.cancel())
+        await mcp.run_stdio_async(show_banner=False)
+        tg.cancel_scope.cancel()
+
+
+async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:
+    server = _Uvicorn(
+        uvicorn.Config(
+            http_app(mcp, config),
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level.lower(),
+            log_config=None,
+            access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            ws="none",
+        )
+    )
     failed: str | int | None = None
     async with anyio.create_task_group() as tg:
-        if config.transport == "stdio":
-            tg.start_soon(_until_signal, lambda _: tg.cancel_scope.cancel())
-            await mcp.run_stdio_async(show_banner=False)
-        else:
-            server = _Uvicorn(
-                uvicorn.Config(
-                    http_app(mcp, config),
-                    host=config.host,
-                    port=config.port,
-                    log_level=config.log_level.lower(),
-                    log_config=None,
-                    # tool calls are logged by TimingMiddleware
-                    access_log=config.log_level == "DEBUG",
-                    lifespan="on",
-                    timeout_graceful_shutdown=2,
-                    ws="none",
-                )
+        tg.start_soon(_until_signal, _HttpStop(server, tg, services))
+        logger.info("serving MCP on http://%s:%s%s", config.host, config.port, config.path)
+        try:
+            await server.serve()
+        except SystemExit as exc:  # uvicorn's way to say it could not start; it logged why
+            failed = exc.code
+            logger.error(
+                "could not serve on %s:%s; if the port is taken, stop what uses it or pass "
+                "--port with another port",
+                config.host,
+                config.port,
             )
-
-            first_signal = 0.0
-
-            def stop(signum: int) -> None:
-                if services is not None and not server.should_exit:
-                    tg.start_soon(services.sessions.interrupt_running)
-                # a second signal skips the grace period; one Ctrl-C can arrive twice (the
-                # terminal signals the whole process group, and `uv run` forwards it too)
-                nonlocal first_signal
-                now = time.monotonic()
-                if first_signal and now - first_signal > _REPEAT_WINDOW_S:
-                    server.force_exit = True
-                first_signal = first_signal or now
-                server.should_exit = True
-
-            tg.start_soon(_until_signal, stop)
-            logger.info("serving MCP on http://%s:%s%s", config.host, config.port, config.path)
-            try:
-                await server.serve()
-            except SystemExit as exc:  # uvicorn's way to say it could not start; it logged why
-                failed = exc.code
-                logger.error(
-                    "could not serve on %s:%s; if the port is taken, stop what uses it or pass "
-                    "--port with another port",
-                    config.host,
-                    config.port,
-                )
         tg.cancel_scope.cancel()
     if failed is not None:
         raise SystemExit(failed)
+
+
+class _HttpStop:
+    """What a signal does to the HTTP server: interrupt running cells so their calls still get
+    an answer, then ask uvicorn to stop. A second signal skips uvicorn's grace period, unless it is
+    the same Ctrl-C delivered twice (the terminal signals the whole process group, and `uv run`
+    forwards it too)."""
+
+    def __init__(self, server: uvicorn.Server, tg: TaskGroup, services: Services | None) -> None:
+        self._server = server
+        self._tg = tg
+        self._services = services
+        self._first = 0.0
+
+    def __call__(self, signum: int) -> None:
+        if self._services is not None and not self._server.should_exit:
+            self._tg.start_soon(self._services.sessions.interrupt_running)
+        now = time.monotonic()
+        if self._first and now - self._first > _REPEAT_WINDOW_S:
+            self._server.force_exit = True
+        self._first = self._first or now
+        self._server.should_exit = True
