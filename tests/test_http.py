@@ -272,25 +272,45 @@ def test_the_auth_token_does_not_reach_the_kernel(workspace: Path) -> None:
 
 def test_a_cell_running_at_shutdown_is_interrupted_and_answered(workspace: Path) -> None:
     hold = "import time\nopen('started', 'w').close()\ntime.sleep(120)"
-    with http_server(workspace) as server, httpx.Client(timeout=60) as client:
-        answers: list[httpx.Response] = []
-
-        def long_call() -> None:
-            answers.append(modern_call(client, server.url, 1, "run_python_code", {"code": hold}))
-
-        caller = threading.Thread(target=long_call)
-        caller.start()
-        anyio.run(wait_for_file, workspace / "started")
-        server.process.send_signal(signal.SIGTERM)
-        caller.join(30)
-        assert server.process.wait(30) == 0
-        log = server.log_text()
-    assert not caller.is_alive()
-    data = rpc_body(answers[0])["result"]["structuredContent"]
+    data, log = _call_then_stop(workspace, hold, [signal.SIGTERM])
     assert data["status"] == "error"
     assert data["error"]["ename"] == "KeyboardInterrupt"
     assert data["message"].startswith("The server is shutting down, so this cell was interrupted")
     assert "Exception in ASGI application" not in log
+
+
+def test_one_ctrl_c_delivered_twice_still_lets_the_cell_finish(workspace: Path) -> None:
+    """The terminal and `uv run` can both deliver one Ctrl-C: that must not skip the grace."""
+    cleanup = (
+        "import time\nopen('started', 'w').close()\n"
+        "try:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n"
+        "    time.sleep(0.5)\n    print('cleaned up')"
+    )
+    data, _ = _call_then_stop(workspace, cleanup, [signal.SIGINT, signal.SIGINT])
+    assert (data["status"], data["stdout"]) == ("ok", "cleaned up\n")
+
+
+def _call_then_stop(
+    workspace: Path, code: str, signals: list[signal.Signals]
+) -> tuple[dict[str, Any], str]:
+    """Start `code`, send `signals` once it runs, and return the call's result and the log."""
+    with http_server(workspace) as server, httpx.Client(timeout=60) as client:
+        answers: list[httpx.Response] = []
+
+        def long_call() -> None:
+            answers.append(modern_call(client, server.url, 1, "run_python_code", {"code": code}))
+
+        caller = threading.Thread(target=long_call)
+        caller.start()
+        anyio.run(wait_for_file, workspace / "started")
+        for signum in signals:
+            server.process.send_signal(signum)
+        caller.join(30)
+        assert server.process.wait(30) == 0
+        log = server.log_text()
+    assert not caller.is_alive()
+    assert answers, log
+    return dict(rpc_body(answers[0])["result"]["structuredContent"]), log
 
 
 @pytest.mark.anyio
