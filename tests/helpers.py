@@ -44,3 +44,11 @@ def start_cell(tg: TaskGroup, client: Client[Any], args: dict[str, Any]) -> list
 
     tg.start_soon(run)
     return results
+
+
+async def cancel_when(client: Client[Any], args: dict[str, Any], marker: Path) -> None:
+    """Call `run_python_code(**args)`, wait until the cell creates `marker`, then cancel the call."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.call_tool, "run_python_code", args)
+        await wait_for_file(marker)
+        tg.cancel_scope.cancel()

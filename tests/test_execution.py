@@ -14,7 +14,7 @@ from fastmcp import Client
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
-from tests.helpers import start_cell, wait_for_file
+from tests.helpers import cancel_when, start_cell, wait_for_file
 
 pytestmark = pytest.mark.anyio
 
@@ -164,14 +164,7 @@ async def test_cancelling_the_call_interrupts_the_kernel(config: ServerConfig) -
         "    raise"
     )
     async with Client(create_server(config)) as client:
-        async with anyio.create_task_group() as tg:
-
-            async def run() -> None:
-                await client.call_tool("run_python_code", {"code": code})
-
-            tg.start_soon(run)
-            await wait_for_file(config.workspace_root / "started")
-            tg.cancel_scope.cancel()
+        await cancel_when(client, {"code": code}, config.workspace_root / "started")
         await wait_for_file(config.workspace_root / "interrupted")
         after = await client.call_tool("run_python_code", {"code": "'still here'"})
     assert after.structured_content is not None
@@ -191,14 +184,7 @@ async def test_a_cancelled_cell_still_running_shows_busy_until_it_ends(
         "        open('ignored', 'w').close()"
     )
     async with Client(create_server(config)) as client:
-        async with anyio.create_task_group() as tg:
-
-            async def run() -> None:
-                await client.call_tool("run_python_code", {"code": code})
-
-            tg.start_soon(run)
-            await wait_for_file(config.workspace_root / "started")
-            tg.cancel_scope.cancel()
+        await cancel_when(client, {"code": code}, config.workspace_root / "started")
         await wait_for_file(config.workspace_root / "ignored")
         during = await client.call_tool("list_sessions", {})
         (config.workspace_root / "release").touch()
@@ -353,10 +339,7 @@ async def test_a_cancel_during_the_after_cell_steps_leaves_the_session_usable(
     async with Client(create_server(config)) as client:
         await client.call_tool("run_python_code", {"code": slow_drain})
         (config.workspace_root / "draining").unlink(missing_ok=True)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(client.call_tool, "run_python_code", {"code": "1/0"})
-            await wait_for_file(config.workspace_root / "draining")
-            tg.cancel_scope.cancel()
+        await cancel_when(client, {"code": "1/0"}, config.workspace_root / "draining")
         with anyio.fail_after(30):
             after = await client.call_tool("run_python_code", {"code": "'usable'"})
     assert after.structured_content is not None

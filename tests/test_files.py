@@ -363,6 +363,7 @@ async def test_a_long_listing_is_cut_says_so_and_pages(
                     offset=pages[-1]["next_offset"],
                 )
             )
+        past = await call(client, "list_files", path="uploads", offset=9)
     assert [e["path"] for e in data["entries"]] == ["uploads/f0.txt", "uploads/f1.txt"]
     assert (data["truncated"], data["total"], data["next_offset"]) == (True, 5, 2)
     assert data["message"] == (
@@ -373,6 +374,10 @@ async def test_a_long_listing_is_cut_says_so_and_pages(
         f"uploads/f{i}.txt" for i in range(5)
     ]
     assert (pages[-1]["truncated"], pages[-1]["message"]) == (False, None)
+    assert (past["entries"], past["total"], past["next_offset"]) == ([], 5, None)
+    assert past["message"] == (
+        "offset=9 is past the last of the 5 matching entries; start again with offset=0."
+    )
 
 
 async def test_the_server_limit_caps_max_entries(config: ServerConfig, workspace: Path) -> None:

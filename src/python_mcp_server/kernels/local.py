@@ -37,7 +37,7 @@ from python_mcp_server.kernels.reaper import (
     read_stat,
     sweep_stale_cgroups,
 )
-from python_mcp_server.kernels.wire import Wire, WireError
+from python_mcp_server.kernels.wire import Wire
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +329,9 @@ class LocalKernelHandle:
             frames = await channel.socket.recv_multipart()
             try:
                 return self._wire.parse(frames)
-            except (WireError, ValueError) as exc:  # never let one bad message stop the reader
+            except (
+                ValueError
+            ) as exc:  # WireError or bad JSON: never let one message stop the reader
                 logger.warning("kernel pid %s: dropped a message: %s", self._pid, exc)
 
     async def submit(

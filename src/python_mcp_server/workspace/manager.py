@@ -159,6 +159,11 @@ class WorkspaceManager:
                 f"offset={shown_to} for the next ones, or narrow it with a pattern such as '*.csv'"
                 + (" or recursive=false." if recursive else ".")
             )
+        if offset and offset >= matched:
+            notes.append(
+                f"offset={offset} is past the last of the {matched} matching entries; start "
+                "again with offset=0."
+            )
         if scan_cut:
             notes.append(
                 f"The scan stopped after {SCAN_LIMIT} entries, so there may be more than "
