@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,12 +257,13 @@ class ProcessJail:
 
         return join
 
-    async def end(self) -> int:
-        """Kill what is still running in the group and remove it; how many processes it held."""
+    async def end(self, already_killed: Collection[int] = ()) -> int:
+        """Kill what is still running in the group and remove it; how many processes it held,
+        not counting `already_killed` (ended by another mechanism and maybe still exiting)."""
         group, self._group = self._group, None
         if group is None:
             return 0
-        left = len(group.pids())
+        left = len(set(group.pids()) - set(already_killed))
         await group.close()
         return left
 

@@ -93,6 +93,7 @@ class ProcessTree:
         self.root_pid = root_pid
         self.pipe_inodes = pipe_inodes or set()
         self.known: dict[int, int] = {}
+        self.killed: set[int] = set()  # every pid `kill` ended, so others do not count them again
 
     def snapshot(self) -> None:
         """Remember the live descendants of the root and of every process seen before."""
@@ -130,10 +131,9 @@ class ProcessTree:
                     stopped[pid] = start
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.root_pid, signal.SIGKILL)
-        killed = 0
         for pid, start in stopped.items():
             if start_time(pid) == start:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-            killed += 1
-        return killed
+        self.killed |= stopped.keys()
+        return len(stopped)

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,6 +60,7 @@ class _Outcome:
     exit_code: int | None = None
     timed_out: bool = False
     killed: int = 0
+    killed_pids: set[int] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
 
@@ -108,6 +109,7 @@ async def _supervise(
             task.cancel()
         await asyncio.gather(watcher, *readers, return_exceptions=True)
     outcome.exit_code = proc.returncode
+    outcome.killed_pids = tree.killed
     return outcome
 
 
@@ -118,8 +120,8 @@ class ProcessJail(Protocol):
         """A `preexec_fn` that puts the new process in the jail, or None when it cannot."""
         ...
 
-    async def end(self) -> int:
-        """End every process still inside; how many there were."""
+    async def end(self, already_killed: Collection[int] = ()) -> int:
+        """End every process still inside; how many there were, not counting `already_killed`."""
         ...
 
 
@@ -194,7 +196,8 @@ class ScriptRunner:
                 err.close_write()
             logger.info("script %s started as pid %s", filename, proc.pid)
             outcome = await _supervise(proc, (out, err), timeout)
-            left = await jail.end() if jail is not None else 0
+            # processes the tree kill already ended may still be leaving the jail: not counted twice
+            left = await jail.end(outcome.killed_pids) if jail is not None else 0
             if left:
                 outcome.killed += left
                 outcome.notes.append(
