@@ -2,25 +2,32 @@
 
 Measures, in one run and interleaved call by call, the round trip of `x = 1`:
   1. bare jupyter_client: execute on an AsyncKernelClient, wait for the reply and the idle status;
-  2. run_python_code over streamable HTTP with the FastMCP Client (modern, stateless era);
-  3. run_python_code over streamable HTTP with raw httpx JSON-RPC (modern era);
-and prints p50/p95 for each and the ratios against (1). Budget: ratio of p50 <= 1.5.
+  2. run_python_code over streamable HTTP with a minimal HTTP/1.1 client (one keep-alive socket,
+     no client library), so the figure is the server's cost and not a client library's;
+  3. the same with raw httpx JSON-RPC (2026-07-28 era, no handshake);
+  4. the same with the FastMCP Client;
+and prints p50/p95 for each, the ratios against (1), and where the time went: the CPU the
+benchmark process spent per call (the client's own cost) and the CPU the server process spent
+per call. Budget: ratio of p50 <= 1.5.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from urllib.parse import urlsplit
 
 import httpx
+import psutil
 from fastmcp import Client
 from jupyter_client.manager import AsyncKernelManager
 from typing_extensions import Self
@@ -65,19 +72,35 @@ class BareKernel:
                 return
 
 
+META: dict[str, object] = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+HEADERS: dict[str, str] = {
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2026-07-28",
+    "Mcp-Method": "tools/call",
+    "Mcp-Name": "run_python_code",
+}
+
+
+def call_body(request_id: int) -> dict[str, object]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": "run_python_code", "arguments": {"code": CODE}, "_meta": META},
+    }
+
+
+def check_ok(payload: dict[str, object]) -> None:
+    result = payload.get("result")
+    assert isinstance(result, dict), payload
+    assert result["structuredContent"]["status"] == "ok", result
+
+
 class RawHttp:
     """run_python_code as raw JSON-RPC over httpx, 2026-07-28 era (no handshake)."""
-
-    META: ClassVar[dict[str, object]] = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-    }
-    HEADERS: ClassVar[dict[str, str]] = {
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": "2026-07-28",
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": "run_python_code",
-    }
 
     def __init__(self, url: str, client: httpx.AsyncClient) -> None:
         self.url = url
@@ -86,41 +109,143 @@ class RawHttp:
 
     async def once(self) -> None:
         self.next_id += 1
-        body = {
-            "jsonrpc": "2.0",
-            "id": self.next_id,
-            "method": "tools/call",
-            "params": {"name": "run_python_code", "arguments": {"code": CODE}, "_meta": self.META},
-        }
-        r = await self.client.post(self.url, json=body, headers=self.HEADERS)
-        assert r.status_code == 200
-        assert '"status":"ok"' in r.text.replace(" ", "")
+        r = await self.client.post(self.url, json=call_body(self.next_id), headers=HEADERS)
+        assert r.status_code == 200, r.text
+        check_ok(r.json())
+
+
+class MinimalHttp:
+    """The same request written by hand on one keep-alive socket: the client costs almost nothing,
+    so what remains over the bare round trip is the server's cost."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.path = parts.path
+        self.next_id = 0
+
+    async def __aenter__(self) -> Self:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+    async def once(self) -> None:
+        self.next_id += 1
+        body = json.dumps(call_body(self.next_id)).encode()
+        head = [
+            f"POST {self.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            *(f"{k}: {v}" for k, v in HEADERS.items()),
+        ]
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        status, headers = self._parse_head(await self.reader.readuntil(b"\r\n\r\n"))
+        if "content-length" in headers:
+            payload = await self.reader.readexactly(int(headers["content-length"]))
+        else:
+            assert headers.get("transfer-encoding") == "chunked", headers
+            payload = await self._read_chunked()
+        assert status == 200, payload
+        if headers.get("content-type", "").startswith("text/event-stream"):
+            data = [line[5:] for line in payload.split(b"\r\n") if line.startswith(b"data:")]
+            payload = data[-1]
+        check_ok(json.loads(payload))
+
+    @staticmethod
+    def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
+        status_line, *lines = raw.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            if line:
+                key, _, value = line.partition(":")
+                headers[key.strip().lower()] = value.strip()
+        return int(status_line.split()[1]), headers
+
+    async def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await self.reader.readexactly(size + 2)
+            if size == 0:
+                return b"".join(chunks)
+            chunks.append(chunk[:-2])
+
+
+@dataclass
+class Samples:
+    wall_ms: list[float] = field(default_factory=list)
+    client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
+
+
+def cpu_clock(pid: int) -> Callable[[], float]:
+    """Seconds of CPU that process `pid` has used so far: to the nanosecond from the scheduler's
+    per-thread counters where Linux has them, else in clock ticks (coarse per call, but summed
+    over every call they add up right)."""
+    tasks = Path(f"/proc/{pid}/task")
+    if Path(f"/proc/{pid}/schedstat").exists():
+
+        def schedstat() -> float:
+            total = 0
+            for task in tasks.iterdir():
+                with contextlib.suppress(OSError):  # a thread that just ended
+                    total += int((task / "schedstat").read_text().split()[0])
+            return total / 1e9
+
+        return schedstat
+    process = psutil.Process(pid)
+    return lambda: sum(process.cpu_times()[:2])
 
 
 async def interleaved(
-    n: int, warmup: int, calls: dict[str, Callable[[], Awaitable[object]]]
-) -> dict[str, list[float]]:
-    """Round-robin over the paths so drift and noise hit each of them alike."""
-    samples: dict[str, list[float]] = {name: [] for name in calls}
+    n: int, warmup: int, calls: dict[str, Callable[[], Awaitable[object]]], server_pid: int
+) -> dict[str, Samples]:
+    """Round-robin over the paths so drift and noise hit each of them alike.
+
+    Beside the wall time, each call's CPU is counted: this process's (the client's side) and the
+    server process's."""
+    server_clock = cpu_clock(server_pid)
+    samples = {name: Samples() for name in calls}
+    names = list(calls)
     for i in range(warmup + n):
-        for name, call in calls.items():
+        # rotate the order each round: whatever the previous call leaves running (a kernel still
+        # finishing its cell, a server tearing a request down) then falls on every path alike
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            call = calls[name]
+            server_before = server_clock()
+            cpu = time.process_time()
             start = time.perf_counter()
             await call()
+            wall = time.perf_counter() - start
+            cpu = time.process_time() - cpu
+            server_cpu = server_clock() - server_before
             if i >= warmup:
-                samples[name].append((time.perf_counter() - start) * 1000)
+                s = samples[name]
+                s.wall_ms.append(wall * 1000)
+                s.client_cpu_s += cpu
+                s.server_cpu_s += server_cpu
     return samples
 
 
-def report(name: str, samples: list[float], base: list[float] | None) -> dict[str, float | str]:
+def report(name: str, samples: Samples, base: Samples | None) -> dict[str, float | str]:
+    n = len(samples.wall_ms)
     row: dict[str, float | str] = {
         "path": name,
-        "p50_ms": round(pct(samples, 0.5), 2),
-        "p95_ms": round(pct(samples, 0.95), 2),
-        "mean_ms": round(statistics.fmean(samples), 2),
+        "p50_ms": round(pct(samples.wall_ms, 0.5), 2),
+        "p95_ms": round(pct(samples.wall_ms, 0.95), 2),
+        "mean_ms": round(statistics.fmean(samples.wall_ms), 2),
+        "client_cpu_ms": round(samples.client_cpu_s * 1000 / n, 2),
     }
     if base is not None:
-        row["ratio_p50"] = round(pct(samples, 0.5) / pct(base, 0.5), 2)
-        row["ratio_p95"] = round(pct(samples, 0.95) / pct(base, 0.95), 2)
+        row["server_cpu_ms"] = round(samples.server_cpu_s * 1000 / n, 2)
+        row["ratio_p50"] = round(pct(samples.wall_ms, 0.5) / pct(base.wall_ms, 0.5), 2)
+        row["ratio_p95"] = round(pct(samples.wall_ms, 0.95) / pct(base.wall_ms, 0.95), 2)
     return row
 
 
@@ -135,6 +260,7 @@ async def main() -> None:
         with http_server(ws, "--log-level", "WARNING") as server:
             async with (
                 BareKernel() as bare_kernel,
+                MinimalHttp(server.url) as minimal,
                 Client(server.url) as client,
                 httpx.AsyncClient(timeout=60) as http,
             ):
@@ -150,24 +276,42 @@ async def main() -> None:
                     args.warmup,
                     {
                         "bare": bare_kernel.once,
-                        "fastmcp": fastmcp_once,
+                        "minimal": minimal.once,
                         "raw": raw_http.once,
+                        "fastmcp": fastmcp_once,
                     },
+                    server.process.pid,
                 )
-    bare, fast, raw = samples["bare"], samples["fastmcp"], samples["raw"]
+    bare = samples["bare"]
     rows = [
         report("bare jupyter_client", bare, None),
-        report("run_python_code, FastMCP Client, HTTP", fast, bare),
-        report("run_python_code, raw httpx, HTTP", raw, bare),
+        report("run_python_code, minimal HTTP client", samples["minimal"], bare),
+        report("run_python_code, raw httpx", samples["raw"], bare),
+        report("run_python_code, FastMCP Client", samples["fastmcp"], bare),
     ]
     width = max(len(str(r["path"])) for r in rows)
-    sys.stdout.write(f"x = 1 round trip, n={args.n} (warmup {args.warmup})\n")
+    out = sys.stdout
+    out.write(f"x = 1 round trip over streamable HTTP, n={args.n} (warmup {args.warmup})\n")
+    out.write(
+        f"{'':{width}}  {'p50':>8}  {'p95':>8}  {'ratio p50':>9}  {'ratio p95':>9}  "
+        f"{'client CPU':>10}  {'server CPU':>10}\n"
+    )
     for r in rows:
-        extra = f"  ratio p50 {r['ratio_p50']}x p95 {r['ratio_p95']}x" if "ratio_p50" in r else ""
-        sys.stdout.write(
-            f"{str(r['path']).ljust(width)}  p50 {r['p50_ms']:7.2f} ms  p95 {r['p95_ms']:7.2f} ms{extra}\n"
+        ratios = (
+            f"{r['ratio_p50']:>8.2f}x  {r['ratio_p95']:>8.2f}x"
+            if "ratio_p50" in r
+            else f"{'':>9}  {'':>9}"
         )
-    sys.stdout.write(json.dumps(rows) + "\n")
+        server_cpu = f"{r['server_cpu_ms']:>7.2f} ms" if "server_cpu_ms" in r else ""
+        out.write(
+            f"{str(r['path']).ljust(width)}  {r['p50_ms']:>5.2f} ms  {r['p95_ms']:>5.2f} ms  "
+            f"{ratios}  {r['client_cpu_ms']:>7.2f} ms  {server_cpu:>10}\n"
+        )
+    out.write(
+        "client CPU: this process's CPU per call (the client library's own cost); server CPU: the "
+        "server process's CPU per call (kernels excluded). Budget: ratio p50 <= 1.5.\n"
+    )
+    out.write(json.dumps(rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from fastmcp import FastMCP
 from starlette.middleware import Middleware as ASGIMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from python_mcp_server import __version__
 from python_mcp_server.config import ServerConfig
@@ -26,6 +27,7 @@ from python_mcp_server.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
     DomainErrorMiddleware,
+    PlainJsonCalls,
     TimingMiddleware,
 )
 from python_mcp_server.runtime import Services, lifespan_for
@@ -64,16 +66,22 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
     return mcp
 
 
-def http_app(mcp: FastMCP[Any], config: ServerConfig) -> Any:
+def http_app(mcp: FastMCP[Any], config: ServerConfig, *, keepalive_s: float = 15.0) -> Any:
+    """The Starlette app serving `mcp` at `config.path`. A stateless-era call silent for
+    `keepalive_s` seconds gets its answer as an event stream with pings."""
     middleware = []
     if config.auth_token:
         middleware.append(ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token))
     middleware.append(ASGIMiddleware(BodyLimitMiddleware))
-    return mcp.http_app(
+    app = mcp.http_app(
         path=config.path,
         middleware=middleware,
         host_origin_protection="auto",
     )
+    for route in app.routes:
+        if isinstance(route, Route) and route.path == config.path:
+            route.app = PlainJsonCalls(route.app, keepalive_s=keepalive_s)
+    return app
 
 
 def quiet_telemetry() -> None:

@@ -44,7 +44,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
-        size = _declared_size(scope)
+        size = declared_size(scope)
         if size is not None:
             if size <= MAX_BODY_BYTES:
                 await self.app(scope, receive, send)
@@ -69,10 +69,11 @@ class BodyLimitMiddleware:
             chunks.append(body)
             if not more:
                 break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        await self.app(scope, replay(b"".join(chunks), receive), send)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` that first hands out `body` (already read) whole, then defers to the real one."""
     sent = False
 
     async def replayed() -> Message:
@@ -97,7 +98,7 @@ async def _drain(receive: Receive, seen: int) -> bool:
     return False
 
 
-def _declared_size(scope: Scope) -> int | None:
+def declared_size(scope: Scope) -> int | None:
     for key, value in scope.get("headers", []):
         if key == b"content-length":
             try:
