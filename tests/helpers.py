@@ -11,6 +11,17 @@ from anyio.abc import TaskGroup
 from fastmcp import Client
 from mcp.types import TextContent
 
+# A cell that writes `started`, sleeps for a minute, and writes `interrupted` if interrupted.
+SLEEP_UNTIL_INTERRUPTED = (
+    "import time\n"
+    "open('started', 'w').close()\n"
+    "try:\n"
+    "    time.sleep(60)\n"
+    "except KeyboardInterrupt:\n"
+    "    open('interrupted', 'w').close()\n"
+    "    raise"
+)
+
 
 async def call(client: Client[Any], tool: str, **args: Any) -> dict[str, Any]:
     """A successful call's structured content."""

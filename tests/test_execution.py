@@ -14,7 +14,7 @@ from fastmcp import Client
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
-from tests.helpers import cancel_when, start_cell, wait_for_file
+from tests.helpers import SLEEP_UNTIL_INTERRUPTED, cancel_when, start_cell, wait_for_file
 
 pytestmark = pytest.mark.anyio
 
@@ -154,15 +154,7 @@ async def test_interrupt_kernel_stops_a_cell_started_by_another_call(config: Ser
 
 
 async def test_cancelling_the_call_interrupts_the_kernel(config: ServerConfig) -> None:
-    code = (
-        "import time\n"
-        "open('started', 'w').close()\n"
-        "try:\n"
-        "    time.sleep(60)\n"
-        "except KeyboardInterrupt:\n"
-        "    open('interrupted', 'w').close()\n"
-        "    raise"
-    )
+    code = SLEEP_UNTIL_INTERRUPTED
     async with Client(create_server(config)) as client:
         await cancel_when(client, {"code": code}, config.workspace_root / "started")
         await wait_for_file(config.workspace_root / "interrupted")

@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.helpers import wait_for_file
+from tests.helpers import SLEEP_UNTIL_INTERRUPTED, wait_for_file
 from tests.servers import http_server
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -174,15 +174,7 @@ def test_a_signal_shuts_every_kernel_down(workspace: Path, signum: int) -> None:
 async def test_closing_the_http_stream_interrupts_the_kernel(workspace: Path) -> None:
     from fastmcp import Client
 
-    code = (
-        "import time\n"
-        "open('started', 'w').close()\n"
-        "try:\n"
-        "    time.sleep(60)\n"
-        "except KeyboardInterrupt:\n"
-        "    open('interrupted', 'w').close()\n"
-        "    raise"
-    )
+    code = SLEEP_UNTIL_INTERRUPTED
     with http_server(workspace) as server:
         async with Client(server.url) as client:
             async with anyio.create_task_group() as tg:

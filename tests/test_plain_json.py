@@ -20,7 +20,7 @@ import uvicorn
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.middleware import PlainJsonCalls
 from python_mcp_server.server import create_server, http_app
-from tests.helpers import wait_for_file
+from tests.helpers import SLEEP_UNTIL_INTERRUPTED, wait_for_file
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.kernel, pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -133,15 +133,7 @@ async def test_a_client_that_only_accepts_json_is_refused_as_the_sdk_does(
 async def test_a_client_that_goes_away_interrupts_its_cell(
     config: ServerConfig, workspace: Path
 ) -> None:
-    code = (
-        "import time\n"
-        "open('started', 'w').close()\n"
-        "try:\n"
-        "    time.sleep(60)\n"
-        "except KeyboardInterrupt:\n"
-        "    open('interrupted', 'w').close()\n"
-        "    raise"
-    )
+    code = SLEEP_UNTIL_INTERRUPTED
     async with serving(config) as url:
         async with httpx.AsyncClient(timeout=60) as leaving, anyio.create_task_group() as tg:
             tg.start_soon(lambda: leaving.post(url, **call_request(code)))
