@@ -30,6 +30,7 @@ from python_mcp_server.middleware import (
     PlainJsonCalls,
     TimingMiddleware,
 )
+from python_mcp_server.middleware.stdio_lines import Inbound, answer_malformed
 from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import MODULES
 
@@ -141,8 +142,29 @@ async def serve(config: ServerConfig, services: Services | None = None) -> None:
 async def _serve_stdio(mcp: FastMCP[Any]) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(_until_signal, lambda _: tg.cancel_scope.cancel())
-        await mcp.run_stdio_async(show_banner=False)
+        if hasattr(mcp, "_lifespan_manager") and hasattr(mcp, "_mcp_server"):
+            await _run_stdio(mcp)
+        else:  # a FastMCP without the parts used below: serve as it does, unreadable lines unanswered
+            await mcp.run_stdio_async(show_banner=False)
         tg.cancel_scope.cancel()
+
+
+async def _run_stdio(mcp: FastMCP[Any]) -> None:
+    """FastMCP's stdio runner, with `answer_malformed` between the transport and the server."""
+    from fastmcp.server.context import reset_transport, set_transport
+    from mcp.server.stdio import stdio_server
+
+    token = set_transport("stdio")
+    try:
+        async with mcp._lifespan_manager(), stdio_server() as (read, write):
+            to_server, from_transport = anyio.create_memory_object_stream[Inbound](0)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(answer_malformed, read, to_server, write)
+                low = mcp._mcp_server
+                await low.run(from_transport, write, low.create_initialization_options())
+                tg.cancel_scope.cancel()
+    finally:
+        reset_transport(token)
 
 
 async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:
