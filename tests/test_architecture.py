@@ -13,8 +13,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "python_mcp_server"
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "config": set(),
-    "kernels": {"errors", "config"},
-    "workspace": {"errors", "config"},
+    "procfs": set(),
+    "kernels": {"errors", "config", "procfs"},
+    "workspace": {"errors", "config", "procfs"},
     "health": {"errors", "config"},
     "services": {"errors", "config", "kernels", "workspace", "health"},
     "runtime": {"errors", "config", "services"},

@@ -34,10 +34,10 @@ from python_mcp_server.kernels.reaper import (
     jail_factory,
     kernel_tree,
     kill_processes,
-    read_stat,
     sweep_stale_cgroups,
 )
 from python_mcp_server.kernels.wire import Wire
+from python_mcp_server.procfs import read_stat
 
 logger = logging.getLogger(__name__)
 

@@ -19,54 +19,14 @@ import os
 import secrets
 import signal
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from pathlib import Path
+
+from python_mcp_server.procfs import PROC, ProcStat, all_processes, read_stat
 
 logger = logging.getLogger(__name__)
 
 CGROUP_PARENT = "python-mcp-server"
 _CGROUP2_CANDIDATES = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
-_PROC = Path("/proc")
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    """The fields of `/proc/<pid>/stat` we need. `start` (clock ticks after boot) tells a process
-    from a later one that reused its pid."""
-
-    pid: int
-    ppid: int
-    pgid: int
-    sid: int
-    start: int
-    state: str
-
-
-def read_stat(pid: int) -> ProcStat | None:
-    try:
-        raw = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = raw.rsplit(")", 1)[1].split()
-    # after the command: state ppid pgrp session ... starttime is the 20th field after state
-    return ProcStat(
-        pid=pid,
-        ppid=int(fields[1]),
-        pgid=int(fields[2]),
-        sid=int(fields[3]),
-        start=int(fields[19]),
-        state=fields[0],
-    )
-
-
-def all_processes() -> list[ProcStat]:
-    stats = []
-    for entry in _PROC.iterdir():
-        if entry.name.isdigit():
-            stat = read_stat(int(entry.name))
-            if stat is not None:
-                stats.append(stat)
-    return stats
 
 
 def kernel_tree(pid: int, start: int | None = None) -> list[ProcStat]:
@@ -99,7 +59,7 @@ def kill_processes(procs: list[ProcStat]) -> int:
     killed = 0
     for proc in procs:
         now = read_stat(proc.pid)
-        if now is None or now.start != proc.start or now.state == "Z":
+        if now is None or now.start != proc.start or not now.alive:
             continue
         try:
             os.kill(proc.pid, signal.SIGKILL)
@@ -112,7 +72,7 @@ def kill_processes(procs: list[ProcStat]) -> int:
 
 
 def _pid_exists(pid: int) -> bool:
-    return (_PROC / str(pid)).exists()
+    return (PROC / str(pid)).exists()
 
 
 def find_cgroup_parent() -> Path | None:

@@ -14,59 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from pathlib import Path
 
-_PROC = Path("/proc")
+from python_mcp_server.procfs import PROC, all_processes, descendants, start_time
+
 _ROUNDS = 20
-
-
-def _stat(pid: int) -> tuple[int, int, int] | None:
-    """(parent pid, session id, start time) of a live, non-zombie `pid`, or None."""
-    try:
-        raw = (_PROC / str(pid) / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = raw.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    # after the command: state ppid pgrp session ... starttime is field 22 (index 19 here)
-    return int(fields[1]), int(fields[3]), int(fields[19])
-
-
-def start_time(pid: int) -> int | None:
-    st = _stat(pid)
-    return st[2] if st else None
-
-
-def children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in (_PROC / str(pid) / "task").glob("*/children"):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
-            found.update(int(p) for p in task.read_text().split())
-    return found
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (not `pid` itself)."""
-    seen: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children(todo.pop()):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
-    return seen
 
 
 def session_members(sid: int) -> set[int]:
     """Live processes whose session id is `sid`."""
-    found: set[int] = set()
-    for entry in _PROC.iterdir():
-        if entry.name.isdigit():
-            st = _stat(int(entry.name))
-            if st is not None and st[1] == sid:
-                found.add(int(entry.name))
-    return found
+    return {stat.pid for stat in all_processes() if stat.sid == sid and stat.alive}
 
 
 def pipe_holders(inodes: set[int]) -> set[int]:
@@ -74,7 +30,7 @@ def pipe_holders(inodes: set[int]) -> set[int]:
     targets = {f"pipe:[{inode}]" for inode in inodes}
     me = os.getpid()
     found: set[int] = set()
-    for entry in _PROC.iterdir():
+    for entry in PROC.iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:

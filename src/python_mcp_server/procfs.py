@@ -1,0 +1,88 @@
+"""Reading Linux's `/proc`: one process's identity and links, and walks over them.
+
+The kernels layer uses it to find everything a kernel started; the workspace layer to find
+everything a script started. Elsewhere than Linux `/proc` is missing and every reader here finds
+nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of `/proc/<pid>/stat` we need. `start` (clock ticks after boot) tells a process
+    from a later one that reused its pid."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    start: int
+    state: str
+
+    @property
+    def alive(self) -> bool:
+        """Running or sleeping: not a zombie waiting for its parent, not dead."""
+        return self.state not in ("Z", "X")
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """`pid`'s stat, or None when there is no such process (or it cannot be read)."""
+    try:
+        raw = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # the command (in parentheses) may hold spaces; the fields after it are: state ppid pgrp
+    # session ... and starttime, the 20th after state
+    fields = raw.rsplit(")", 1)[1].split()
+    return ProcStat(
+        pid=pid,
+        ppid=int(fields[1]),
+        pgid=int(fields[2]),
+        sid=int(fields[3]),
+        start=int(fields[19]),
+        state=fields[0],
+    )
+
+
+def start_time(pid: int) -> int | None:
+    """When the live process `pid` started (to recognise it later), or None if it is gone."""
+    stat = read_stat(pid)
+    return stat.start if stat is not None and stat.alive else None
+
+
+def all_processes() -> list[ProcStat]:
+    stats = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            stat = read_stat(int(entry.name))
+            if stat is not None:
+                stats.append(stat)
+    return stats
+
+
+def children(pid: int) -> set[int]:
+    """The direct children of `pid`, from the children lists of its threads."""
+    found: set[int] = set()
+    for task in (PROC / str(pid) / "task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found.update(int(p) for p in task.read_text().split())
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (not `pid` itself)."""
+    seen: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children(todo.pop()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
