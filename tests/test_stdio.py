@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from asyncio.subprocess import PIPE
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 from tests.conftest import pid_alive
+from tests.helpers import SLEEP_UNTIL_INTERRUPTED, wait_for_file
 from tests.servers import server_command
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -54,6 +58,11 @@ class RawStdio:
         self.proc.stdin.write(line.encode("utf-8", "surrogatepass") + b"\n")
         await self.proc.stdin.drain()
 
+    async def send_raw(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        await self.proc.stdin.drain()
+
     async def answer(self, timeout_s: float = 60) -> dict[str, Any]:
         assert self.proc.stdout is not None
         with anyio.fail_after(timeout_s):
@@ -72,15 +81,26 @@ def modern(request_id: int, method: str, params: dict[str, Any]) -> str:
     )
 
 
-async def test_every_unreadable_line_over_stdio_gets_an_answer(workspace: Path) -> None:
+@asynccontextmanager
+async def raw_stdio(workspace: Path) -> AsyncIterator[RawStdio]:
     cmd = server_command(
         "--transport", "stdio", "--workspace-dir", str(workspace), "--kernel-pool-size", "0"
     )
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdin=PIPE, stdout=PIPE, stderr=asyncio.subprocess.DEVNULL
     )
-    stdio = RawStdio(proc)
     try:
+        yield RawStdio(proc)
+    finally:
+        if proc.returncode is None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            with anyio.fail_after(30):
+                await proc.wait()
+
+
+async def test_every_unreadable_line_over_stdio_gets_an_answer(workspace: Path) -> None:
+    async with raw_stdio(workspace) as stdio:
         await stdio.send_line("this is not json")
         parse = await stdio.answer()
         assert parse["id"] is None
@@ -91,7 +111,33 @@ async def test_every_unreadable_line_over_stdio_gets_an_answer(workspace: Path) 
         invalid = await stdio.answer()
         assert invalid["id"] == 5
         assert invalid["error"]["code"] == -32600
-        assert "method" in invalid["error"]["message"]
+        assert "method: Input should be a valid string" in invalid["error"]["message"]
+
+        await stdio.send_line("")  # a blank line is not a message: no answer
+        await stdio.send_raw(b'{"jsonrpc": "2.0", "id": 8, "method": "caf\xe9"}\n')
+        latin1 = await stdio.answer()
+        assert latin1["error"]["code"] == -32700
+        assert "not UTF-8 (byte 0xe9" in latin1["error"]["message"]
+
+        await stdio.send_line('{"jsonrpc": "2.0", "id": true, "method": "ping"}')
+        bad_id = await stdio.answer()
+        assert bad_id["id"] is None
+        assert bad_id["error"]["code"] == -32600
+
+        await stdio.send_line(json.dumps({"jsonrpc": "2.0", "id": "a\udfff", "method": "ping"}))
+        surrogate_id = await stdio.answer()
+        assert surrogate_id["id"] is None
+        assert "its id contains an unpaired surrogate" in surrogate_id["error"]["message"]
+
+        await stdio.send_line(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "pi\udfffng"}))
+        surrogate_method = await stdio.answer()
+        assert surrogate_method["id"] == 9
+        assert "its method contains an unpaired surrogate" in surrogate_method["error"]["message"]
+
+        deep = '{"jsonrpc": "2.0", "id": 10, "method": "ping", "params": {"a": ' + "[" * 5000
+        await stdio.send_line(deep + "]" * 5000 + "}}")
+        nested = await stdio.answer()
+        assert nested["error"]["code"] in (-32700, -32600)
 
         # json.dumps writes an unpaired surrogate as the escape \udfff; the SDK cannot read it
         code = "x = 1  # \udfff"
@@ -103,13 +149,50 @@ async def test_every_unreadable_line_over_stdio_gets_an_answer(workspace: Path) 
         text = refused["result"]["content"][0]["text"]
         assert "line 1, column 10" in text
 
+        read = {"name": "read_file", "arguments": {"path": "notes\udfff.txt"}}
+        await stdio.send_line(modern(11, "tools/call", read))
+        bad_path = await stdio.answer()
+        assert bad_path["result"]["isError"] is True
+        assert "The path contains an unpaired surrogate" in bad_path["result"]["content"][0]["text"]
+
         ok = {"name": "run_python_code", "arguments": {"code": "'still serving'"}}
         await stdio.send_line(modern(7, "tools/call", ok))
         served = await stdio.answer()
         assert served["id"] == 7
         assert served["result"]["structuredContent"]["result"] == "'still serving'"
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        with anyio.fail_after(30):
-            await proc.wait()
+
+
+async def test_an_answer_that_cannot_be_encoded_does_not_stop_the_server(workspace: Path) -> None:
+    # the progress notifications repeat the client's token, which UTF-8 cannot encode
+    async with raw_stdio(workspace) as stdio:
+        call = {"name": "run_python_code", "arguments": {"code": "print('streamed')"}}
+        line = json.loads(modern(1, "tools/call", call))
+        line["params"]["_meta"]["progressToken"] = "p\udfff"
+        await stdio.send_line(json.dumps(line))
+        while "id" not in (answer := await stdio.answer()):
+            assert answer["method"] == "notifications/progress"
+            assert answer["params"]["progressToken"] == "p\ufffd"
+        assert answer["result"]["structuredContent"]["stdout"] == "streamed\n"
+        await stdio.send_line(modern(2, "tools/call", {"name": "ping", "arguments": {}}))
+        assert (await stdio.answer())["id"] == 2
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "running a cell"])
+async def test_a_signal_stops_the_stdio_server_while_its_input_is_still_open(
+    workspace: Path, busy: bool
+) -> None:
+    async with raw_stdio(workspace) as stdio:
+        code = "import os; os.getpid()"
+        await stdio.send_line(
+            modern(1, "tools/call", {"name": "run_python_code", "arguments": {"code": code}})
+        )
+        kernel_pid = int((await stdio.answer())["result"]["structuredContent"]["result"])
+        if busy:
+            cell = {"name": "run_python_code", "arguments": {"code": SLEEP_UNTIL_INTERRUPTED}}
+            await stdio.send_line(modern(2, "tools/call", cell))
+            await wait_for_file(workspace / "started")
+        stdio.proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(20):
+            exit_code = await stdio.proc.wait()
+    assert exit_code == 0
+    assert not pid_alive(kernel_pid)

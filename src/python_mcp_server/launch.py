@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 
@@ -53,3 +53,14 @@ async def run(config: ServerConfig) -> None:
                 tg.cancel_scope.cancel()
         if serve is not None:
             await serve(config, services)
+        # the kernels shut down as the stack closes; a repeated signal must not cut that short
+        with anyio.open_signal_receiver(*_STOP_SIGNALS) as late:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_log_repeats, late)
+                await stack.aclose()
+                tg.cancel_scope.cancel()
+
+
+async def _log_repeats(signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        logger.info("signal %s: already shutting down the kernels", signum)

@@ -16,6 +16,7 @@ import fastmcp
 import uvicorn
 from anyio.abc import TaskGroup
 from fastmcp import FastMCP
+from mcp.shared.message import SessionMessage
 from starlette.middleware import Middleware as ASGIMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,13 +31,20 @@ from python_mcp_server.middleware import (
     PlainJsonCalls,
     TimingMiddleware,
 )
-from python_mcp_server.middleware.stdio_lines import Inbound, answer_malformed
+from python_mcp_server.middleware.stdio_transport import (
+    Inbound,
+    LineReader,
+    claimed_stdio,
+    read_messages,
+    write_messages,
+)
 from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import MODULES
 
 logger = logging.getLogger(__name__)
 
 _REPEAT_WINDOW_S = 1.0  # signals this close together count as one
+_FLUSH_S = 5.0  # at the end of stdio input, time left to write the last answers
 
 INSTRUCTIONS = """\
 Runs Python in persistent Jupyter kernels. Call run_python_code to execute code; variables persist
@@ -141,30 +149,41 @@ async def serve(config: ServerConfig, services: Services | None = None) -> None:
 
 async def _serve_stdio(mcp: FastMCP[Any]) -> None:
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_until_signal, lambda _: tg.cancel_scope.cancel())
-        if hasattr(mcp, "_lifespan_manager") and hasattr(mcp, "_mcp_server"):
-            await _run_stdio(mcp)
-        else:  # a FastMCP without the parts used below: serve as it does, unreadable lines unanswered
-            await mcp.run_stdio_async(show_banner=False)
+        serving = anyio.CancelScope()
+        # signals stay handled until the server has stopped (a second one is only logged)
+        tg.start_soon(_until_signal, lambda _: serving.cancel())
+        with serving:
+            if hasattr(mcp, "_lifespan_manager") and hasattr(mcp, "_mcp_server"):
+                await _run_stdio(mcp)
+            else:  # a FastMCP without the parts used below: its own runner (and the SDK's stdio)
+                await mcp.run_stdio_async(show_banner=False)
         tg.cancel_scope.cancel()
 
 
 async def _run_stdio(mcp: FastMCP[Any]) -> None:
-    """FastMCP's stdio runner, with `answer_malformed` between the transport and the server."""
+    """FastMCP's stdio runner on our transport (see `stdio_transport`)."""
     from fastmcp.server.context import reset_transport, set_transport
-    from mcp.server.stdio import stdio_server
 
     token = set_transport("stdio")
     try:
-        async with mcp._lifespan_manager(), stdio_server() as (read, write):
-            to_server, from_transport = anyio.create_memory_object_stream[Inbound](0)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(answer_malformed, read, to_server, write)
-                low = mcp._mcp_server
-                await low.run(from_transport, write, low.create_initialization_options())
-                tg.cancel_scope.cancel()
+        async with mcp._lifespan_manager():
+            with claimed_stdio() as (wire_in, wire_out):
+                await _serve_lines(mcp, wire_in, wire_out)
     finally:
         reset_transport(token)
+
+
+async def _serve_lines(mcp: FastMCP[Any], wire_in: int, wire_out: int) -> None:
+    to_server, from_client = anyio.create_memory_object_stream[Inbound](0)
+    to_client, from_server = anyio.create_memory_object_stream[SessionMessage](0)
+    low = mcp._mcp_server
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_messages, LineReader(wire_in), to_server, to_client.clone())
+        tg.start_soon(write_messages, from_server, wire_out)
+        async with to_client:
+            await low.run(from_client, to_client, low.create_initialization_options())
+        # the server is done (end of input): the writer sends what is left, then ends
+        tg.cancel_scope.deadline = anyio.current_time() + _FLUSH_S
 
 
 async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from python_mcp_server.errors import PathOutsideWorkspaceError
+from python_mcp_server.errors import PathOutsideWorkspaceError, require_text
 
 RULE_NUL = "it contains a NUL byte"
 RULE_EMPTY = "it is empty; name a file or folder inside the workspace"
@@ -50,6 +50,7 @@ def resolve_inside(
     """
     if "\x00" in user_path:
         raise PathOutsideWorkspaceError(user_path, RULE_NUL)
+    require_text(user_path, "path")
     root = Path(os.path.realpath(root))
     if not user_path.strip():
         if need_name:
