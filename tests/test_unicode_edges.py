@@ -3,6 +3,8 @@ no hang, no lost output."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from fastmcp import Client
 
@@ -58,6 +60,20 @@ async def test_output_with_an_unpaired_surrogate_keeps_everything_around_it(
     assert data["error"]["ename"] == "ValueError"
     assert data["error"]["evalue"] == "boom \\udc00"
     assert after["result"] == "2"
+
+
+async def test_an_undecodable_file_name_printed_keeps_everything_around_it(
+    config: ServerConfig,
+) -> None:
+    # os.listdir gives U+DC80-U+DCFF for bytes that are not UTF-8; jupyter_client packs those as
+    # raw bytes, which are not UTF-8 either
+    (config.workspace_root / "x").mkdir()
+    (config.workspace_root / "x").joinpath(os.fsdecode(b"caf\xe9.txt")).write_text("")
+    code = "import os\nprint('before')\nprint(os.listdir('x')[0])\nprint('after')\nos.listdir('x')"
+    async with Client(create_server(config)) as client:
+        data = await call(client, "run_python_code", code=code)
+    assert data["stdout"] == "before\ncaf\\udce9.txt\nafter\n"
+    assert data["result"] == "['caf\\udce9.txt']"
 
 
 @pytest.mark.parametrize("code", ["", "   \n\t"])

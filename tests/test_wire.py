@@ -24,6 +24,14 @@ def test_reads_what_jupyter_client_sends() -> None:
     assert msg["content"] == {"status": "ok", "é": "ü"}
 
 
+def test_reads_a_message_whose_text_is_not_utf8_instead_of_dropping_it() -> None:
+    # jupyter_client packs U+DC80-U+DCFF (undecodable file names) as raw bytes
+    session, wire = pair()
+    stream = session.msg("stream", {"name": "stdout", "text": "before caf\udce9 after"})
+    msg = wire.parse(session.serialize(stream))
+    assert msg["content"]["text"] == "before caf\ufffd after"
+
+
 def test_jupyter_client_reads_what_it_sends() -> None:
     session, wire = pair()
     msg_id, frames = wire.request("execute_request", {"code": "print('\ud800 lone surrogate')"})

@@ -88,7 +88,7 @@ class Wire:
             if not hmac.compare_digest(signature, self._sign(parts)):
                 raise WireError("message with an invalid signature")
             self._remember(signature)
-        header, parent, metadata, content = (json.loads(part) for part in parts)
+        header, parent, metadata, content = (_loads(part) for part in parts)
         return {
             "header": header,
             "msg_id": header.get("msg_id"),
@@ -111,3 +111,12 @@ class Wire:
 def _dumps(value: dict[str, Any]) -> bytes:
     # ASCII escapes keep a lone surrogate in user code from failing the encode
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _loads(part: bytes) -> Any:
+    """JSON from a frame. A frame that is not UTF-8 (jupyter_client packs U+DC80-U+DCFF as raw
+    bytes) is read with U+FFFD for the bad bytes rather than dropped with all it carries."""
+    try:
+        return json.loads(part)
+    except UnicodeDecodeError:
+        return json.loads(part.decode("utf-8", "replace"))

@@ -142,11 +142,14 @@ def _install():
             return obj
 
         def safe_pack(obj):
-            # a message with an unpaired surrogate (print("\ud800")) cannot be UTF-8 encoded and
-            # would be dropped with everything batched with it; send it with the character escaped
+            # a message with an unpaired surrogate (print("\ud800")) is not UTF-8: packing fails,
+            # or (U+DC80-U+DCFF, which come from undecodable file names) yields bytes that are not
+            # UTF-8; either way send it with the character escaped, so nothing batched is lost
             try:
-                return pack(obj)
-            except UnicodeEncodeError:
+                data = pack(obj)
+                data.decode("utf-8")
+                return data
+            except UnicodeError:
                 return pack(clean(obj))
 
         session.pack = safe_pack
