@@ -6,6 +6,7 @@ be short; the client is raw httpx."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -122,12 +123,71 @@ async def test_a_call_with_a_progress_token_still_streams_its_progress(
     assert sent[-1]["result"]["structuredContent"]["stdout"] == "0\n1\n2\n"
 
 
-async def test_a_client_that_only_accepts_json_is_refused_as_the_sdk_does(
+async def test_a_client_that_only_accepts_json_gets_plain_json_even_for_a_long_call(
+    config: ServerConfig,
+) -> None:
+    code = f"import time\nprint('working')\ntime.sleep({KEEPALIVE_S * 3})\n'done'"
+    async with serving(config) as url, httpx.AsyncClient(timeout=60) as client:
+        long = await client.post(url, **call_request(code, accept="application/json"))
+        streamed = call_request(code, progress_token="p2", accept="application/json")
+        with_progress = await client.post(url, **streamed)
+    for r in (long, with_progress):
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "application/json"
+        assert r.json()["result"]["structuredContent"]["result"] == "'done'"
+
+
+async def test_requests_that_cannot_be_served_get_a_json_rpc_error_naming_the_fix(
     config: ServerConfig,
 ) -> None:
     async with serving(config) as url, httpx.AsyncClient(timeout=60) as client:
-        r = await client.post(url, **call_request("1", accept="application/json"))
-    assert r.status_code == 406
+        only_stream = await client.post(url, **call_request("1", accept="text/event-stream"))
+        request = call_request("1")
+        no_type = await client.post(
+            url,
+            content=json.dumps(request["json"]),
+            headers=request["headers"],  # no Content-Type
+        )
+        no_session = await client.post(  # neither a session nor the stateless-era header
+            url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+    assert only_stream.status_code == 406
+    assert "'Accept: application/json, text/event-stream'" in error_message(only_stream)
+    assert no_type.status_code == 400
+    assert "'Content-Type: application/json'" in error_message(no_type)
+    assert no_session.status_code == 400
+    message = error_message(no_session)
+    assert "send 'initialize' first" in message
+    assert "'MCP-Protocol-Version: 2026-07-28'" in message
+
+
+async def test_an_http_1_0_client_gets_plain_json_for_a_long_call(config: ServerConfig) -> None:
+    code = f"import time\ntime.sleep({KEEPALIVE_S * 3})\n'done'"
+    request = call_request(code)
+    body = json.dumps(request["json"]).encode()
+    async with serving(config) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = [
+            "POST /mcp HTTP/1.0",
+            f"Host: 127.0.0.1:{port}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            *(f"{k}: {v}" for k, v in request["headers"].items()),
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        with anyio.fail_after(60):
+            raw = await reader.read(-1)  # HTTP/1.0: the server closes after the answer
+        writer.close()
+    headers, _, payload = raw.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in headers.lower()
+    assert json.loads(payload)["result"]["structuredContent"]["result"] == "'done'"
+
+
+def error_message(response: httpx.Response) -> str:
+    return str(response.json()["error"]["message"])
 
 
 async def test_a_client_that_goes_away_interrupts_its_cell(

@@ -3,24 +3,30 @@
 The MCP SDK runs every 2026-07-28 POST through its streaming path (a task group, a memory stream,
 a disconnect watcher and a deferral timer per request) even when the request has no
 progressToken: our tools send no other notification, so such a request never streams and its
-answer ends up as plain JSON anyway. That path costs about 0.4 ms of server CPU per call. This
+answer ends up as plain JSON anyway. That path costs about 0.3 ms of server CPU per call. This
 wrapper hands those requests to the SDK's JSON mode, which answers in the request's own task,
 and keeps what the streaming path gives:
 
 - a client that goes away cancels its call (and so interrupts its cell): a watcher starts once
   the call has run for `watch_after_s` (a call that ends sooner has nothing left to cancel);
-- a call silent for `keepalive_s` switches its response to `text/event-stream` and pings, as the
-  SDK does, so a proxy's idle timeout does not cut a long cell.
+- a call still running after `keepalive_s` switches its response to `text/event-stream` and
+  pings, as the SDK does, so a proxy's idle timeout does not cut a long cell.
+
+A client that accepts only `application/json` (the SDK's streaming path refuses it with an empty
+406) is answered in plain JSON whatever the call, without pings or progress; so is an HTTP/1.0
+client, which cannot take a chunked stream. A wrong Content-Type or Accept, and a handshake-era
+request that has no session and is not `initialize`, get a JSON-RPC error that names the fix.
 
 Everything else reaches the SDK unchanged: requests with a progressToken, `subscriptions/listen`,
-handshake-era and non-POST requests, clients that do not accept an event stream, and every
-request when the SDK lacks the entry point this relies on (`available` says which).
+other handshake-era and non-POST requests, and every request when the SDK lacks the entry point
+this relies on (`available` says which).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -31,7 +37,13 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from python_mcp_server.middleware.body_limit import MAX_BODY_BYTES, declared_size, replay
+from python_mcp_server.middleware._responses import send_json
+from python_mcp_server.middleware.body_limit import (
+    INVALID_REQUEST,
+    MAX_BODY_BYTES,
+    declared_size,
+    replay,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +59,24 @@ _EXPECTED_PARAMS: Final = (
     "send",
 )
 _VERSION_HEADER: Final = b"mcp-protocol-version"
+_SESSION_HEADER: Final = b"mcp-session-id"
+_NEEDS_JSON_BODY: Final = (
+    "Invalid Content-Type: send the JSON-RPC message with the header "
+    "'Content-Type: application/json'."
+)
+_NEEDS_ACCEPT: Final = (
+    "Not Acceptable: the answer is JSON (or an event stream when the call streams progress); "
+    "send the header 'Accept: application/json, text/event-stream'."
+)
+_NEEDS_SESSION: Final = (
+    "No MCP session: either send 'initialize' first and then its Mcp-Session-Id header on every "
+    "request (protocol 2025-11-25), or send every request with the header "
+    "'MCP-Protocol-Version: 2026-07-28' and the version and client capabilities in "
+    "params._meta (stateless; see the README)."
+)
 _SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
-    (b"connection", b"keep-alive"),
     (b"x-accel-buffering", b"no"),
 ]
 _PING: Final = b": ping\r\n\r\n"
@@ -92,23 +118,55 @@ class PlainJsonCalls:
             or scope["type"] != "http"
             or scope.get("method") != "POST"
             or getattr(manager, "_task_group", None) is None
-            or not _stateless_era(scope)
-            or not _accepts_json_and_sse(scope)
             or size is None
             or size > MAX_BODY_BYTES
         ):
             await self.app(scope, receive, send)
             return
+        if not _stateless_era(scope):
+            await self._handshake_era(scope, receive, send)
+            return
+        request = Request(scope)
+        if not request.headers.get("content-type", "").lower().startswith("application/json"):
+            await _refuse(send, 400, _NEEDS_JSON_BODY)
+            return
+        takes_json, takes_stream = check_accept_headers(request)
+        if not takes_json:
+            await _refuse(send, 406, _NEEDS_ACCEPT)
+            return
         body = await _read_body(receive)
         if body is None:  # the client left before sending its request
             return
-        if any(marker in body for marker in _STREAMING_MARKERS):
+        if takes_stream and any(marker in body for marker in _STREAMING_MARKERS):
             await self.app(scope, replay(body, receive), send)
             return
-        await self._answer(manager, scope, body, receive, send)
+        # an event stream needs both HTTP/1.1 (chunked) and a client that accepts one
+        can_stream = takes_stream and scope.get("http_version") != "1.0"
+        await self._answer(manager, scope, body, receive, send, can_stream=can_stream)
+
+    async def _handshake_era(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request without a session that is not `initialize` gets told both ways to start; the
+        SDK's answer ("Missing session ID") names neither."""
+        if _header(scope, _SESSION_HEADER) is not None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        if b'"initialize"' not in body and _method(body) not in (None, "initialize"):
+            await _refuse(send, 400, _NEEDS_SESSION)
+            return
+        await self.app(scope, replay(body, receive), send)
 
     async def _answer(
-        self, manager: Any, scope: Scope, body: bytes, receive: Receive, send: Send
+        self,
+        manager: Any,
+        scope: Scope,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        *,
+        can_stream: bool,
     ) -> None:
         """Run the call in this task; cancel it if the client goes away; ping while it is silent."""
         assert _HANDLER is not None
@@ -130,11 +188,16 @@ class PlainJsonCalls:
                     self.watch_after_s,
                     lambda: tasks.append(loop.create_task(_cancel_on_disconnect(receive, cancel))),
                 ),
-                loop.call_later(
-                    self.keepalive_s,
-                    lambda: tasks.append(loop.create_task(response.ping_every(self.keepalive_s))),
-                ),
             ]
+            if can_stream:
+                timers.append(
+                    loop.call_later(
+                        self.keepalive_s,
+                        lambda: tasks.append(
+                            loop.create_task(response.ping_every(self.keepalive_s))
+                        ),
+                    )
+                )
             try:
                 await call
             finally:
@@ -214,6 +277,16 @@ def _stateless_era(scope: Scope) -> bool:
     return version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS
 
 
-def _accepts_json_and_sse(scope: Scope) -> bool:
-    """The streaming path needs both; without them the SDK answers 406, so let it."""
-    return all(check_accept_headers(Request(scope)))
+def _method(body: bytes) -> str | None:
+    """The method a JSON-RPC body names, or None if it does not parse as one request."""
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    method = decoded.get("method") if isinstance(decoded, dict) else None
+    return method if isinstance(method, str) else None
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    error = {"code": INVALID_REQUEST, "message": message}
+    await send_json(send, status, {"jsonrpc": "2.0", "id": None, "error": error})
