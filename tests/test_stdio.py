@@ -101,6 +101,14 @@ async def raw_stdio(workspace: Path) -> AsyncIterator[RawStdio]:
 
 async def test_every_unreadable_line_over_stdio_gets_an_answer(workspace: Path) -> None:
     async with raw_stdio(workspace) as stdio:
+        before = {"name": "run_python_code", "arguments": {"code": "1"}}
+        await stdio.send_line(
+            json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": before})
+        )
+        not_started = await stdio.answer()
+        assert not_started["id"] == 4
+        assert "send 'initialize' first" in not_started["error"]["message"]
+
         await stdio.send_line("this is not json")
         parse = await stdio.answer()
         assert parse["id"] is None

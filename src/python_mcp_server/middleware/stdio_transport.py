@@ -37,12 +37,15 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from mcp.shared.message import SessionMessage
 from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
     INVALID_REQUEST,
     PARSE_ERROR,
+    PROTOCOL_VERSION_META_KEY,
     ErrorData,
     JSONRPCError,
     JSONRPCMessage,
     JSONRPCNotification,
+    JSONRPCRequest,
     jsonrpc_message_adapter,
 )
 from pydantic import ValidationError
@@ -56,6 +59,11 @@ _SHAPE: Final = (
     "request an id that is a string or an integer"
 )
 _SHAPE_ERROR: Final = f"Invalid request: {_SHAPE}."
+_NOT_STARTED: Final = (
+    "No MCP session yet: send 'initialize' first (protocol 2025-11-25), or put "
+    f"'{PROTOCOL_VERSION_META_KEY}' and '{CLIENT_CAPABILITIES_META_KEY}' in params._meta of "
+    "every request (protocol 2026-07-28)."
+)
 
 
 @contextlib.contextmanager
@@ -118,6 +126,7 @@ async def read_messages(
     replies: ObjectSendStream[SessionMessage],
 ) -> None:
     """Hand each message to `server`; answer (on `replies`) each line that is not one."""
+    started = False  # by `initialize` (2025-11-25) or a request carrying its version (2026-07-28)
     async with server, replies:
         while (raw := await reader.next_line()) is not None:
             try:
@@ -125,11 +134,21 @@ async def read_messages(
             except Exception:  # a bug here must not stop the server: answer and go on
                 logger.exception("could not read a message")
                 message, problem = None, _error(None, PARSE_ERROR, "Parse error.")
+            if not started and isinstance(message, JSONRPCRequest):
+                request = message
+                started = request.method == "initialize" or _carries_version(request)
+                if not started and request.method != "ping":
+                    message, problem = None, _error(request.id, INVALID_REQUEST, _NOT_STARTED)
             if message is not None:
                 await server.send(SessionMessage(message))
             elif problem is not None:
                 logger.info("answered an unreadable message: %s", problem.error.message)
                 await replies.send(SessionMessage(problem))
+
+
+def _carries_version(request: JSONRPCRequest) -> bool:
+    meta = (request.params or {}).get("_meta")
+    return isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
 
 
 def parse_line(raw: bytes) -> tuple[JSONRPCMessage | None, JSONRPCError | None]:
