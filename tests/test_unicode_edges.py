@@ -76,6 +76,21 @@ async def test_an_undecodable_file_name_printed_keeps_everything_around_it(
     assert data["result"] == "['caf\\udce9.txt']"
 
 
+async def test_a_file_name_that_is_not_utf8_is_listed_and_reported_escaped(
+    config: ServerConfig,
+) -> None:
+    code = "open(b'caf\\xe9.txt', 'w').close()\nprint('hello')"
+    async with Client(create_server(config)) as client:
+        made = await call(client, "run_python_code", code=code)
+        listed = await call(client, "list_files")
+    assert made["stdout"] == "hello\n"
+    (changed,) = made["files"]
+    assert changed["path"] == "caf\\udce9.txt"
+    assert changed["uri"] == "workspace://caf%E9.txt"
+    (entry,) = [entry for entry in listed["entries"] if entry["path"].startswith("caf")]
+    assert entry["path"] == "caf\\udce9.txt"
+
+
 @pytest.mark.parametrize("code", ["", "   \n\t"])
 async def test_empty_code_is_refused(config: ServerConfig, code: str) -> None:
     async with Client(create_server(config)) as client:

@@ -28,6 +28,8 @@ ServerError                        the model can act on this (reaches it as an `
 
 from __future__ import annotations
 
+import re
+
 
 class ServerError(Exception):
     """Base of every error the model can act on."""
@@ -64,6 +66,17 @@ def require_text(text: str, what: str) -> str:
     except UnicodeEncodeError as exc:
         raise InvalidTextError(what, text, exc.start) from None
     return text
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_surrogates(text: str) -> str:
+    """`text` with each unpaired surrogate written as its escape (`\\udce9`), so it can be sent.
+    File names that are not UTF-8 hold them (Python decodes their bytes as U+DC80-U+DCFF)."""
+    if text.isascii():
+        return text
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class ResourceLimitError(ServerError):

@@ -311,7 +311,7 @@ class ArtifactStore:
             infos.append(
                 ArtifactInfo(
                     path=name,
-                    uri=f"workspace://{quote(name, safe='/')}",
+                    uri=f"workspace://{quote(name, safe='/', errors='surrogateescape')}",
                     size=st.st_size,
                     mime_type=guess_mime(name),
                 )

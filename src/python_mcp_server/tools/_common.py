@@ -15,7 +15,7 @@ from fastmcp.utilities.json_schema import dereference_refs
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from python_mcp_server.errors import ServerError
+from python_mcp_server.errors import ServerError, escape_surrogates
 from python_mcp_server.runtime import caller_key, services
 
 P = ParamSpec("P")
@@ -64,10 +64,26 @@ def schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def result(model: BaseModel, text: str | None = None) -> ToolResult:
-    """A tool result with `structuredContent` and a readable text block (JSON when no text)."""
-    data = model.model_dump(mode="json")
+    """A tool result with `structuredContent` and a readable text block (JSON when no text).
+
+    Strings that cannot be sent (a file name that is not UTF-8) carry their unpaired surrogates
+    escaped, as kernel output does."""
+    data = sendable(model.model_dump(mode="json"))
     body = text if text is not None else json.dumps(data, indent=1, ensure_ascii=False)
-    return ToolResult(content=[TextContent(type="text", text=body)], structured_content=data)
+    return ToolResult(
+        content=[TextContent(type="text", text=escape_surrogates(body))], structured_content=data
+    )
+
+
+def sendable(value: Any) -> Any:
+    """A JSON value with the unpaired surrogates of its strings escaped."""
+    if isinstance(value, str):
+        return escape_surrogates(value)
+    if isinstance(value, dict):
+        return {key: sendable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [sendable(item) for item in value]
+    return value
 
 
 def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

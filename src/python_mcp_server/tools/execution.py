@@ -12,6 +12,7 @@ from fastmcp.tools import ToolResult
 from mcp.types import ContentBlock, ImageContent, ResourceLink, TextContent
 from pydantic import Field
 
+from python_mcp_server.errors import escape_surrogates
 from python_mcp_server.runtime import services
 from python_mcp_server.services.models import ActionResult, ExecutionResult, RestartResult
 from python_mcp_server.tools._common import (
@@ -23,6 +24,7 @@ from python_mcp_server.tools._common import (
     resolve_session,
     result,
     schema,
+    sendable,
 )
 
 HTML_INLINE_CHARS = 2000
@@ -84,7 +86,8 @@ def render_execution(res: ExecutionResult) -> str:
 def execution_content(res: ExecutionResult) -> list[ContentBlock]:
     """The result's content blocks: the readable text, each image preview, and a link to every
     file the run produced in its session folder."""
-    blocks: list[ContentBlock] = [TextContent(type="text", text=render_execution(res))]
+    text = escape_surrogates(render_execution(res))
+    blocks: list[ContentBlock] = [TextContent(type="text", text=text)]
     links: list[tuple[str, str, str]] = []
     for image in res.images:
         if image.preview and image.preview_mime_type:
@@ -163,7 +166,7 @@ def register(mcp: FastMCP) -> None:
             resolve_session(ctx, session_id), code, timeout_s, on_progress=on_progress
         )
         return ToolResult(
-            content=execution_content(res), structured_content=res.model_dump(mode="json")
+            content=execution_content(res), structured_content=sendable(res.model_dump(mode="json"))
         )
 
     @mcp.tool(annotations=CHANGES_STATE, output_schema=schema(ActionResult))

@@ -19,7 +19,7 @@ from python_mcp_server.workspace.models import EntryType, FileEntry
 
 def uri_for(rel: str) -> str:
     """The resource URI of a workspace path, percent-encoded so any file name is a valid URI."""
-    return f"workspace://{quote(rel, safe='/')}"
+    return f"workspace://{quote(rel, safe='/', errors='surrogateescape')}"
 
 
 def entry_type(mode: int) -> EntryType:
