@@ -148,6 +148,12 @@ async def test_requests_that_cannot_be_served_get_a_json_rpc_error_naming_the_fi
             content=json.dumps(request["json"]),
             headers=request["headers"],  # no Content-Type
         )
+        stream_only = call_request("1", accept="text/event-stream")
+        chunked = await client.post(  # no Content-Length: the body arrives in chunks
+            url,
+            content=_chunks(json.dumps(stream_only["json"]).encode()),
+            headers={**stream_only["headers"], "Content-Type": "application/json"},
+        )
         no_session = await client.post(  # neither a session nor the stateless-era header
             url,
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
@@ -155,6 +161,8 @@ async def test_requests_that_cannot_be_served_get_a_json_rpc_error_naming_the_fi
         )
     assert only_stream.status_code == 406
     assert "'Accept: application/json, text/event-stream'" in error_message(only_stream)
+    assert chunked.status_code == 406
+    assert "'Accept: application/json, text/event-stream'" in error_message(chunked)
     assert no_type.status_code == 400
     assert "'Content-Type: application/json'" in error_message(no_type)
     assert no_session.status_code == 400
@@ -163,9 +171,12 @@ async def test_requests_that_cannot_be_served_get_a_json_rpc_error_naming_the_fi
     assert "'MCP-Protocol-Version: 2026-07-28'" in message
 
 
-async def test_an_http_1_0_client_gets_plain_json_for_a_long_call(config: ServerConfig) -> None:
-    code = f"import time\ntime.sleep({KEEPALIVE_S * 3})\n'done'"
-    request = call_request(code)
+@pytest.mark.parametrize("progress_token", [None, "p3"], ids=["plain", "with progress"])
+async def test_an_http_1_0_client_gets_plain_json_for_a_long_call(
+    config: ServerConfig, progress_token: str | None
+) -> None:
+    code = f"import time\nprint('working')\ntime.sleep({KEEPALIVE_S * 3})\n'done'"
+    request = call_request(code, progress_token=progress_token)
     body = json.dumps(request["json"]).encode()
     async with serving(config) as url:
         port = int(url.split(":")[2].split("/")[0])
@@ -184,6 +195,11 @@ async def test_an_http_1_0_client_gets_plain_json_for_a_long_call(config: Server
     headers, _, payload = raw.partition(b"\r\n\r\n")
     assert b"content-type: application/json" in headers.lower()
     assert json.loads(payload)["result"]["structuredContent"]["result"] == "'done'"
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 64):
+        yield data[start : start + 64]
 
 
 def error_message(response: httpx.Response) -> str:

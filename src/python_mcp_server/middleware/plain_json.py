@@ -118,8 +118,7 @@ class PlainJsonCalls:
             or scope["type"] != "http"
             or scope.get("method") != "POST"
             or getattr(manager, "_task_group", None) is None
-            or size is None
-            or size > MAX_BODY_BYTES
+            or (size is not None and size > MAX_BODY_BYTES)  # BodyLimitMiddleware answers it
         ):
             await self.app(scope, receive, send)
             return
@@ -131,6 +130,8 @@ class PlainJsonCalls:
             await _refuse(send, 400, _NEEDS_JSON_BODY)
             return
         takes_json, takes_stream = check_accept_headers(request)
+        # an event stream is chunked, which HTTP/1.0 has not: such a client gets plain JSON
+        takes_stream = takes_stream and scope.get("http_version") != "1.0"
         if not takes_json:
             await _refuse(send, 406, _NEEDS_ACCEPT)
             return
@@ -140,9 +141,7 @@ class PlainJsonCalls:
         if takes_stream and any(marker in body for marker in _STREAMING_MARKERS):
             await self.app(scope, replay(body, receive), send)
             return
-        # an event stream needs both HTTP/1.1 (chunked) and a client that accepts one
-        can_stream = takes_stream and scope.get("http_version") != "1.0"
-        await self._answer(manager, scope, body, receive, send, can_stream=can_stream)
+        await self._answer(manager, scope, body, receive, send, can_stream=takes_stream)
 
     async def _handshake_era(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session that is not `initialize` gets told both ways to start; the

@@ -59,6 +59,14 @@ _SHAPE: Final = (
     "request an id that is a string or an integer"
 )
 _SHAPE_ERROR: Final = f"Invalid request: {_SHAPE}."
+_JSON_KINDS: Final = {
+    list: "a JSON array (batches are not part of MCP)",
+    str: "a JSON string",
+    int: "a JSON number",
+    float: "a JSON number",
+    bool: "a JSON boolean",
+    type(None): "JSON null",
+}
 _NOT_STARTED: Final = (
     "No MCP session yet: send 'initialize' first (protocol 2025-11-25), or put "
     f"'{PROTOCOL_VERSION_META_KEY}' and '{CLIENT_CAPABILITIES_META_KEY}' in params._meta of "
@@ -219,7 +227,7 @@ def _echoable_id(decoded: Any) -> str | int | None:
 def _problem(decoded: Any, exc: ValidationError) -> str:
     """The first problem with the member of the union the message meant to be."""
     if not isinstance(decoded, dict):
-        return f"got a JSON {type(decoded).__name__}"
+        return f"got {_JSON_KINDS.get(type(decoded), 'a JSON value')}"
     meant = "JSONRPCRequest" if "id" in decoded else "JSONRPCNotification"
     for error in exc.errors(include_url=False):
         loc = error["loc"]
