@@ -200,6 +200,10 @@ async def test_a_signal_stops_the_stdio_server_while_its_input_is_still_open(
             await stdio.send_line(modern(2, "tools/call", cell))
             await wait_for_file(workspace / "started")
         stdio.proc.send_signal(signal.SIGTERM)
+        if busy:  # the running call is interrupted and answered before the server stops
+            answered = await stdio.answer(timeout_s=20)
+            assert answered["id"] == 2
+            assert "shutting down" in answered["result"]["structuredContent"]["message"]
         with anyio.fail_after(20):
             exit_code = await stdio.proc.wait()
     assert exit_code == 0

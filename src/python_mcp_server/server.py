@@ -33,6 +33,7 @@ from python_mcp_server.middleware import (
 )
 from python_mcp_server.middleware.stdio_transport import (
     Inbound,
+    InFlight,
     LineReader,
     claimed_stdio,
     read_messages,
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _REPEAT_WINDOW_S = 1.0  # signals this close together count as one
 _FLUSH_S = 5.0  # at the end of stdio input, time left to write the last answers
+_STOP_GRACE_S = 3.0  # after a signal, time for interrupted calls to be answered (stdio)
 
 INSTRUCTIONS = """\
 Runs Python in persistent Jupyter kernels. Call run_python_code to execute code; variables persist
@@ -142,25 +144,59 @@ async def serve(config: ServerConfig, services: Services | None = None) -> None:
     adopt_fastmcp_logging()
     mcp = create_server(config, services)
     if config.transport == "stdio":
-        await _serve_stdio(mcp)
+        await _serve_stdio(mcp, services)
     else:
         await _serve_http(mcp, config, services)
 
 
-async def _serve_stdio(mcp: FastMCP[Any]) -> None:
+async def _serve_stdio(mcp: FastMCP[Any], services: Services | None) -> None:
+    in_flight = InFlight()
     async with anyio.create_task_group() as tg:
         serving = anyio.CancelScope()
-        # signals stay handled until the server has stopped (a second one is only logged)
-        tg.start_soon(_until_signal, lambda _: serving.cancel())
+        stop = _StdioStop(serving, tg, in_flight, services)
+        # signals stay handled until the server has stopped (a second one stops at once)
+        tg.start_soon(_until_signal, stop)
         with serving:
             if hasattr(mcp, "_lifespan_manager") and hasattr(mcp, "_mcp_server"):
-                await _run_stdio(mcp)
+                await _run_stdio(mcp, in_flight)
             else:  # a FastMCP without the parts used below: its own runner (and the SDK's stdio)
                 await mcp.run_stdio_async(show_banner=False)
         tg.cancel_scope.cancel()
 
 
-async def _run_stdio(mcp: FastMCP[Any]) -> None:
+class _StdioStop:
+    """What a signal does to the stdio server: interrupt running cells and give their calls up to
+    `_STOP_GRACE_S` to be answered, then stop; a second signal stops at once."""
+
+    def __init__(
+        self,
+        serving: anyio.CancelScope,
+        tg: TaskGroup,
+        in_flight: InFlight,
+        services: Services | None,
+    ) -> None:
+        self._serving = serving
+        self._tg = tg
+        self._in_flight = in_flight
+        self._services = services
+        self._stopping = False
+
+    def __call__(self, signum: int) -> None:
+        if self._stopping:
+            self._serving.cancel()
+            return
+        self._stopping = True
+        self._tg.start_soon(self._stop)
+
+    async def _stop(self) -> None:
+        with anyio.move_on_after(_STOP_GRACE_S):
+            if self._services is not None:
+                await self._services.sessions.interrupt_running()
+            await self._in_flight.drained()
+        self._serving.cancel()
+
+
+async def _run_stdio(mcp: FastMCP[Any], in_flight: InFlight) -> None:
     """FastMCP's stdio runner on our transport (see `stdio_transport`)."""
     from fastmcp.server.context import reset_transport, set_transport
 
@@ -168,18 +204,19 @@ async def _run_stdio(mcp: FastMCP[Any]) -> None:
     try:
         async with mcp._lifespan_manager():
             with claimed_stdio() as (wire_in, wire_out):
-                await _serve_lines(mcp, wire_in, wire_out)
+                await _serve_lines(mcp, wire_in, wire_out, in_flight)
     finally:
         reset_transport(token)
 
 
-async def _serve_lines(mcp: FastMCP[Any], wire_in: int, wire_out: int) -> None:
+async def _serve_lines(mcp: FastMCP[Any], wire_in: int, wire_out: int, in_flight: InFlight) -> None:
     to_server, from_client = anyio.create_memory_object_stream[Inbound](0)
     to_client, from_server = anyio.create_memory_object_stream[SessionMessage](0)
     low = mcp._mcp_server
     async with anyio.create_task_group() as tg:
-        tg.start_soon(read_messages, LineReader(wire_in), to_server, to_client.clone())
-        tg.start_soon(write_messages, from_server, wire_out)
+        reader = LineReader(wire_in)
+        tg.start_soon(read_messages, reader, to_server, to_client.clone(), in_flight)
+        tg.start_soon(write_messages, from_server, wire_out, in_flight)
         async with to_client:
             await low.run(from_client, to_client, low.create_initialization_options())
         # the server is done (end of input): the writer sends what is left, then ends

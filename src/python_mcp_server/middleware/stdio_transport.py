@@ -46,6 +46,7 @@ from mcp_types import (
     JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
+    JSONRPCResponse,
     jsonrpc_message_adapter,
 )
 from pydantic import ValidationError
@@ -94,6 +95,30 @@ def claimed_stdio() -> Iterator[tuple[int, int]]:
         os.dup2(wire_in, 0)
 
 
+class InFlight:
+    """The requests read but not yet answered, so a stop can wait for their answers."""
+
+    def __init__(self) -> None:
+        self._ids: set[str | int] = set()
+        self._empty = anyio.Event()
+        self._empty.set()
+
+    def add(self, request_id: str | int) -> None:
+        self._ids.add(request_id)
+        if self._empty.is_set():
+            self._empty = anyio.Event()
+
+    def done(self, request_id: str | int | None) -> None:
+        if request_id is None:
+            return
+        self._ids.discard(request_id)
+        if not self._ids:
+            self._empty.set()
+
+    async def drained(self) -> None:
+        await self._empty.wait()
+
+
 class LineReader:
     """Lines of `fd`, read by a daemon thread one at a time (the next only when this one is
     taken), so waiting for one can be cancelled and nothing waits for the thread at exit."""
@@ -132,6 +157,7 @@ async def read_messages(
     reader: LineReader,
     server: ObjectSendStream[Inbound],
     replies: ObjectSendStream[SessionMessage],
+    in_flight: InFlight,
 ) -> None:
     """Hand each message to `server`; answer (on `replies`) each line that is not one."""
     started = False  # by `initialize` (2025-11-25) or a request carrying its version (2026-07-28)
@@ -148,6 +174,8 @@ async def read_messages(
                 if not started and request.method != "ping":
                     message, problem = None, _error(request.id, INVALID_REQUEST, _NOT_STARTED)
             if message is not None:
+                if isinstance(message, JSONRPCRequest):
+                    in_flight.add(message.id)
                 await server.send(SessionMessage(message))
             elif problem is not None:
                 logger.info("answered an unreadable message: %s", problem.error.message)
@@ -245,13 +273,17 @@ def _encodable(text: str) -> bool:
     return True
 
 
-async def write_messages(source: ObjectReceiveStream[SessionMessage], fd: int) -> None:
+async def write_messages(
+    source: ObjectReceiveStream[SessionMessage], fd: int, in_flight: InFlight
+) -> None:
     """Write each message as one line. One that holds an unpaired surrogate (which UTF-8 cannot
     encode) goes out with U+FFFD in its place."""
     async with source:
         async for item in source:
             line = (encode_message(item.message) + "\n").encode("utf-8")
             await anyio.to_thread.run_sync(_write_all, fd, line, abandon_on_cancel=True)
+            if isinstance(item.message, JSONRPCResponse | JSONRPCError):
+                in_flight.done(item.message.id)
 
 
 def encode_message(message: JSONRPCMessage) -> str:
