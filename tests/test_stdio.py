@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
+from python_mcp_server.middleware.stdio_transport import MAX_LINE_BYTES, LineReader, parse_line
 from tests.conftest import pid_alive
 from tests.helpers import SLEEP_UNTIL_INTERRUPTED, wait_for_file
 from tests.servers import server_command
@@ -208,3 +210,34 @@ async def test_a_signal_stops_the_stdio_server_while_its_input_is_still_open(
             exit_code = await stdio.proc.wait()
     assert exit_code == 0
     assert not pid_alive(kernel_pid)
+
+
+async def test_a_line_over_the_limit_is_answered_and_the_next_one_read() -> None:
+    read_end, write_end = os.pipe()
+    reader = LineReader(read_end)
+    lines = [
+        b"x" * (MAX_LINE_BYTES + 10) + b"\n",
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}\n',
+    ]
+
+    def feed() -> None:  # a pipe holds 64 KiB: write while the reader reads
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.writelines(lines)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, feed)
+            with anyio.fail_after(30):
+                long = await reader.next_line()
+                after = await reader.next_line()
+                end = await reader.next_line()
+    finally:
+        os.close(read_end)
+    assert long is not None
+    message, problem = parse_line(long)
+    assert message is None
+    assert problem is not None
+    assert f"over {MAX_LINE_BYTES} bytes" in problem.error.message
+    assert after is not None
+    assert parse_line(after)[0] is not None
+    assert end is None

@@ -52,6 +52,9 @@ from mcp_types import (
 from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
+
+MAX_LINE_BYTES: Final = 64 * 1024 * 1024  # one message; a longer line is answered, not read
+TOO_LONG: Final = b"\x00(too long)\n"  # stands for such a line (by identity)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 Inbound = SessionMessage | Exception
@@ -131,7 +134,11 @@ class LineReader:
 
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
         with os.fdopen(self._fd, "rb", closefd=False) as wire:
-            for line in wire:
+            while line := wire.readline(MAX_LINE_BYTES + 1):
+                if len(line) > MAX_LINE_BYTES:  # drop the rest of it; its answer says why
+                    while (rest := wire.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass
+                    line = TOO_LONG
                 try:
                     loop.call_soon_threadsafe(self._lines.put_nowait, line)
                 except RuntimeError:  # the loop is closed: the server is gone
@@ -189,6 +196,13 @@ def _carries_version(request: JSONRPCRequest) -> bool:
 
 def parse_line(raw: bytes) -> tuple[JSONRPCMessage | None, JSONRPCError | None]:
     """The message on one line, or the error to answer it with (neither for a blank line)."""
+    if raw is TOO_LONG:
+        return None, _error(
+            None,
+            PARSE_ERROR,
+            f"Parse error: the line is over {MAX_LINE_BYTES} bytes and was dropped. Send a large "
+            "file in pieces (write_file with append=true), or create the data with code.",
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
