@@ -271,6 +271,22 @@ def test_a_cell_running_at_shutdown_is_interrupted_and_answered(workspace: Path)
     assert "Exception in ASGI application" not in log
 
 
+def test_a_cell_that_ignores_the_interrupt_at_shutdown_is_still_answered(workspace: Path) -> None:
+    stubborn = (
+        "import time\nopen('started', 'w').close()\n"
+        "while True:\n"
+        "    try:\n"
+        "        time.sleep(1)\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass"
+    )
+    data, log = _call_then_stop(workspace, stubborn, [signal.SIGTERM])
+    assert data["status"] == "error"
+    assert data["error"]["ename"] == "KernelDied"
+    assert data["message"].startswith("The server is shutting down and this cell did not stop")
+    assert "Exception in ASGI application" not in log
+
+
 def test_one_ctrl_c_delivered_twice_still_lets_the_cell_finish(workspace: Path) -> None:
     """The terminal and `uv run` can both deliver one Ctrl-C: that must not skip the grace."""
     cleanup = (

@@ -187,9 +187,21 @@ async def test_an_answer_that_cannot_be_encoded_does_not_stop_the_server(workspa
         assert (await stdio.answer())["id"] == 2
 
 
-@pytest.mark.parametrize("busy", [False, True], ids=["idle", "running a cell"])
+STUBBORN = (
+    "import time\nopen('started', 'w').close()\n"
+    "while True:\n"
+    "    try:\n"
+    "        time.sleep(1)\n"
+    "    except KeyboardInterrupt:\n"
+    "        pass"
+)
+
+
+@pytest.mark.parametrize(
+    "busy", [None, SLEEP_UNTIL_INTERRUPTED, STUBBORN], ids=["idle", "running a cell", "stubborn"]
+)
 async def test_a_signal_stops_the_stdio_server_while_its_input_is_still_open(
-    workspace: Path, busy: bool
+    workspace: Path, busy: str | None
 ) -> None:
     async with raw_stdio(workspace) as stdio:
         code = "import os; os.getpid()"
@@ -198,14 +210,14 @@ async def test_a_signal_stops_the_stdio_server_while_its_input_is_still_open(
         )
         kernel_pid = int((await stdio.answer())["result"]["structuredContent"]["result"])
         if busy:
-            cell = {"name": "run_python_code", "arguments": {"code": SLEEP_UNTIL_INTERRUPTED}}
+            cell = {"name": "run_python_code", "arguments": {"code": busy}}
             await stdio.send_line(modern(2, "tools/call", cell))
             await wait_for_file(workspace / "started")
         stdio.proc.send_signal(signal.SIGTERM)
         if busy:  # the running call is interrupted and answered before the server stops
             answered = await stdio.answer(timeout_s=20)
             assert answered["id"] == 2
-            assert "shutting down" in answered["result"]["structuredContent"]["message"]
+            assert "server is shutting down" in answered["result"]["structuredContent"]["message"]
         with anyio.fail_after(20):
             exit_code = await stdio.proc.wait()
     assert exit_code == 0

@@ -53,12 +53,21 @@ async def run(config: ServerConfig) -> None:
                 tg.cancel_scope.cancel()
         if serve is not None:
             await serve(config, services)
-        # the kernels shut down as the stack closes; a repeated signal must not cut that short
+        # From here the process only ends: the kernels shut down as the stack closes, and a
+        # repeated signal must not cut that (or the exit after it) short. Closing a signal
+        # receiver restores the default action, hence the ignoring on either side of it.
+        _ignore_stop_signals()
         with anyio.open_signal_receiver(*_STOP_SIGNALS) as late:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_log_repeats, late)
                 await stack.aclose()
                 tg.cancel_scope.cancel()
+        _ignore_stop_signals()
+
+
+def _ignore_stop_signals() -> None:
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 async def _log_repeats(signals: AsyncIterator[int]) -> None:

@@ -233,7 +233,7 @@ async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Service
             log_config=None,
             access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
             lifespan="on",
-            timeout_graceful_shutdown=2,
+            timeout_graceful_shutdown=3,  # running cells get 1 s to stop, then their kernel
             ws="none",
         )
     )

@@ -181,6 +181,12 @@ class ExecutionService:
                         "The kernel was restarted (restart_kernel) while this code ran; its "
                         "variables were lost."
                     )
+                elif self._sessions.stopping:
+                    messages.append(
+                        "The server is shutting down and this cell did not stop when "
+                        "interrupted, so its kernel was stopped; call again once the server is "
+                        "back (variables are not kept across a server restart)."
+                    )
                 else:
                     await self._sessions.restart(session, f"At {now_iso()}: {died}", told=True)
                     info = handle.exit_info()

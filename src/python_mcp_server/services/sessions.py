@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SESSION = "default"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CLOSE_TIMEOUT_S = 15.0
+_STOP_GRACE_S = 1.0  # at shutdown, how long an interrupted cell may take to stop
 _EXPIRED_MEMORY = 256
 _REQUESTED = "restarted on request (restart_kernel, or a cell that could not be interrupted)"
 
@@ -95,19 +96,32 @@ class SessionManager:
         """The server is shutting down: running cells were interrupted so their calls can answer."""
         return self._stopping
 
-    async def interrupt_running(self) -> int:
+    async def interrupt_running(self, grace_s: float = _STOP_GRACE_S) -> int:
         """Interrupt every running cell because the server is stopping; returns how many.
 
-        Their calls then end with the cell's KeyboardInterrupt and say why, within the HTTP
-        server's grace period, instead of being cut off.
+        Their calls then end with the cell's KeyboardInterrupt and say why, within the server's
+        grace period, instead of being cut off. The kernel of a cell still running `grace_s`
+        later (it ignores the interrupt) is stopped, so its call ends too.
         """
         self._stopping = True
         running = [s for s in self._sessions.values() if s.running and not s.closed]
         for session in running:
             with contextlib.suppress(ServerError, OSError, RuntimeError):
                 await session.handle.interrupt()
-        if running:
-            logger.info("interrupted %d running cell(s) for shutdown", len(running))
+        if not running:
+            return 0
+        logger.info("interrupted %d running cell(s) for shutdown", len(running))
+        with anyio.move_on_after(grace_s):
+            for session in running:
+                async with session.lock:  # free once the interrupted call has ended
+                    pass
+        for session in running:
+            if session.running:
+                logger.info(
+                    "session %r ignored the interrupt; stopping its kernel", session.session_id
+                )
+                with contextlib.suppress(Exception):
+                    await session.handle.aclose()
         return len(running)
 
     async def aclose(self) -> None:
