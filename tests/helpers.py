@@ -22,6 +22,16 @@ SLEEP_UNTIL_INTERRUPTED = (
     "    raise"
 )
 
+# A cell that writes `started`, then loops forever, swallowing every KeyboardInterrupt.
+IGNORES_INTERRUPTS = (
+    "import time\nopen('started', 'w').close()\n"
+    "while True:\n"
+    "    try:\n"
+    "        time.sleep(1)\n"
+    "    except KeyboardInterrupt:\n"
+    "        pass"
+)
+
 
 async def call(client: Client[Any], tool: str, **args: Any) -> dict[str, Any]:
     """A successful call's structured content."""

@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.helpers import SLEEP_UNTIL_INTERRUPTED, wait_for_file
+from tests.helpers import IGNORES_INTERRUPTS, SLEEP_UNTIL_INTERRUPTED, wait_for_file
 from tests.servers import http_server
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -272,15 +272,7 @@ def test_a_cell_running_at_shutdown_is_interrupted_and_answered(workspace: Path)
 
 
 def test_a_cell_that_ignores_the_interrupt_at_shutdown_is_still_answered(workspace: Path) -> None:
-    stubborn = (
-        "import time\nopen('started', 'w').close()\n"
-        "while True:\n"
-        "    try:\n"
-        "        time.sleep(1)\n"
-        "    except KeyboardInterrupt:\n"
-        "        pass"
-    )
-    data, log = _call_then_stop(workspace, stubborn, [signal.SIGTERM])
+    data, log = _call_then_stop(workspace, IGNORES_INTERRUPTS, [signal.SIGTERM])
     assert data["status"] == "error"
     assert data["error"]["ename"] == "KernelDied"
     assert data["message"].startswith("The server is shutting down and this cell did not stop")

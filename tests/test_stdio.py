@@ -19,7 +19,7 @@ from fastmcp.client.transports import StdioTransport
 
 from python_mcp_server.middleware.stdio_transport import MAX_LINE_BYTES, LineReader, parse_line
 from tests.conftest import pid_alive
-from tests.helpers import SLEEP_UNTIL_INTERRUPTED, wait_for_file
+from tests.helpers import IGNORES_INTERRUPTS, SLEEP_UNTIL_INTERRUPTED, wait_for_file
 from tests.servers import server_command
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -187,18 +187,10 @@ async def test_an_answer_that_cannot_be_encoded_does_not_stop_the_server(workspa
         assert (await stdio.answer())["id"] == 2
 
 
-STUBBORN = (
-    "import time\nopen('started', 'w').close()\n"
-    "while True:\n"
-    "    try:\n"
-    "        time.sleep(1)\n"
-    "    except KeyboardInterrupt:\n"
-    "        pass"
-)
-
-
 @pytest.mark.parametrize(
-    "busy", [None, SLEEP_UNTIL_INTERRUPTED, STUBBORN], ids=["idle", "running a cell", "stubborn"]
+    "busy",
+    [None, SLEEP_UNTIL_INTERRUPTED, IGNORES_INTERRUPTS],
+    ids=["idle", "running a cell", "stubborn"],
 )
 async def test_a_signal_stops_the_stdio_server_while_its_input_is_still_open(
     workspace: Path, busy: str | None

@@ -29,6 +29,8 @@ ServerError                        the model can act on this (reaches it as an `
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 
 class ServerError(Exception):
@@ -77,6 +79,22 @@ def escape_surrogates(text: str) -> str:
     if text.isascii():
         return text
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def replace_surrogates(text: str) -> str:
+    """`text` with each unpaired surrogate replaced by U+FFFD."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def on_strings(value: Any, fix: Callable[[str], str]) -> Any:
+    """A JSON value with `fix` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return fix(value)
+    if isinstance(value, dict):
+        return {on_strings(key, fix): on_strings(item, fix) for key, item in value.items()}
+    if isinstance(value, list):
+        return [on_strings(item, fix) for item in value]
+    return value
 
 
 class ResourceLimitError(ServerError):

@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator
 from typing import Any, Final
@@ -51,11 +50,12 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
+from python_mcp_server.errors import on_strings, replace_surrogates
+
 logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES: Final = 64 * 1024 * 1024  # one message; a longer line is answered, not read
 TOO_LONG: Final = b"\x00(too long)\n"  # stands for such a line (by identity)
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Inbound = SessionMessage | Exception
 _SHAPE: Final = (
@@ -306,17 +306,9 @@ def encode_message(message: JSONRPCMessage) -> str:
     except ValueError:  # pydantic's serialization error; the surrogate case is the one we meet
         data = message.model_dump(mode="json", by_alias=True, exclude_unset=True)
         logger.warning("an answer held text that is not valid Unicode; sent with U+FFFD")
-        return json.dumps(_replace_surrogates(data), ensure_ascii=False, separators=(",", ":"))
-
-
-def _replace_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_replace_surrogates(v) for v in value]
-    return value
+        return json.dumps(
+            on_strings(data, replace_surrogates), ensure_ascii=False, separators=(",", ":")
+        )
 
 
 def _write_all(fd: int, data: bytes) -> None:

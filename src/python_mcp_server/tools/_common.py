@@ -15,7 +15,7 @@ from fastmcp.utilities.json_schema import dereference_refs
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from python_mcp_server.errors import ServerError, escape_surrogates
+from python_mcp_server.errors import ServerError, escape_surrogates, on_strings
 from python_mcp_server.runtime import caller_key, services
 
 P = ParamSpec("P")
@@ -77,13 +77,7 @@ def result(model: BaseModel, text: str | None = None) -> ToolResult:
 
 def sendable(value: Any) -> Any:
     """A JSON value with the unpaired surrogates of its strings escaped."""
-    if isinstance(value, str):
-        return escape_surrogates(value)
-    if isinstance(value, dict):
-        return {key: sendable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [sendable(item) for item in value]
-    return value
+    return on_strings(value, escape_surrogates)
 
 
 def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
