@@ -24,13 +24,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 import httpx
 import psutil
 from fastmcp import Client
 from jupyter_client.manager import AsyncKernelManager
-from typing_extensions import Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.servers import http_server

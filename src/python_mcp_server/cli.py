@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from dataclasses import asdict
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +23,7 @@ ENV = "PYTHON_MCP_SERVER_"
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
-class TransportChoice(str, Enum):
+class TransportChoice(StrEnum):
     http = "http"
     stdio = "stdio"
 

@@ -17,9 +17,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Self
 
 import anyio
-from typing_extensions import Self
 
 from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import (

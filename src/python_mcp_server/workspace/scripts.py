@@ -71,7 +71,7 @@ async def _watch(tree: ProcessTree) -> None:
 
 
 async def _supervise(
-    proc: asyncio.subprocess.Process, pipes: tuple[OutputPipe, OutputPipe], timeout: float
+    proc: asyncio.subprocess.Process, pipes: tuple[OutputPipe, OutputPipe], limit_s: float
 ) -> _Outcome:
     """Wait for the script and its output. Kill its tree on timeout, or when stray processes
     keep its output open after it exited."""
@@ -81,13 +81,13 @@ async def _supervise(
     outcome = _Outcome()
     try:
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except asyncio.TimeoutError:
+            await asyncio.wait_for(proc.wait(), limit_s)
+        except TimeoutError:
             outcome.timed_out = True
             outcome.killed = tree.kill()
             await asyncio.wait_for(proc.wait(), _REAP_S)
             outcome.notes.append(
-                f"The script ran past {timeout:g} s and was killed, with every process it "
+                f"The script ran past {limit_s:g} s and was killed, with every process it "
                 f"started ({outcome.killed} in all). Output up to that point is shown."
             )
         _, pending = await asyncio.wait(readers, timeout=_LINGER_S)
