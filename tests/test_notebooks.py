@@ -12,7 +12,7 @@ from fastmcp import Client
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
 from python_mcp_server.services.notebooks import build_notebook
-from python_mcp_server.services.session import CellRecord
+from python_mcp_server.services.records import CellRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -10,19 +10,14 @@ a fresh namespace of its own; it sees the user's namespace as `user_ns` and its 
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import anyio
-
-from python_mcp_server.errors import KernelBusyError, KernelDiedError, KernelError
-from python_mcp_server.kernels import ExecutionRun
+from python_mcp_server.errors import KernelBusyError, KernelError
 from python_mcp_server.kernels.messages import strip_ansi
-from python_mcp_server.services.session import Session
+from python_mcp_server.services.session import KernelSession
 
 logger = logging.getLogger(__name__)
 
@@ -37,41 +32,24 @@ _EXPRESSION = (
 )
 
 
-@asynccontextmanager
-async def locked(session: Session, wait_s: float = BUSY_WAIT_S) -> AsyncIterator[Session]:
-    """Hold the session's FIFO lock, waiting at most `wait_s` behind a running cell."""
-    acquired = False
-    with anyio.move_on_after(wait_s):
-        await session.lock.acquire()
-        acquired = True
-    if not acquired:
-        raise KernelBusyError(
-            f"Session {session.session_id!r} is still running code after {wait_s:g} s. Try again "
-            "when it finishes, or call interrupt_kernel to stop it."
-        )
-    try:
-        session.touch()
-        yield session
-    finally:
-        session.lock.release()
+def locked(
+    session: KernelSession, wait_s: float = BUSY_WAIT_S
+) -> AbstractAsyncContextManager[KernelSession]:
+    """Hold the session's FIFO turn, waiting at most `wait_s` behind a running cell."""
+    return session.turn(wait_s)
 
 
 async def evaluate(
-    session: Session, source: str, args: Any = None, timeout_s: float = PROBE_TIMEOUT_S
+    session: KernelSession, source: str, args: Any = None, timeout_s: float = PROBE_TIMEOUT_S
 ) -> Any:
     """Run a probe program in the session's kernel and return its `result`.
 
-    The caller must hold `session.lock`.
+    The caller must hold the session's turn.
     """
     expression = _EXPRESSION.format(source=source, args=json.dumps(args))
-    handle = session.handle
-    run = await handle.submit(
-        "", None, silent=True, store_history=False, user_expressions={"result": expression}
-    )
     try:
-        reply = await asyncio.wait_for(run.wait(), timeout_s)
+        reply = await session.evaluate({"result": expression}, timeout_s)
     except TimeoutError:
-        await _interrupt(session, run)
         raise KernelBusyError(
             f"Looking inside session {session.session_id!r} took longer than {timeout_s:g} s and "
             "was interrupted; an object's __repr__ or __len__ may be very slow. Your variables "
@@ -91,11 +69,3 @@ async def evaluate(
         )
     text = value.get("data", {}).get("text/plain", "")
     return json.loads(ast.literal_eval(text))
-
-
-async def _interrupt(session: Session, run: ExecutionRun) -> None:
-    try:
-        await session.handle.interrupt()
-        await asyncio.wait_for(run.wait(), 5.0)
-    except (TimeoutError, KernelDiedError):
-        logger.warning("probe in session %s did not stop after an interrupt", session.session_id)

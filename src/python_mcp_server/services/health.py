@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, KernelBusyError, KernelDiedError
 from python_mcp_server.health.monitor import MB, HealthMonitor
-from python_mcp_server.services.session import Session
+from python_mcp_server.services.session import KernelSession
 from python_mcp_server.services.sessions import SessionManager
 
 SLOW_MS = 500.0
@@ -103,21 +103,21 @@ class HealthService:
         kernels = [await self._kernel(s) for s in chosen]
         return HealthReport(kernels=kernels, host=self.host(), pool=self.pool())
 
-    async def _kernel(self, session: Session) -> KernelHealth:
-        handle = session.handle
+    async def _kernel(self, session: KernelSession) -> KernelHealth:
+        pid = session.pid
         last = session.restarts[-1] if session.restarts else None
         health = KernelHealth(
             session_id=session.session_id,
-            state=session.state,
-            pid=handle.pid,
+            state=session.public_state,
+            pid=pid,
             execution_count=session.execution_count,
             restarts=len(session.restarts),
             last_restart=_iso(last.at) if last else None,
             last_restart_reason=last.reason if last else None,
         )
-        if handle.pid is None or handle.exit_info() is not None:
+        if pid is None or session.exit_info() is not None:
             return health
-        sample = await self._monitor.process(handle.pid)
+        sample = await self._monitor.process(pid)
         if sample is None:
             return health
         return health.model_copy(
@@ -158,7 +158,6 @@ class HealthService:
                 f"timeout_s must be above 0 and at most {MAX_PROBE_TIMEOUT_S:g}; got {timeout_s}."
             )
         session = self._sessions.get(session_id)
-        handle = session.handle
         busy = session.running
 
         def verdict(v: str, ms: float | None, message: str) -> Responsiveness:
@@ -168,13 +167,13 @@ class HealthService:
                 round_trip_ms=ms,
                 timeout_s=timeout_s,
                 busy=busy,
-                pid=handle.pid,
+                pid=session.pid,
                 message=message,
             )
 
         started = time.perf_counter()
         try:
-            await handle.request("kernel_info_request", {}, timeout_s, control=True)
+            await session.request("kernel_info_request", {}, timeout_s, control=True)
         except KernelBusyError:
             return verdict(
                 "unresponsive",

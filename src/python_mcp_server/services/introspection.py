@@ -179,7 +179,7 @@ class IntrospectionService:
         pos = _check_cursor(code, cursor_pos)
         session = await self._sessions.acquire(session_id)
         async with locked(session):
-            reply = await session.handle.request(
+            reply = await session.request(
                 "complete_request", {"code": code, "cursor_pos": pos}, PROBE_TIMEOUT_S
             )
         content = reply.content
@@ -220,7 +220,7 @@ class IntrospectionService:
             )
         session = await self._sessions.acquire(session_id)
         async with locked(session):
-            reply = await session.handle.request(
+            reply = await session.request(
                 "inspect_request",
                 {"code": code, "cursor_pos": pos, "detail_level": detail_level},
                 PROBE_TIMEOUT_S,

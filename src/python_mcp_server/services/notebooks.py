@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError
-from python_mcp_server.services.session import CellRecord
+from python_mcp_server.services.records import CellRecord
 from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.workspace.manager import WorkspaceManager
 
@@ -117,7 +117,7 @@ class NotebookService:
         """Write the session's executed cells to `path` inside the workspace."""
         session = self._sessions.get(session_id)
         target = notebook_path(path)
-        history = list(session.history)
+        history = list(session.history.cells)
 
         def build() -> tuple[bytes, int]:
             nb, dropped = build_notebook(history)
@@ -126,9 +126,9 @@ class NotebookService:
         data, dropped = await anyio.to_thread.run_sync(build)
         written = await self._workspace.write_all(target, data, overwrite)
         note = f" {dropped} output(s) were not valid nbformat and were left out." if dropped else ""
-        if session.history_dropped:
+        if session.history.dropped:
             note += (
-                f" The {session.history_dropped} oldest cell(s) were no longer kept and are not "
+                f" The {session.history.dropped} oldest cell(s) were no longer kept and are not "
                 "in the notebook."
             )
         empty = (

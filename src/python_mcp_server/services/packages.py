@@ -132,7 +132,7 @@ class PackageService:
         )
         return PackageList(
             session_id=session_id,
-            python=session.handle.python,
+            python=session.python,
             packages=packages,
             total=len(packages),
         )
@@ -155,7 +155,7 @@ class PackageService:
             packages, self._config.workspace_root, self._config.allow_local_package_paths
         )
         session = await self._sessions.acquire(session_id)
-        python = session.handle.python
+        python = session.python
         installer, argv = find_installer(python)
         if upgrade:
             names = [r.name for r in requested if r.name]

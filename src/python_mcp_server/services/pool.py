@@ -12,33 +12,43 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
 from python_mcp_server.errors import ServerError
-from python_mcp_server.kernels import KernelHandle
 
 logger = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT_S = 15.0
 
 
-class KernelPool:
+class PoolKernel(Protocol):
+    """What the pool needs of a kernel: whether it still runs, and a way to stop it."""
+
+    def exit_info(self) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+K = TypeVar("K", bound=PoolKernel)
+
+
+class KernelPool(Generic[K]):
     def __init__(
         self,
         size: int,
-        start: Callable[[], Awaitable[KernelHandle]],
+        start: Callable[[], Awaitable[K]],
         may_start: Callable[[], bool] = lambda: True,
     ) -> None:
         self.size = size
         self._start = start
         self._may_start = may_start
-        self._ready: deque[KernelHandle] = deque()
-        self._filling: list[asyncio.Task[KernelHandle]] = []
-        self._claimed: set[asyncio.Task[KernelHandle]] = set()
+        self._ready: deque[K] = deque()
+        self._filling: list[asyncio.Task[K]] = []
+        self._claimed: set[asyncio.Task[K]] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
-        self.handed_out = 0
 
     @property
     def ready(self) -> int:
@@ -57,10 +67,10 @@ class KernelPool:
             self._filling.append(task)
             task.add_done_callback(self._filled)
 
-    async def _fill_one(self) -> KernelHandle:
+    async def _fill_one(self) -> K:
         return await self._start()
 
-    def _filled(self, task: asyncio.Task[KernelHandle]) -> None:
+    def _filled(self, task: asyncio.Task[K]) -> None:
         with contextlib.suppress(ValueError):
             self._filling.remove(task)
         if task in self._claimed or task.cancelled() or self._closed:
@@ -71,15 +81,14 @@ class KernelPool:
             return
         self._ready.append(task.result())
 
-    async def take(self) -> KernelHandle | None:
+    async def take(self) -> K | None:
         """A started kernel, or None when the pool has none ready or starting."""
         while self._ready:
-            handle = self._ready.popleft()
-            if handle.exit_info() is None:
-                self.handed_out += 1
+            kernel = self._ready.popleft()
+            if kernel.exit_info() is None:
                 self.refill()
-                return handle
-            self._close_later(handle)
+                return kernel
+            self._close_later(kernel)
         if not self._filling:
             self.refill()
             return None
@@ -87,7 +96,7 @@ class KernelPool:
         self._claimed.add(task)
         self.refill()
         try:
-            handle = await asyncio.shield(task)
+            kernel = await asyncio.shield(task)
         except asyncio.CancelledError:
             if not task.done():
                 task.add_done_callback(self._return_claimed)
@@ -96,28 +105,27 @@ class KernelPool:
             return None  # the caller starts one itself and reports that error
         finally:
             self._claimed.discard(task)
-        self.handed_out += 1
-        return handle
+        return kernel
 
-    def _return_claimed(self, task: asyncio.Task[KernelHandle]) -> None:
+    def _return_claimed(self, task: asyncio.Task[K]) -> None:
         """A claimed start finished after its caller gave up: keep the kernel for the next one."""
         if task.cancelled() or task.exception() is not None:
             return
-        handle = task.result()
+        kernel = task.result()
         if self._closed:
-            self._close_later(handle)
+            self._close_later(kernel)
         else:
-            self._ready.append(handle)
+            self._ready.append(kernel)
 
     def discard_dead(self) -> None:
         """Drop ready kernels that died while waiting, and start replacements."""
-        for handle in [h for h in self._ready if h.exit_info() is not None]:
-            self._ready.remove(handle)
-            self._close_later(handle)
+        for kernel in [h for h in self._ready if h.exit_info() is not None]:
+            self._ready.remove(kernel)
+            self._close_later(kernel)
         self.refill()
 
-    def _close_later(self, handle: KernelHandle) -> None:
-        task = asyncio.get_running_loop().create_task(handle.aclose())
+    def _close_later(self, kernel: K) -> None:
+        task = asyncio.get_running_loop().create_task(kernel.aclose())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -125,17 +133,17 @@ class KernelPool:
         """Stop starting kernels and shut down every kernel the pool holds."""
         self._closed = True
         filling = list(self._filling)
-        handles = list(self._ready)
+        kernels = list(self._ready)
         self._ready.clear()
         with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
             for task in filling:
                 task.cancel()
             for task in filling:
                 with contextlib.suppress(BaseException):
-                    handles.append(await task)
+                    kernels.append(await task)
             if self._closing:
                 await asyncio.gather(*self._closing, return_exceptions=True)
-            results = await asyncio.gather(*(h.aclose() for h in handles), return_exceptions=True)
+            results = await asyncio.gather(*(h.aclose() for h in kernels), return_exceptions=True)
             for result in results:
                 if isinstance(result, BaseException):
                     logger.error("pool kernel shutdown failed", exc_info=result)

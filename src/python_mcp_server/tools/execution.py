@@ -178,9 +178,7 @@ def register(mcp: FastMCP) -> None:
         call returns with a KeyboardInterrupt error. Does nothing harmful when the kernel is idle.
         """
         sid = resolve_session(ctx, session_id)
-        session = services(ctx).sessions.get(sid)
-        busy = session.running
-        await session.handle.interrupt()
+        busy = await services(ctx).sessions.get(sid).interrupt()
         msg = (
             "Interrupt sent to the running code."
             if busy
@@ -210,6 +208,6 @@ def register(mcp: FastMCP) -> None:
         sid = resolve_session(ctx, session_id)
         svc = services(ctx)
         session = svc.sessions.get(sid)
-        outcome = await svc.sessions.restart(session, preserve_state=preserve_state)
-        res = outcome.result(sid, session.handle.pid)
+        outcome = await session.restart(preserve_state=preserve_state)
+        res = outcome.result(sid, session.pid)
         return result(res, res.message)

@@ -1,0 +1,112 @@
+"""Kernels the sessions can use: started by the backend, given the kernel-side extension, and kept
+warm in the pool so a new session or a restart gets one at once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
+from python_mcp_server.errors import KernelDiedError, ResourceLimitError
+from python_mcp_server.kernels import ExitInfo, KernelBackend, KernelHandle, KernelSpec
+from python_mcp_server.services.artifacts import kernel_setup_code
+from python_mcp_server.services.pool import KernelPool
+
+logger = logging.getLogger(__name__)
+
+SETUP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ReadyKernel:
+    """A started kernel and whether its kernel-side extension (changed-file tracking) loaded."""
+
+    handle: KernelHandle
+    tracks_files: bool
+
+    def exit_info(self) -> ExitInfo | None:
+        return self.handle.exit_info()
+
+    async def aclose(self) -> None:
+        await self.handle.aclose()
+
+
+async def install_extension(handle: KernelHandle) -> bool:
+    """Load the kernel-side extension with a silent request (no history, no names, no
+    execution_count). Returns whether changed-file tracking works in this kernel."""
+    try:
+        with anyio.fail_after(SETUP_TIMEOUT_S):
+            run = await handle.submit(kernel_setup_code(), silent=True, store_history=False)
+            reply = await run.wait()
+    except KernelDiedError:
+        return False
+    except TimeoutError:
+        logger.warning("kernel setup did not finish within %s s", SETUP_TIMEOUT_S)
+        return False
+    if reply.status != "ok":
+        logger.warning("kernel setup failed: %s", reply.content.get("evalue"))
+    return reply.status == "ok"
+
+
+class KernelStarter:
+    """Starts ready kernels for `config` on `backend`, from the warm pool when it has one."""
+
+    def __init__(
+        self, config: ServerConfig, backend: KernelBackend, available_mb: Callable[[], int]
+    ) -> None:
+        self._config = config
+        self._backend = backend
+        self._available_mb = available_mb
+        self.pool = KernelPool(config.kernel_pool_size, self.cold_start, self._memory_ok)
+
+    def spec(self) -> KernelSpec:
+        root = self._config.workspace_root
+        return KernelSpec(
+            python=self._config.kernel_python,
+            cwd=root,
+            env={
+                "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                "PYTHON_MCP_SERVER_WORKSPACE": str(root),
+                "PYTHONUNBUFFERED": "1",
+            },
+            start_timeout_s=self._config.kernel_start_timeout_s,
+            unset_env=SECRET_ENV_VARS,
+        )
+
+    async def cold_start(self) -> ReadyKernel:
+        """A kernel started now, with the extension loaded before it is handed out."""
+        handle = await self._backend.start(self.spec())
+        try:
+            tracks_files = await install_extension(handle)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await handle.aclose()
+            raise
+        return ReadyKernel(handle, tracks_files)
+
+    async def take(self) -> ReadyKernel:
+        """A ready kernel: from the warm pool when it has one, else started now."""
+        ready = await self.pool.take()
+        if ready is not None:
+            return ready
+        return await self.cold_start()
+
+    def _memory_ok(self) -> bool:
+        floor = self._config.min_free_memory_mb
+        return floor <= 0 or self._available_mb() >= floor
+
+    def check_memory(self) -> None:
+        """Refuse a new session while host available memory is below the configured floor."""
+        floor = self._config.min_free_memory_mb
+        if floor <= 0:
+            return
+        available = self._available_mb()
+        if available < floor:
+            raise ResourceLimitError(
+                f"No new session was started: the host has {available} MB of memory available, "
+                f"below this server's floor of {floor} MB (--min-free-memory-mb). Delete "
+                "sessions you no longer need with delete_session, or free memory, then try again."
+            )
