@@ -352,7 +352,7 @@ def test_the_notebook_copy_keeps_results_displays_and_errors_in_order() -> None:
             "traceback": ["KeyError: 'x'"],
         },
     ]
-    assert collector.nb_bytes == 5
+    assert collector.nb_bytes == 5 + len("'x'") + len("KeyError: 'x'")
 
 
 def test_the_notebook_copy_updates_a_display_in_place() -> None:
@@ -391,15 +391,9 @@ def test_display_data_over_the_notebook_budget_is_left_out_of_the_notebook() -> 
     assert len(collector.displays) == 3
 
 
-# Known bug, pinned: the notebook display budget counts display data that is no longer in the
-# notebook. An in-place update (same display id) and clear_output both leave the replaced bytes
-# counted, so a cell that redraws one figure often enough (an animation, a live plot) ends with
-# the placeholder in place of its only figure. Likewise `nb_bytes`, which feeds the session's
-# history budget, keeps growing after clear_output emptied the copy. The tests below assert the
-# behaviour we want and are expected to fail until `_record` stops counting replaced data.
+# Display data an update or clear_output replaced no longer counts toward the budgets.
 
 
-@pytest.mark.xfail(reason="bug: replaced display data still counts toward the notebook budget")
 def test_a_display_updated_in_place_many_times_stays_in_the_notebook() -> None:
     collector = OutputCollector(100)
     frame = "f" * (NOTEBOOK_DISPLAY_BYTES_PER_CELL // 4)
@@ -410,7 +404,6 @@ def test_a_display_updated_in_place_many_times_stays_in_the_notebook() -> None:
     ]
 
 
-@pytest.mark.xfail(reason="bug: cleared display data still counts toward the notebook budget")
 def test_a_redrawn_figure_after_clear_output_stays_in_the_notebook() -> None:
     collector = OutputCollector(100)
     frame = "f" * (NOTEBOOK_DISPLAY_BYTES_PER_CELL // 4)
@@ -422,7 +415,6 @@ def test_a_redrawn_figure_after_clear_output_stays_in_the_notebook() -> None:
     ]
 
 
-@pytest.mark.xfail(reason="bug: nb_bytes keeps counting what clear_output removed")
 def test_notebook_size_counts_only_what_the_notebook_holds_after_clear_output() -> None:
     collector = OutputCollector(100)
     collector.feed(StreamOutput("stdout", "x" * 50))

@@ -140,9 +140,9 @@ class OutputCollector:
         self.notebook: list[dict[str, Any]] = []
         self._nb_stream: dict[str, int] = {}
         self._nb_display: dict[str, int] = {}
+        self._nb_sizes: list[int] = []  # rough size of each item of `notebook`
         self._nb_display_bytes = 0
         self.dropped_displays = 0
-        self.nb_bytes = 0  # rough size of `notebook`, for the session's history budget
 
     def _bounded(self, name: str) -> BoundedText:
         spill = self._spill
@@ -188,45 +188,19 @@ class OutputCollector:
         texts = (self.stdout, self.stderr, self.result)
         return [t.uri for t in texts if t is not None and t.uri]
 
+    @property
+    def nb_bytes(self) -> int:
+        """Rough size of what `notebook` holds, for the session's history budget."""
+        return sum(self._nb_sizes)
+
     def _record(self, out: Output) -> None:
         """Keep an nbformat copy of the output for export_notebook, within the same budget."""
-        nb = self.notebook
         if isinstance(out, StreamOutput):
-            have = self._nb_stream.get(out.name, 0)
-            if have > self.budget:
-                return
-            text = out.text[: self.budget - have]
-            if have + len(out.text) > self.budget:
-                bounded = self.stderr if out.name == "stderr" else self.stdout
-                where = f" Full text: {bounded.uri}" if bounded.uri else ""
-                text += f"\n... [output truncated.{where}]\n"
-            self._nb_stream[out.name] = have + len(out.text)
-            self.nb_bytes += len(text)
-            if nb and nb[-1].get("output_type") == "stream" and nb[-1]["name"] == out.name:
-                nb[-1]["text"] += text
-            else:
-                nb.append({"output_type": "stream", "name": out.name, "text": text})
+            self._record_stream(out)
         elif isinstance(out, DisplayOutput):
-            kind = "execute_result" if out.is_result else "display_data"
-            data = out.data
-            size = sum(len(str(v)) for v in data.values())
-            if self._nb_display_bytes + size > NOTEBOOK_DISPLAY_BYTES_PER_CELL:
-                data = {"text/plain": "[display left out of the notebook: over the size budget]"}
-                size = len(data["text/plain"])
-            self._nb_display_bytes += size
-            self.nb_bytes += size
-            item: dict[str, Any] = {"output_type": kind, "data": data, "metadata": out.metadata}
-            if out.is_result:
-                item["execution_count"] = out.execution_count
-            at = self._nb_display.get(out.display_id) if out.display_id else None
-            if at is not None:
-                nb[at] = item
-            else:
-                if out.display_id:
-                    self._nb_display[out.display_id] = len(nb)
-                nb.append(item)
+            self._record_display(out)
         elif isinstance(out, ErrorOutput):
-            nb.append(
+            self.notebook.append(
                 {
                     "output_type": "error",
                     "ename": out.ename,
@@ -234,10 +208,55 @@ class OutputCollector:
                     "traceback": out.traceback,
                 }
             )
+            self._nb_sizes.append(len(out.evalue) + sum(len(line) for line in out.traceback))
         elif isinstance(out, ClearOutput):
-            nb.clear()
+            self.notebook.clear()
+            self._nb_sizes.clear()
             self._nb_stream.clear()
             self._nb_display.clear()
+            self._nb_display_bytes = 0
+
+    def _record_stream(self, out: StreamOutput) -> None:
+        nb = self.notebook
+        have = self._nb_stream.get(out.name, 0)
+        if have > self.budget:
+            return
+        text = out.text[: self.budget - have]
+        if have + len(out.text) > self.budget:
+            bounded = self.stderr if out.name == "stderr" else self.stdout
+            where = f" Full text: {bounded.uri}" if bounded.uri else ""
+            text += f"\n... [output truncated.{where}]\n"
+        self._nb_stream[out.name] = have + len(out.text)
+        if nb and nb[-1].get("output_type") == "stream" and nb[-1]["name"] == out.name:
+            nb[-1]["text"] += text
+            self._nb_sizes[-1] += len(text)
+        else:
+            nb.append({"output_type": "stream", "name": out.name, "text": text})
+            self._nb_sizes.append(len(text))
+
+    def _record_display(self, out: DisplayOutput) -> None:
+        """A display joins the notebook, or replaces the one with its display id; what it
+        replaces no longer counts toward the budget."""
+        kind = "execute_result" if out.is_result else "display_data"
+        at = self._nb_display.get(out.display_id) if out.display_id else None
+        replaced = self._nb_sizes[at] if at is not None else 0
+        data = out.data
+        size = sum(len(str(v)) for v in data.values())
+        if self._nb_display_bytes - replaced + size > NOTEBOOK_DISPLAY_BYTES_PER_CELL:
+            data = {"text/plain": "[display left out of the notebook: over the size budget]"}
+            size = len(data["text/plain"])
+        self._nb_display_bytes += size - replaced
+        item: dict[str, Any] = {"output_type": kind, "data": data, "metadata": out.metadata}
+        if out.is_result:
+            item["execution_count"] = out.execution_count
+        if at is not None:
+            self.notebook[at] = item
+            self._nb_sizes[at] = size
+            return
+        if out.display_id:
+            self._nb_display[out.display_id] = len(self.notebook)
+        self.notebook.append(item)
+        self._nb_sizes.append(size)
 
 
 class ProgressPump:
