@@ -4,11 +4,10 @@ Pure: no kernel, no I/O. `KernelSession` holds one `Lifecycle` and is the only c
 a move the table does not allow is a bug in the session code and raises `InvalidTransition`.
 
 ```
- STARTING --> IDLE <--> BUSY <--> INTERRUPTING
-               |  \\      |            |
-               |   `-> RESTARTING <----'        (any live state may restart or close)
-               v         |
-              DEAD ------'                     CLOSED: deleted or expired, final
+ STARTING --> IDLE <--> BUSY <--> INTERRUPTING     IDLE, BUSY, INTERRUPTING and DEAD may restart;
+               ^  \\                              every state but CLOSED may close.
+               |   `-> RESTARTING <--> DEAD        RESTARTING -> DEAD: no new kernel could start.
+               `-------------'                     CLOSED: deleted or expired, final.
 ```
 """
 
@@ -36,7 +35,7 @@ ALLOWED: dict[SessionState, frozenset[SessionState]] = {
     S.IDLE: frozenset({S.BUSY, S.RESTARTING, S.DEAD, S.CLOSED}),
     S.BUSY: frozenset({S.IDLE, S.INTERRUPTING, S.RESTARTING, S.DEAD, S.CLOSED}),
     S.INTERRUPTING: frozenset({S.IDLE, S.BUSY, S.RESTARTING, S.DEAD, S.CLOSED}),
-    S.RESTARTING: frozenset({S.IDLE, S.CLOSED}),
+    S.RESTARTING: frozenset({S.IDLE, S.DEAD, S.CLOSED}),  # DEAD: no new kernel could start
     S.DEAD: frozenset({S.RESTARTING, S.CLOSED}),
     S.CLOSED: frozenset(),
 }
