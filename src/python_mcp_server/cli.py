@@ -63,108 +63,119 @@ def config_json(config: ServerConfig) -> str:
     return json.dumps(values, indent=2)
 
 
+TransportOption = Annotated[
+    TransportChoice,
+    typer.Option(
+        envvar=f"{ENV}TRANSPORT",
+        help="'http' serves streamable HTTP; 'stdio' serves one "
+        "desktop client over standard input and output.",
+    ),
+]
+HostOption = Annotated[
+    str,
+    typer.Option(
+        envvar=f"{ENV}HOST", help="Address to bind. A non-loopback address needs --auth-token."
+    ),
+]
+PortOption = Annotated[
+    int, typer.Option(envvar=f"{ENV}PORT", min=1, max=65535, help="TCP port for HTTP.")
+]
+PathOption = Annotated[str, typer.Option(envvar=f"{ENV}PATH", help="URL path of the MCP endpoint.")]
+WorkspaceDirOption = Annotated[
+    Path,
+    typer.Option(
+        envvar=[f"{ENV}WORKSPACE_DIR", "MCP_WORKSPACE_DIR"],
+        help="Folder the kernels work in and the file tools are confined to; created if missing.",
+    ),
+]
+ExecutionTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        envvar=f"{ENV}EXECUTION_TIMEOUT",
+        min=0.1,
+        help="Default seconds a cell may run before it is interrupted.",
+    ),
+]
+MaxSessionsOption = Annotated[
+    int,
+    typer.Option(envvar=f"{ENV}MAX_SESSIONS", min=1, help="Most kernel sessions alive at once."),
+]
+SessionIdleTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        envvar=f"{ENV}SESSION_IDLE_TIMEOUT",
+        min=0,
+        help="Seconds a session may go unused before it is shut down (0 = never).",
+    ),
+]
+KernelPoolSizeOption = Annotated[
+    int,
+    typer.Option(
+        envvar=f"{ENV}KERNEL_POOL_SIZE",
+        min=0,
+        help="Kernels kept started in advance so new sessions start at once (0 = none).",
+    ),
+]
+MaxOutputCharsOption = Annotated[
+    int,
+    typer.Option(
+        envvar=f"{ENV}MAX_OUTPUT_CHARS",
+        min=200,
+        help="Characters of stdout, stderr or result returned inline; the rest goes to a file.",
+    ),
+]
+MinFreeMemoryMbOption = Annotated[
+    int,
+    typer.Option(
+        envvar=f"{ENV}MIN_FREE_MEMORY_MB",
+        min=0,
+        help="Refuse new sessions when the host has less memory available than this.",
+    ),
+]
+LogLevelOption = Annotated[
+    str,
+    typer.Option(
+        envvar=f"{ENV}LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR. Logs go to stderr."
+    ),
+]
+AuthTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar=f"{ENV}AUTH_TOKEN",
+        help="Require 'Authorization: Bearer <token>' on HTTP "
+        "requests. Required when --host is not a loopback address.",
+    ),
+]
+ShowConfigOption = Annotated[
+    bool,
+    typer.Option(
+        "--show-config",
+        help="Print the resolved configuration as JSON and exit (the token is masked).",
+    ),
+]
+VersionOption = Annotated[
+    bool,
+    typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+]
+
+
 @app.command()
 def run(
-    transport: Annotated[
-        TransportChoice,
-        typer.Option(
-            envvar=f"{ENV}TRANSPORT",
-            help="'http' serves streamable HTTP; 'stdio' serves one "
-            "desktop client over standard input and output.",
-        ),
-    ] = TransportChoice.http,
-    host: Annotated[
-        str,
-        typer.Option(
-            envvar=f"{ENV}HOST", help="Address to bind. A non-loopback address needs --auth-token."
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(envvar=f"{ENV}PORT", min=1, max=65535, help="TCP port for HTTP.")
-    ] = 8000,
-    path: Annotated[
-        str, typer.Option(envvar=f"{ENV}PATH", help="URL path of the MCP endpoint.")
-    ] = "/mcp",
-    workspace_dir: Annotated[
-        Path,
-        typer.Option(
-            envvar=[f"{ENV}WORKSPACE_DIR", "MCP_WORKSPACE_DIR"],
-            help="Folder the kernels work in and the file tools are confined to; created if missing.",
-        ),
-    ] = Path("workspace"),
-    execution_timeout: Annotated[
-        float,
-        typer.Option(
-            envvar=f"{ENV}EXECUTION_TIMEOUT",
-            min=0.1,
-            help="Default seconds a cell may run before it is interrupted.",
-        ),
-    ] = 60.0,
-    max_sessions: Annotated[
-        int,
-        typer.Option(
-            envvar=f"{ENV}MAX_SESSIONS", min=1, help="Most kernel sessions alive at once."
-        ),
-    ] = 16,
-    session_idle_timeout: Annotated[
-        float,
-        typer.Option(
-            envvar=f"{ENV}SESSION_IDLE_TIMEOUT",
-            min=0,
-            help="Seconds a session may go unused before it is shut down (0 = never).",
-        ),
-    ] = 1800.0,
-    kernel_pool_size: Annotated[
-        int,
-        typer.Option(
-            envvar=f"{ENV}KERNEL_POOL_SIZE",
-            min=0,
-            help="Kernels kept started in advance so new sessions start at once (0 = none).",
-        ),
-    ] = 1,
-    max_output_chars: Annotated[
-        int,
-        typer.Option(
-            envvar=f"{ENV}MAX_OUTPUT_CHARS",
-            min=200,
-            help="Characters of stdout, stderr or result returned inline; the rest goes to a file.",
-        ),
-    ] = 20_000,
-    min_free_memory_mb: Annotated[
-        int,
-        typer.Option(
-            envvar=f"{ENV}MIN_FREE_MEMORY_MB",
-            min=0,
-            help="Refuse new sessions when the host has less memory available than this.",
-        ),
-    ] = 256,
-    log_level: Annotated[
-        str,
-        typer.Option(
-            envvar=f"{ENV}LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR. Logs go to stderr."
-        ),
-    ] = "INFO",
-    auth_token: Annotated[
-        str | None,
-        typer.Option(
-            envvar=f"{ENV}AUTH_TOKEN",
-            help="Require 'Authorization: Bearer <token>' on HTTP "
-            "requests. Required when --host is not a loopback address.",
-        ),
-    ] = None,
-    show_config: Annotated[
-        bool,
-        typer.Option(
-            "--show-config",
-            help="Print the resolved configuration as JSON and exit (the token is masked).",
-        ),
-    ] = False,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
+    transport: TransportOption = TransportChoice.http,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    path: PathOption = "/mcp",
+    workspace_dir: WorkspaceDirOption = Path("workspace"),
+    execution_timeout: ExecutionTimeoutOption = 60.0,
+    max_sessions: MaxSessionsOption = 16,
+    session_idle_timeout: SessionIdleTimeoutOption = 1800.0,
+    kernel_pool_size: KernelPoolSizeOption = 1,
+    max_output_chars: MaxOutputCharsOption = 20_000,
+    min_free_memory_mb: MinFreeMemoryMbOption = 256,
+    log_level: LogLevelOption = "INFO",
+    auth_token: AuthTokenOption = None,
+    show_config: ShowConfigOption = False,
+    version: VersionOption = False,
 ) -> None:
     """Serve Python code execution in Jupyter kernels over MCP."""
     level = log_level.upper()
