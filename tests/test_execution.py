@@ -14,7 +14,13 @@ from fastmcp import Client
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
-from tests.helpers import SLEEP_UNTIL_INTERRUPTED, cancel_when, start_cell, wait_for_file
+from tests.helpers import (
+    IGNORES_INTERRUPTS,
+    SLEEP_UNTIL_INTERRUPTED,
+    cancel_when,
+    start_cell,
+    wait_for_file,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -151,6 +157,25 @@ async def test_interrupt_kernel_stops_a_cell_started_by_another_call(config: Ser
     error = results[0]["error"]
     assert isinstance(error, dict)
     assert error["ename"] == "KeyboardInterrupt"
+
+
+async def test_a_cell_that_ignored_interrupt_kernel_still_times_out_and_is_restarted(
+    config: ServerConfig,
+) -> None:
+    config = dataclasses.replace(config, interrupt_grace_s=0.5)
+    args = {"code": IGNORES_INTERRUPTS, "timeout_s": 3}
+    async with Client(create_server(config)) as client:
+        async with anyio.create_task_group() as tg:
+            results = start_cell(tg, client, args)
+            await wait_for_file(config.workspace_root / "started")
+            answer = await client.call_tool("interrupt_kernel", {})
+        after = await client.call_tool("run_python_code", {"code": "'fresh'"})
+    assert answer.structured_content is not None
+    assert answer.structured_content["message"] == "Interrupt sent to the running code."
+    assert (results[0]["status"], results[0]["state_kept"]) == ("timeout", False)
+    assert "did not stop when interrupted, so the kernel was restarted" in results[0]["message"]
+    assert after.structured_content is not None
+    assert after.structured_content["result"] == "'fresh'"
 
 
 async def test_cancelling_the_call_interrupts_the_kernel(config: ServerConfig) -> None:

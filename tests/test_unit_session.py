@@ -46,6 +46,17 @@ def test_a_cell_runs_is_interrupted_and_settles_back_to_idle() -> None:
     assert not life.running
 
 
+def test_an_interrupt_marks_only_a_running_cell() -> None:
+    for state, after in ((S.BUSY, S.INTERRUPTING), (S.INTERRUPTING, S.INTERRUPTING)):
+        life = Lifecycle(state)
+        life.interrupting()
+        assert life.state is after
+    for state in (S.IDLE, S.RESTARTING, S.DEAD, S.CLOSED, S.STARTING):
+        life = Lifecycle(state)
+        life.interrupting()
+        assert life.state is state
+
+
 def test_settle_leaves_a_session_that_something_else_moved() -> None:
     for state in (S.RESTARTING, S.DEAD, S.CLOSED, S.IDLE):
         life = Lifecycle(state)

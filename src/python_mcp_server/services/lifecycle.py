@@ -76,6 +76,11 @@ class Lifecycle:
             raise InvalidTransition(self._state, target)
         self._state = target
 
+    def interrupting(self) -> None:
+        """An interrupt was sent: a running cell is now being interrupted (other states stay)."""
+        if self._state is S.BUSY:
+            self._state = S.INTERRUPTING
+
     def settle(self) -> None:
         """A cell's call has ended: back to IDLE, unless something else (a restart, a close, a
         death) already took the session elsewhere."""

@@ -290,7 +290,7 @@ class KernelSession:
     async def _stop_overrun(self, run: ExecutionRun, outcome: CellOutcome) -> CellOutcome:
         """Interrupt a cell that ran too long; restart the kernel if the interrupt does not land."""
         try:
-            self._life.move(S.INTERRUPTING)
+            self._life.interrupting()
             await self.kernel.handle.interrupt()
             reply = await asyncio.wait_for(run.wait(), self._config.interrupt_grace_s)
         except (TimeoutError, KernelDiedError):
@@ -377,8 +377,7 @@ class KernelSession:
     async def interrupt(self) -> bool:
         """Send an interrupt (like Ctrl-C); returns whether a cell was running."""
         running = self._life.running
-        if self._life.state is S.BUSY:
-            self._life.move(S.INTERRUPTING)
+        self._life.interrupting()
         await self.kernel.handle.interrupt()
         return running
 
