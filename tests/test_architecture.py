@@ -13,16 +13,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "python_mcp_server"
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "config": set(),
+    "text": {"errors"},
     "procfs": set(),
     "kernels": {"errors", "config", "procfs"},
-    "workspace": {"errors", "config", "procfs"},
+    "workspace": {"errors", "config", "text", "procfs"},
     "health": {"errors", "config"},
-    "services": {"errors", "config", "kernels", "workspace", "health"},
+    "services": {"errors", "config", "text", "kernels", "workspace", "health"},
     "runtime": {"errors", "config", "services"},
-    "tools": {"errors", "config", "services", "runtime"},
+    "tools": {"errors", "config", "text", "services", "runtime"},
     "middleware": {"errors", "config", "services", "runtime"},
     # PlainJsonCalls sits inside BodyLimitMiddleware: it shares its limit and its request replay
-    "transports": {"errors", "config", "middleware"},
+    "transports": {"errors", "config", "text", "middleware"},
     "server": {"errors", "config", "runtime", "tools", "middleware", "transports"},
     "launch": {"errors", "config", "services", "server"},
     "cli": {"errors", "config", "launch"},
@@ -104,3 +105,11 @@ def test_every_tool_turns_our_errors_into_model_readable_results() -> None:
             names = [ast.unparse(d) for d in node.decorator_list]
             if any(n.startswith("mcp.tool") for n in names):
                 assert "domain_errors" in names, f"{path.name}:{node.name} lacks @domain_errors"
+
+
+def test_the_exceptions_module_holds_exceptions_and_nothing_else() -> None:
+    tree = ast.parse((SRC / "errors.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Expr | ast.ImportFrom):
+            continue
+        assert isinstance(node, ast.ClassDef), f"errors.py line {node.lineno} is not a class"

@@ -16,7 +16,6 @@ from python_mcp_server.errors import (
     InvalidArgumentError,
     KernelDiedError,
     KernelNotFoundError,
-    require_text,
 )
 from python_mcp_server.kernels import ExecutionRun, KernelHandle, Reply
 from python_mcp_server.services.artifacts import (
@@ -38,6 +37,7 @@ from python_mcp_server.services.outputs import (
 )
 from python_mcp_server.services.session import CellRecord, Session, now_iso
 from python_mcp_server.services.sessions import SessionManager
+from python_mcp_server.text import require_text
 
 logger = logging.getLogger(__name__)
 
