@@ -27,17 +27,17 @@ from jupyter_client.manager import AsyncKernelManager
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, KernelStartError
 from python_mcp_server.kernels.backend import ExitInfo, KernelSpec, OutputCallback, Reply
 from python_mcp_server.kernels.messages import StatusOutput, StreamOutput, parse_iopub
-from python_mcp_server.kernels.reaper import (
-    KernelCgroup,
+from python_mcp_server.kernels.reaper import kernel_tree
+from python_mcp_server.kernels.wire import Wire
+from python_mcp_server.procs import (
+    Cgroup,
     ProcessJail,
     find_cgroup_parent,
     jail_factory,
-    kernel_tree,
-    kill_processes,
+    kill_same,
+    read_stat,
     sweep_stale_cgroups,
 )
-from python_mcp_server.kernels.wire import Wire
-from python_mcp_server.procfs import read_stat
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class LocalKernelHandle:
         self._id = secrets.token_hex(6)
         self._dir = runtime_dir
         self._cgroup_parent = cgroup_parent
-        self._cgroup: KernelCgroup | None = None
+        self._cgroup: Cgroup | None = None
         self._pid: int | None = None
         self._pid_start: int | None = None
         self._km: AsyncKernelManager | None = None
@@ -173,7 +173,7 @@ class LocalKernelHandle:
         self._pid_start = stat.start if stat is not None else None
         if self._cgroup_parent is None:
             return
-        group = KernelCgroup.create(self._cgroup_parent, f"{os.getpid()}-{self._id}")
+        group = Cgroup.create(self._cgroup_parent, f"{os.getpid()}-{self._id}")
         if group is not None and group.add(self._pid):
             self._cgroup = group
 
@@ -395,7 +395,7 @@ class LocalKernelHandle:
                 await task
         if self._kc is not None:
             self._kc.stop_channels()
-        tree = kernel_tree(self._pid, self._pid_start) if self._pid is not None else []
+        tree = kernel_tree(self._pid, self._pid_start) if self._pid is not None else {}
         km = self._km
         if km is not None and km.has_kernel:
             try:
@@ -408,7 +408,7 @@ class LocalKernelHandle:
                         proc.kill()
         if self._cgroup is not None:
             await self._cgroup.close()
-        if kill_processes(tree):
+        if kill_same(tree):
             logger.info("killed processes left by kernel pid %s", self._pid)
         info = self._exit or ExitInfo(None)
         self._mark_dead(info)

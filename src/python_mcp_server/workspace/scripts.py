@@ -13,12 +13,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import ConfigError, InvalidArgumentError, ScriptNotFoundError
+from python_mcp_server.procs import ProcessJail
 from python_mcp_server.workspace._output import OutputPipe
 from python_mcp_server.workspace._proctree import ProcessTree
 from python_mcp_server.workspace.manager import WorkspaceManager
@@ -111,18 +111,6 @@ async def _supervise(
     outcome.exit_code = proc.returncode
     outcome.killed_pids = tree.killed
     return outcome
-
-
-class ProcessJail(Protocol):
-    """Holds a script and all it starts (a cgroup), so leftovers can be ended with it."""
-
-    def before_start(self) -> Callable[[], None] | None:
-        """A `preexec_fn` that puts the new process in the jail, or None when it cannot."""
-        ...
-
-    async def end(self, already_killed: Collection[int] = ()) -> int:
-        """End every process still inside; how many there were, not counting `already_killed`."""
-        ...
 
 
 class ScriptRunner:
