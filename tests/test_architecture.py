@@ -15,7 +15,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "text": {"errors"},
     "procs": set(),
-    "kernels": {"errors", "config", "procs"},
+    "kernels": {"errors", "config", "text", "procs"},
     "workspace": {"errors", "config", "text", "procs"},
     "health": {"errors", "config"},
     "services": {"errors", "config", "text", "kernels", "workspace", "health"},

@@ -38,6 +38,7 @@ from python_mcp_server.procs import (
     read_stat,
     sweep_stale_cgroups,
 )
+from python_mcp_server.text import HeadTail
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +117,7 @@ class LocalKernelHandle:
         self._tasks: list[asyncio.Task[None]] = []
         self._exit: ExitInfo | None = None
         self._ended = asyncio.Event()
-        self._late: list[str] = []
-        self._late_len = 0
-        self._late_dropped = 0
+        self._late = HeadTail(_LATE_OUTPUT_CHARS, "")
         self._closed = False
         self._stderr_path = runtime_dir / f"{self._id}.stderr"
 
@@ -241,23 +240,11 @@ class LocalKernelHandle:
                 continue
             out = parse_iopub(msg)
             if isinstance(out, StreamOutput):  # a thread or child printing after its cell ended
-                self._keep_late(out.text)
-
-    def _keep_late(self, text: str) -> None:
-        room = _LATE_OUTPUT_CHARS - self._late_len
-        if room <= 0:
-            self._late_dropped += len(text)
-            return
-        self._late.append(text[:room])
-        self._late_len += min(len(text), room)
-        self._late_dropped += max(0, len(text) - room)
+                self._late.append(out.text)
 
     def take_late_output(self) -> str:
-        text = "".join(self._late)
-        if self._late_dropped:
-            text += f"\n... [{self._late_dropped} more characters not kept]"
-        self._late, self._late_len, self._late_dropped = [], 0, 0
-        return text
+        late, self._late = self._late, HeadTail(_LATE_OUTPUT_CHARS, "")
+        return late.render()
 
     async def _read_replies(self, channel: Any) -> None:
         while True:
