@@ -113,3 +113,11 @@ def test_the_exceptions_module_holds_exceptions_and_nothing_else() -> None:
         if isinstance(node, ast.Expr | ast.ImportFrom):
             continue
         assert isinstance(node, ast.ClassDef), f"errors.py line {node.lineno} is not a class"
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "tools").glob("*.py")), ids=lambda p: p.name)
+def test_tools_reach_services_through_the_package_door(path: Path) -> None:
+    inner = {n for n in _imports(path) if n.startswith("python_mcp_server.services.")}
+    assert not inner, (
+        f"{path.name} imports {sorted(inner)}; take it from python_mcp_server.services"
+    )
