@@ -13,15 +13,18 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "python_mcp_server"
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "config": set(),
-    "procfs": set(),
-    "kernels": {"errors", "config", "procfs"},
-    "workspace": {"errors", "config", "procfs"},
+    "text": {"errors"},
+    "procs": set(),
+    "kernels": {"errors", "config", "text", "procs"},
+    "workspace": {"errors", "config", "text", "procs"},
     "health": {"errors", "config"},
-    "services": {"errors", "config", "kernels", "workspace", "health"},
+    "services": {"errors", "config", "text", "kernels", "workspace", "health"},
     "runtime": {"errors", "config", "services"},
-    "tools": {"errors", "config", "services", "runtime"},
+    "tools": {"errors", "config", "text", "services", "runtime"},
     "middleware": {"errors", "config", "services", "runtime"},
-    "server": {"errors", "config", "runtime", "tools", "middleware"},
+    # PlainJsonCalls sits inside BodyLimitMiddleware: it shares its limit and its request replay
+    "transports": {"errors", "config", "text", "middleware"},
+    "server": {"errors", "config", "runtime", "tools", "middleware", "transports"},
     "launch": {"errors", "config", "services", "server"},
     "cli": {"errors", "config", "launch"},
     "__init__": {"errors", "config"},
@@ -102,3 +105,19 @@ def test_every_tool_turns_our_errors_into_model_readable_results() -> None:
             names = [ast.unparse(d) for d in node.decorator_list]
             if any(n.startswith("mcp.tool") for n in names):
                 assert "domain_errors" in names, f"{path.name}:{node.name} lacks @domain_errors"
+
+
+def test_the_exceptions_module_holds_exceptions_and_nothing_else() -> None:
+    tree = ast.parse((SRC / "errors.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Expr | ast.ImportFrom):
+            continue
+        assert isinstance(node, ast.ClassDef), f"errors.py line {node.lineno} is not a class"
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "tools").glob("*.py")), ids=lambda p: p.name)
+def test_tools_reach_services_through_the_package_door(path: Path) -> None:
+    inner = {n for n in _imports(path) if n.startswith("python_mcp_server.services.")}
+    assert not inner, (
+        f"{path.name} imports {sorted(inner)}; take it from python_mcp_server.services"
+    )

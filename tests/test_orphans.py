@@ -18,7 +18,7 @@ from fastmcp.client.transports import StdioTransport
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import LocalBackend
-from python_mcp_server.kernels.reaper import find_cgroup_parent, sweep_stale_cgroups
+from python_mcp_server.procs import find_cgroup_parent, sweep_stale_cgroups
 from python_mcp_server.server import create_server
 from python_mcp_server.services import Services
 from tests.conftest import pid_alive

@@ -19,8 +19,8 @@ import pytest
 import uvicorn
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.middleware import PlainJsonCalls
 from python_mcp_server.server import create_server, http_app
+from python_mcp_server.transports import PlainJsonCalls
 from tests.helpers import SLEEP_UNTIL_INTERRUPTED, wait_for_file
 from tests.servers import free_port
 

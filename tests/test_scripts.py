@@ -12,7 +12,7 @@ from fastmcp import Client
 from mcp.types import TextContent
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.kernels.reaper import find_cgroup_parent
+from python_mcp_server.procs import find_cgroup_parent
 from python_mcp_server.server import create_server
 from tests.conftest import pid_alive
 from tests.helpers import call, error

@@ -17,7 +17,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from python_mcp_server.middleware.stdio_transport import MAX_LINE_BYTES, LineReader, parse_line
+from python_mcp_server.transports.stdio import MAX_LINE_BYTES, LineReader, parse_line
 from tests.conftest import pid_alive
 from tests.helpers import IGNORES_INTERRUPTS, SLEEP_UNTIL_INTERRUPTED, wait_for_file
 from tests.servers import server_command

@@ -28,19 +28,19 @@ from python_mcp_server.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
     DomainErrorMiddleware,
-    PlainJsonCalls,
     TimingMiddleware,
 )
-from python_mcp_server.middleware.stdio_transport import (
+from python_mcp_server.runtime import Services, lifespan_for
+from python_mcp_server.tools import MODULES
+from python_mcp_server.transports import (
     Inbound,
     InFlight,
     LineReader,
+    PlainJsonCalls,
     claimed_stdio,
     read_messages,
     write_messages,
 )
-from python_mcp_server.runtime import Services, lifespan_for
-from python_mcp_server.tools import MODULES
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class _StdioStop:
 
 
 async def _run_stdio(mcp: FastMCP[Any], in_flight: InFlight) -> None:
-    """FastMCP's stdio runner on our transport (see `stdio_transport`)."""
+    """FastMCP's stdio runner on our transport (see `transports.stdio`)."""
     from fastmcp.server.context import reset_transport, set_transport
 
     token = set_transport("stdio")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from python_mcp_server.kernels.messages import Output
-from python_mcp_server.kernels.reaper import ProcessJail
+from python_mcp_server.procs import ProcessJail
 
 OutputCallback = Callable[[Output], None]
 

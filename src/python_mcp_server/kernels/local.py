@@ -27,17 +27,18 @@ from jupyter_client.manager import AsyncKernelManager
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, KernelStartError
 from python_mcp_server.kernels.backend import ExitInfo, KernelSpec, OutputCallback, Reply
 from python_mcp_server.kernels.messages import StatusOutput, StreamOutput, parse_iopub
-from python_mcp_server.kernels.reaper import (
-    KernelCgroup,
+from python_mcp_server.kernels.reaper import kernel_tree
+from python_mcp_server.kernels.wire import Wire
+from python_mcp_server.procs import (
+    Cgroup,
     ProcessJail,
     find_cgroup_parent,
     jail_factory,
-    kernel_tree,
-    kill_processes,
+    kill_same,
+    read_stat,
     sweep_stale_cgroups,
 )
-from python_mcp_server.kernels.wire import Wire
-from python_mcp_server.procfs import read_stat
+from python_mcp_server.text import HeadTail
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class LocalKernelHandle:
         self._id = secrets.token_hex(6)
         self._dir = runtime_dir
         self._cgroup_parent = cgroup_parent
-        self._cgroup: KernelCgroup | None = None
+        self._cgroup: Cgroup | None = None
         self._pid: int | None = None
         self._pid_start: int | None = None
         self._km: AsyncKernelManager | None = None
@@ -116,9 +117,7 @@ class LocalKernelHandle:
         self._tasks: list[asyncio.Task[None]] = []
         self._exit: ExitInfo | None = None
         self._ended = asyncio.Event()
-        self._late: list[str] = []
-        self._late_len = 0
-        self._late_dropped = 0
+        self._late = HeadTail(_LATE_OUTPUT_CHARS, "")
         self._closed = False
         self._stderr_path = runtime_dir / f"{self._id}.stderr"
 
@@ -173,7 +172,7 @@ class LocalKernelHandle:
         self._pid_start = stat.start if stat is not None else None
         if self._cgroup_parent is None:
             return
-        group = KernelCgroup.create(self._cgroup_parent, f"{os.getpid()}-{self._id}")
+        group = Cgroup.create(self._cgroup_parent, f"{os.getpid()}-{self._id}")
         if group is not None and group.add(self._pid):
             self._cgroup = group
 
@@ -241,23 +240,11 @@ class LocalKernelHandle:
                 continue
             out = parse_iopub(msg)
             if isinstance(out, StreamOutput):  # a thread or child printing after its cell ended
-                self._keep_late(out.text)
-
-    def _keep_late(self, text: str) -> None:
-        room = _LATE_OUTPUT_CHARS - self._late_len
-        if room <= 0:
-            self._late_dropped += len(text)
-            return
-        self._late.append(text[:room])
-        self._late_len += min(len(text), room)
-        self._late_dropped += max(0, len(text) - room)
+                self._late.append(out.text)
 
     def take_late_output(self) -> str:
-        text = "".join(self._late)
-        if self._late_dropped:
-            text += f"\n... [{self._late_dropped} more characters not kept]"
-        self._late, self._late_len, self._late_dropped = [], 0, 0
-        return text
+        late, self._late = self._late, HeadTail(_LATE_OUTPUT_CHARS, "")
+        return late.render()
 
     async def _read_replies(self, channel: Any) -> None:
         while True:
@@ -395,7 +382,7 @@ class LocalKernelHandle:
                 await task
         if self._kc is not None:
             self._kc.stop_channels()
-        tree = kernel_tree(self._pid, self._pid_start) if self._pid is not None else []
+        tree = kernel_tree(self._pid, self._pid_start) if self._pid is not None else {}
         km = self._km
         if km is not None and km.has_kernel:
             try:
@@ -408,7 +395,7 @@ class LocalKernelHandle:
                         proc.kill()
         if self._cgroup is not None:
             await self._cgroup.close()
-        if kill_processes(tree):
+        if kill_same(tree):
             logger.info("killed processes left by kernel pid %s", self._pid)
         info = self._exit or ExitInfo(None)
         self._mark_dead(info)

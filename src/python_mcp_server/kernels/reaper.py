@@ -1,235 +1,25 @@
 """Ending a kernel and everything it started, so nothing outlives a session.
 
 Two layers, chosen at runtime:
-- a cgroup v2 group per kernel (`<cgroup2>/python-mcp-server/<server pid>-<kernel id>`): the kernel
-  pid is moved in right after launch, its children inherit the group, and `cgroup.kill` ends all of
-  them at once, including `setsid` and double-forked daemons;
-- a walk of `/proc` taken *before* the kill: the kernel's descendants and every process still in
-  its session. That is the only layer on machines without a writable cgroup v2 tree.
+- the kernel's cgroup v2 group (`procs.Cgroup`), when the machine has a writable cgroup v2 tree:
+  `cgroup.kill` ends every process in it, including `setsid` and double-forked daemons;
+- a walk of `/proc` taken *before* the kill (`kernel_tree`): the kernel's descendants and every
+  process still in its session. That is the only layer on machines without cgroups.
 
 A kernel always starts, whether or not cgroups are available.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
-import secrets
-import signal
-from collections.abc import Callable, Collection
-from pathlib import Path
-
-from python_mcp_server.procfs import PROC, ProcStat, all_processes, read_stat
-
-logger = logging.getLogger(__name__)
-
-CGROUP_PARENT = "python-mcp-server"
-_CGROUP2_CANDIDATES = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
+from python_mcp_server.procs import family, read_stat
 
 
-def kernel_tree(pid: int, start: int | None = None) -> list[ProcStat]:
-    """The processes to end with the kernel `pid` (started at `start`): its descendants (by parent
-    links, so children that called setsid are included) and any process left in its session or
-    process group. Empty when `pid` now names another process (the kernel ended and the pid was
-    reused), so a stranger's processes are never taken for the kernel's."""
+def kernel_tree(pid: int, start: int | None = None) -> dict[int, int]:
+    """The processes to end with the kernel `pid` (started at `start`), pid -> start time: its
+    descendants (by parent links, so children that called setsid are included) and any process
+    left in its session or process group. Empty when `pid` now names another process (the kernel
+    ended and the pid was reused), so a stranger's processes are never taken for the kernel's."""
     now = read_stat(pid)
     if now is not None and start is not None and now.start != start:
-        return []
-    procs = all_processes()
-    children: dict[int, list[ProcStat]] = {}
-    for proc in procs:
-        children.setdefault(proc.ppid, []).append(proc)
-    found: dict[int, ProcStat] = {}
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child.pid not in found:
-                found[child.pid] = child
-                todo.append(child.pid)
-    for proc in procs:
-        if proc.pid != pid and (proc.sid == pid or proc.pgid == pid):
-            found.setdefault(proc.pid, proc)
-    return list(found.values())
-
-
-def kill_processes(procs: list[ProcStat]) -> int:
-    """SIGKILL each process that is still the same process (same start time). Returns the count."""
-    killed = 0
-    for proc in procs:
-        now = read_stat(proc.pid)
-        if now is None or now.start != proc.start or not now.alive:
-            continue
-        try:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed += 1
-        except ProcessLookupError:
-            continue
-        except PermissionError:
-            logger.warning("not allowed to kill pid %s left by a kernel", proc.pid)
-    return killed
-
-
-def _pid_exists(pid: int) -> bool:
-    return (PROC / str(pid)).exists()
-
-
-def find_cgroup_parent() -> Path | None:
-    """A writable cgroup v2 folder for kernel groups, with `cgroup.kill` (Linux >= 5.14), or None.
-
-    Hybrid hosts mount v2 at /sys/fs/cgroup/unified; pure v2 hosts at /sys/fs/cgroup.
-    """
-    for base in _CGROUP2_CANDIDATES:
-        if not (base / "cgroup.procs").is_file():
-            continue
-        parent = base / CGROUP_PARENT
-        probe = parent / f"probe-{secrets.token_hex(4)}"
-        try:
-            parent.mkdir(exist_ok=True)
-            probe.mkdir()
-        except OSError:
-            continue
-        usable = (probe / "cgroup.kill").is_file()
-        with contextlib.suppress(OSError):
-            probe.rmdir()
-        if usable:
-            return parent
-    return None
-
-
-class KernelCgroup:
-    """One kernel's cgroup v2 group."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @classmethod
-    def create(cls, parent: Path, name: str) -> KernelCgroup | None:
-        path = parent / name
-        try:
-            path.mkdir()
-        except OSError as exc:
-            logger.info("no cgroup for a kernel (%s); using process-tree kill", exc)
-            return None
-        return cls(path)
-
-    def add(self, pid: int) -> bool:
-        """Move `pid` into the group. False (and the group removed) if the kernel refuses."""
-        try:
-            (self.path / "cgroup.procs").write_text(str(pid))
-        except OSError as exc:
-            logger.info("could not move pid %s into %s (%s)", pid, self.path, exc)
-            self.remove()
-            return False
-        return True
-
-    def pids(self) -> list[int]:
-        try:
-            return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
-        except OSError:
-            return []
-
-    def populated(self) -> bool:
-        try:
-            events = (self.path / "cgroup.events").read_text()
-        except OSError:
-            return False
-        return "populated 1" in events
-
-    def kill(self) -> None:
-        try:
-            (self.path / "cgroup.kill").write_text("1")
-        except OSError as exc:
-            logger.warning("cgroup.kill failed for %s (%s); killing its pids", self.path, exc)
-            for pid in self.pids():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def remove(self) -> bool:
-        try:
-            self.path.rmdir()
-        except FileNotFoundError:
-            return True
-        except OSError:
-            return False
-        return True
-
-    async def close(self, timeout_s: float = 5.0) -> None:
-        """Kill everything in the group, wait until it is empty, and remove the group."""
-        if not self.path.exists():
-            return
-        self.kill()
-        step = 0.01
-        for _ in range(max(1, int(timeout_s / step))):
-            if self.remove():  # rmdir fails (EBUSY) until the last process has exited
-                return
-            await asyncio.sleep(step)
-        logger.error("cgroup %s could not be removed; pids %s", self.path, self.pids())
-
-
-def sweep_stale_cgroups(parent: Path) -> int:
-    """End and remove kernel groups left by servers that no longer run (killed with SIGKILL).
-
-    Groups are named `<server pid>-<kernel id>`; a group whose server pid is gone is stale.
-    """
-    swept = 0
-    try:
-        entries = list(parent.iterdir())
-    except OSError:
-        return 0
-    for entry in entries:
-        owner = entry.name.split("-", 1)[0]
-        if not entry.is_dir() or not owner.isdigit() or _pid_exists(int(owner)):
-            continue
-        group = KernelCgroup(entry)
-        if group.populated():
-            group.kill()
-        if group.remove():
-            swept += 1
-    if swept:
-        logger.info("removed %s kernel cgroups left by earlier servers", swept)
-    return swept
-
-
-class ProcessJail:
-    """A cgroup v2 group for a short-lived process (a script) and everything it starts, so that
-    daemons it leaves behind, double-forked and detached ones included, can be ended with it."""
-
-    def __init__(self, parent: Path) -> None:
-        self._parent = parent
-        self._group: KernelCgroup | None = None
-
-    def before_start(self) -> Callable[[], None] | None:
-        """A `preexec_fn` that moves the new process into the group before it runs anything."""
-        group = KernelCgroup.create(self._parent, f"{os.getpid()}-script-{secrets.token_hex(4)}")
-        if group is None:
-            return None
-        self._group = group
-        procs = str(group.path / "cgroup.procs")
-
-        def join() -> None:  # runs in the child between fork and exec: keep it minimal
-            fd = os.open(procs, os.O_WRONLY)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-
-        return join
-
-    async def end(self, already_killed: Collection[int] = ()) -> int:
-        """Kill what is still running in the group and remove it; how many processes it held,
-        not counting `already_killed` (ended by another mechanism and maybe still exiting)."""
-        group, self._group = self._group, None
-        if group is None:
-            return 0
-        left = len(set(group.pids()) - set(already_killed))
-        await group.close()
-        return left
-
-
-def jail_factory(parent: Path | None) -> Callable[[], ProcessJail] | None:
-    """Makes a `ProcessJail` per script where cgroups work, else None (process-tree kill only)."""
-    if parent is None:
-        return None
-    return lambda: ProcessJail(parent)
+        return {}
+    return {proc.pid: proc.start for proc in family(pid)}

@@ -1,16 +1,13 @@
-"""Middleware we own: domain errors, timing and logging, HTTP bearer auth, body limit, plain-JSON
-answers for calls that cannot stream."""
+"""Middleware we own: domain errors, timing and logging, HTTP bearer auth, body limit."""
 
 from python_mcp_server.middleware.auth import BearerAuthMiddleware
 from python_mcp_server.middleware.body_limit import BodyLimitMiddleware
 from python_mcp_server.middleware.errors import DomainErrorMiddleware
-from python_mcp_server.middleware.plain_json import PlainJsonCalls
 from python_mcp_server.middleware.timing import TimingMiddleware
 
 __all__ = [
     "BearerAuthMiddleware",
     "BodyLimitMiddleware",
     "DomainErrorMiddleware",
-    "PlainJsonCalls",
     "TimingMiddleware",
 ]

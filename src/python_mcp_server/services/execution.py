@@ -16,7 +16,7 @@ from typing import TextIO
 import anyio
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.errors import InvalidArgumentError, KernelDiedError, require_text
+from python_mcp_server.errors import InvalidArgumentError, KernelDiedError
 from python_mcp_server.services.artifacts import (
     DRAIN_EXPRESSION,
     METADATA_KEY,
@@ -38,6 +38,7 @@ from python_mcp_server.services.results import (
 )
 from python_mcp_server.services.session import KernelSession
 from python_mcp_server.services.sessions import SessionManager
+from python_mcp_server.text import require_text
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ import re
 from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.errors import InvalidArgumentError, require_text
+from python_mcp_server.errors import InvalidArgumentError
 from python_mcp_server.kernels.messages import strip_ansi
 from python_mcp_server.services._probe import PROBE_TIMEOUT_S, evaluate, locked
 from python_mcp_server.services.sessions import SessionManager
+from python_mcp_server.text import require_text
 
 MAX_MATCHES = 200
 REPR_CHARS = 200

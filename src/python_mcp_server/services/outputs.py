@@ -19,6 +19,7 @@ from python_mcp_server.kernels.messages import (
     Output,
     StreamOutput,
 )
+from python_mcp_server.text import HeadTail
 
 logger = logging.getLogger(__name__)
 
@@ -36,43 +37,24 @@ class BoundedText:
     budget the whole text goes, piece by piece as it arrives, to a spill file."""
 
     def __init__(self, budget: int, spill: Callable[[], tuple[TextIO, str]] | None = None) -> None:
-        self._head_budget = budget // 2
-        self._tail_budget = budget - self._head_budget
-        self._head: list[str] = []
-        self._head_len = 0
-        self._tail: list[str] = []
-        self._tail_len = 0
+        self._budget = budget
+        self._kept = HeadTail(budget, "")
         self._spill = spill
         self._file: TextIO | None = None
         self.uri: str | None = None
-        self.total = 0
+
+    @property
+    def total(self) -> int:
+        return self._kept.total
 
     def append(self, text: str) -> None:
         if not text:
             return
-        self.total += len(text)
-        if self._spill is not None and self.truncated:
+        if self._spill is not None and self.total + len(text) > self._budget:
             self._start_spill()
         if self._file is not None:
             self._write(text)
-        room = self._head_budget - self._head_len
-        if room > 0:
-            part = text[:room]
-            self._head.append(part)
-            self._head_len += len(part)
-            text = text[room:]
-        if not text:
-            return
-        if len(text) >= self._tail_budget:
-            self._tail = [text[-self._tail_budget :]] if self._tail_budget else []
-            self._tail_len = min(len(text), self._tail_budget)
-            return
-        self._tail.append(text)
-        self._tail_len += len(text)
-        if self._tail_len > 2 * self._tail_budget:
-            joined = "".join(self._tail)[-self._tail_budget :]
-            self._tail = [joined]
-            self._tail_len = len(joined)
+        self._kept.append(text)
 
     def _start_spill(self) -> None:
         """Open the spill file and write what came before (all of it: nothing was dropped yet)."""
@@ -83,8 +65,7 @@ class BoundedText:
         except OSError as exc:
             logger.warning("could not open a file for long output: %s", exc)
             return
-        for part in (*self._head, *self._tail):
-            self._write(part)
+        self._write(self._kept.head() + self._kept.tail())
 
     def _write(self, text: str) -> None:
         assert self._file is not None
@@ -103,21 +84,14 @@ class BoundedText:
 
     @property
     def truncated(self) -> bool:
-        return self.total > self._head_budget + self._tail_budget
+        return self._kept.truncated
 
     def omitted(self) -> int:
-        return max(0, self.total - self._head_budget - self._tail_budget)
-
-    def marker(self) -> str:
-        where = f"; full text: {self.uri}" if self.uri else ""
-        return f"\n... [{self.omitted()} characters omitted{where}] ...\n"
+        """Characters left out of `render()`."""
+        return self._kept.omitted()
 
     def render(self) -> str:
-        head = "".join(self._head)
-        tail = "".join(self._tail)
-        if not self.truncated:
-            return head + tail
-        return head + self.marker() + tail[-self._tail_budget :]
+        return self._kept.render(f"; full text: {self.uri}" if self.uri else "")
 
 
 class OutputCollector:

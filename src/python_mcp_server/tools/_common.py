@@ -15,8 +15,9 @@ from fastmcp.utilities.json_schema import dereference_refs
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from python_mcp_server.errors import ServerError, escape_surrogates, on_strings
+from python_mcp_server.errors import ServerError
 from python_mcp_server.runtime import caller_key, services
+from python_mcp_server.text import escape_surrogates, on_strings
 
 P = ParamSpec("P")
 R = TypeVar("R")

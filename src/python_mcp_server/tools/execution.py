@@ -12,9 +12,9 @@ from fastmcp.tools import ToolResult
 from mcp.types import ContentBlock, ImageContent, ResourceLink, TextContent
 from pydantic import Field
 
-from python_mcp_server.errors import escape_surrogates
 from python_mcp_server.runtime import services
-from python_mcp_server.services.models import ActionResult, ExecutionResult, RestartResult
+from python_mcp_server.services import ActionResult, ExecutionResult, RestartResult
+from python_mcp_server.text import escape_surrogates
 from python_mcp_server.tools._common import (
     CHANGES_STATE,
     DESTRUCTIVE,

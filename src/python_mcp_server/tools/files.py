@@ -14,14 +14,13 @@ from pydantic import Field
 
 from python_mcp_server.errors import ServerError
 from python_mcp_server.runtime import services
-from python_mcp_server.services.files import (
+from python_mcp_server.services import (
     DeleteResult,
     FileContent,
     FileList,
     ScriptRun,
     WorkspaceInfo,
     WriteResult,
-    read_resource,
 )
 from python_mcp_server.tools._common import (
     DESTRUCTIVE,
@@ -253,7 +252,7 @@ def register(mcp: FastMCP) -> None:
         # FastMCP's own parameter screening is lifted so that resolve_inside, the one
         # confinement check, decides and its message reaches the client.
         try:
-            content, mime = await read_resource(services(ctx).workspace, path)
+            content, mime = await services(ctx).workspace.read_resource(path)
         except ServerError as exc:
             # FastMCP logs resource errors with a traceback; a wrong URI is not worth one
             raise ResourceError(str(exc), log_level=logging.DEBUG) from exc

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from python_mcp_server import __version__
 from python_mcp_server.runtime import services
-from python_mcp_server.services.health import HealthReport, Responsiveness
+from python_mcp_server.services import HealthReport, Responsiveness
 from python_mcp_server.tools._common import (
     READ_ONLY,
     SessionArg,

@@ -9,7 +9,7 @@ from fastmcp.tools import ToolResult
 from pydantic import Field
 
 from python_mcp_server.runtime import services
-from python_mcp_server.services.introspection import (
+from python_mcp_server.services import (
     CompletionResult,
     InspectionResult,
     VariableList,

@@ -9,7 +9,7 @@ from fastmcp.tools import ToolResult
 from pydantic import Field
 
 from python_mcp_server.runtime import services
-from python_mcp_server.services.notebooks import NotebookExport
+from python_mcp_server.services import NotebookExport
 from python_mcp_server.tools._common import (
     IDEMPOTENT_WRITE,
     SessionArg,

@@ -11,8 +11,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from python_mcp_server.runtime import services
-from python_mcp_server.services.environment import EnvironmentInfo
-from python_mcp_server.services.packages import InstallResult, PackageList
+from python_mcp_server.services import EnvironmentInfo, InstallResult, PackageList
 from python_mcp_server.tools._common import (
     READ_ONLY,
     SessionArg,

@@ -9,8 +9,7 @@ from fastmcp.tools import ToolResult
 from pydantic import BaseModel, Field
 
 from python_mcp_server.runtime import caller_key, services
-from python_mcp_server.services.models import ActionResult, SessionInfo, SessionList
-from python_mcp_server.services.sessions import DEFAULT_SESSION
+from python_mcp_server.services import DEFAULT_SESSION, ActionResult, SessionInfo, SessionList
 from python_mcp_server.tools._common import (
     CHANGES_STATE,
     DESTRUCTIVE,

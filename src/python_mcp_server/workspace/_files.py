@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from python_mcp_server.errors import InvalidArgumentError, WorkspaceFileExistsError, require_text
+from python_mcp_server.errors import InvalidArgumentError, WorkspaceFileExistsError
+from python_mcp_server.text import require_text
 from python_mcp_server.workspace.models import EntryType, FileEntry
 
 

@@ -4,46 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import deque
+
+from python_mcp_server.text import HeadTail, omission_marker
 
 
 class BoundedBytes:
     """Keeps the head and the tail of a byte stream within a budget."""
 
     def __init__(self, budget: int) -> None:
-        self.head_budget = budget // 2
-        self.tail_budget = budget - self.head_budget
-        self.head = bytearray()
-        self.tail: deque[bytes] = deque()
-        self.tail_len = 0
-        self.total = 0
+        self._kept = HeadTail(budget, b"")
 
     def append(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.head_budget - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail.append(data)
-            self.tail_len += len(data)
-            while self.tail_len - len(self.tail[0]) >= self.tail_budget:
-                self.tail_len -= len(self.tail.popleft())
+        self._kept.append(data)
 
     @property
     def truncated(self) -> bool:
-        return self.total > self.head_budget + self.tail_budget
+        return self._kept.truncated
 
     def render(self) -> str:
-        tail = b"".join(self.tail)
-        if not self.truncated:
-            return (bytes(self.head) + tail).decode("utf-8", errors="replace")
-        tail = tail[-self.tail_budget :] if self.tail_budget else b""
-        omitted = self.total - len(self.head) - len(tail)
+        kept = self._kept
+        if not kept.truncated:
+            return (kept.head() + kept.tail()).decode("utf-8", errors="replace")
         return (
-            self.head.decode("utf-8", errors="replace")
-            + f"\n... [{omitted} bytes omitted] ...\n"
-            + tail.decode("utf-8", errors="replace")
+            kept.head().decode("utf-8", errors="replace")
+            + omission_marker(kept.omitted(), "bytes")
+            + kept.tail().decode("utf-8", errors="replace")
         )
 
 

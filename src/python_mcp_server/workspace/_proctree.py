@@ -11,35 +11,15 @@ process group kill is all there is.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
-from python_mcp_server.procfs import PROC, all_processes, descendants, start_time
-
-_ROUNDS = 20
-
-
-def session_members(sid: int) -> set[int]:
-    """Live processes whose session id is `sid`."""
-    return {stat.pid for stat in all_processes() if stat.sid == sid and stat.alive}
-
-
-def pipe_holders(inodes: set[int]) -> set[int]:
-    """Live processes other than this one with an open descriptor on one of the pipes."""
-    targets = {f"pipe:[{inode}]" for inode in inodes}
-    me = os.getpid()
-    found: set[int] = set()
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            with os.scandir(entry / "fd") as fds:
-                if any(os.readlink(fd.path) in targets for fd in fds):
-                    found.add(int(entry.name))
-        except OSError:
-            continue
-    return found
+from python_mcp_server.procs import (
+    descendants,
+    freeze_and_kill,
+    pipe_holders,
+    session_members,
+    start_time,
+)
 
 
 class ProcessTree:
@@ -71,25 +51,6 @@ class ProcessTree:
 
     def kill(self) -> int:
         """Stop the whole tree (so nothing forks past us), then kill it. Returns how many died."""
-        stopped: dict[int, int] = {}
-        seen: set[int] = set()
-        for _ in range(_ROUNDS):
-            new = self._candidates() - seen
-            if not new:
-                break
-            seen |= new
-            for pid in new:
-                start = start_time(pid)
-                if start is None or self.known.get(pid, start) != start:
-                    continue
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGSTOP)
-                    stopped[pid] = start
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.root_pid, signal.SIGKILL)
-        for pid, start in stopped.items():
-            if start_time(pid) == start:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+        stopped = freeze_and_kill(self._candidates, self.known, self.root_pid)
         self.killed |= stopped.keys()
         return len(stopped)

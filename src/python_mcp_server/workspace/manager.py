@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import logging
+import mimetypes
 import os
 import shutil
 import stat
@@ -93,9 +94,20 @@ class WorkspaceManager:
                 "different path, or call list_files to see what exists."
             ) from exc
 
-    async def read_all(self, path: str) -> tuple[Path, bytes]:
-        """The real path and the whole content of a file (for resource reads), size-capped."""
-        return await self._run(self.read_whole, path)
+    async def read_resource(self, path: str) -> tuple[str | bytes, str]:
+        """A whole file for a resource read, size-capped: (text or bytes, mime type).
+
+        UTF-8 files without NUL bytes come back as text, anything else as bytes; the mime type is
+        guessed from the file name.
+        """
+        real, data = await self._run(self.read_whole, path)
+        mime = mimetypes.guess_type(real.name)[0]
+        if b"\x00" not in data:
+            try:
+                return data.decode("utf-8"), mime or "text/plain"
+            except UnicodeDecodeError:
+                pass
+        return data, mime or "application/octet-stream"
 
     async def write_all(self, path: str, data: bytes, overwrite: bool = True) -> WriteResult:
         """Write bytes produced by the server (an exported notebook, for example)."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from python_mcp_server.errors import PathOutsideWorkspaceError, require_text
+from python_mcp_server.errors import PathOutsideWorkspaceError
+from python_mcp_server.text import require_text
 
 RULE_NUL = "it contains a NUL byte"
 RULE_EMPTY = "it is empty; name a file or folder inside the workspace"

@@ -13,13 +13,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import ConfigError, InvalidArgumentError, ScriptNotFoundError
-from python_mcp_server.workspace._output import OutputPipe
+from python_mcp_server.procs import ProcessJail
+from python_mcp_server.workspace._output import BoundedBytes, OutputPipe
 from python_mcp_server.workspace._proctree import ProcessTree
 from python_mcp_server.workspace.manager import WorkspaceManager
 from python_mcp_server.workspace.models import ScriptRun, WriteResult
@@ -113,18 +113,6 @@ async def _supervise(
     return outcome
 
 
-class ProcessJail(Protocol):
-    """Holds a script and all it starts (a cgroup), so leftovers can be ended with it."""
-
-    def before_start(self) -> Callable[[], None] | None:
-        """A `preexec_fn` that puts the new process in the jail, or None when it cannot."""
-        ...
-
-    async def end(self, already_killed: Collection[int] = ()) -> int:
-        """End every process still inside; how many there were, not counting `already_killed`."""
-        ...
-
-
 class ScriptRunner:
     """Saves and runs the scripts in the workspace's `scripts/` folder."""
 
@@ -209,25 +197,35 @@ class ScriptRunner:
                 await asyncio.shield(jail.end())
             out.close()
             err.close()
-        duration_ms = (time.monotonic() - started) * 1000
-        notes = outcome.notes
-        if not outcome.timed_out and outcome.exit_code:
-            see = "; see stderr." if err.sink.render() else " and wrote nothing to stderr."
-            notes.append(f"The script exited with code {outcome.exit_code}{see}")
-        if out.sink.truncated or err.sink.truncated:
-            notes.append(
-                f"Long output was cut to {budget} bytes per stream (head and tail kept); write "
-                "large results to a file in outputs/ instead."
-            )
-        return ScriptRun(
-            name=filename,
-            exit_code=outcome.exit_code,
-            timed_out=outcome.timed_out,
-            duration_ms=round(duration_ms, 1),
-            stdout=out.sink.render(),
-            stderr=err.sink.render(),
-            stdout_truncated=out.sink.truncated,
-            stderr_truncated=err.sink.truncated,
-            killed_processes=outcome.killed,
-            message=" ".join(notes) or None,
+        return _report(filename, outcome, (out.sink, err.sink), budget, time.monotonic() - started)
+
+
+def _report(
+    filename: str,
+    outcome: _Outcome,
+    sinks: tuple[BoundedBytes, BoundedBytes],
+    budget: int,
+    took_s: float,
+) -> ScriptRun:
+    out, err = sinks
+    notes = outcome.notes
+    if not outcome.timed_out and outcome.exit_code:
+        see = "; see stderr." if err.render() else " and wrote nothing to stderr."
+        notes.append(f"The script exited with code {outcome.exit_code}{see}")
+    if out.truncated or err.truncated:
+        notes.append(
+            f"Long output was cut to {budget} bytes per stream (head and tail kept); write "
+            "large results to a file in outputs/ instead."
         )
+    return ScriptRun(
+        name=filename,
+        exit_code=outcome.exit_code,
+        timed_out=outcome.timed_out,
+        duration_ms=round(took_s * 1000, 1),
+        stdout=out.render(),
+        stderr=err.render(),
+        stdout_truncated=out.truncated,
+        stderr_truncated=err.truncated,
+        killed_processes=outcome.killed,
+        message=" ".join(notes) or None,
+    )

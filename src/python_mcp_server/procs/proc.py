@@ -1,13 +1,12 @@
 """Reading Linux's `/proc`: one process's identity and links, and walks over them.
 
-The kernels layer uses it to find everything a kernel started; the workspace layer to find
-everything a script started. Elsewhere than Linux `/proc` is missing and every reader here finds
-nothing.
+Elsewhere than Linux `/proc` is missing and every reader here finds nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +85,49 @@ def descendants(pid: int) -> set[int]:
                 seen.add(child)
                 todo.append(child)
     return seen
+
+
+def family(pid: int) -> list[ProcStat]:
+    """`pid`'s descendants, by parent links in one pass over `/proc` (so children that called
+    setsid are included), and every other process in its session or process group."""
+    procs = all_processes()
+    children: dict[int, list[ProcStat]] = {}
+    for proc in procs:
+        children.setdefault(proc.ppid, []).append(proc)
+    found: dict[int, ProcStat] = {}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child.pid not in found:
+                found[child.pid] = child
+                todo.append(child.pid)
+    for proc in procs:
+        if proc.pid != pid and (proc.sid == pid or proc.pgid == pid):
+            found.setdefault(proc.pid, proc)
+    return list(found.values())
+
+
+def session_members(sid: int) -> set[int]:
+    """Live processes whose session id is `sid`."""
+    return {stat.pid for stat in all_processes() if stat.sid == sid and stat.alive}
+
+
+def pipe_holders(inodes: set[int]) -> set[int]:
+    """Live processes other than this one with an open descriptor on one of the pipes."""
+    targets = {f"pipe:[{inode}]" for inode in inodes}
+    me = os.getpid()
+    found: set[int] = set()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with os.scandir(entry / "fd") as fds:
+                if any(os.readlink(fd.path) in targets for fd in fds):
+                    found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def pid_exists(pid: int) -> bool:
+    return (PROC / str(pid)).exists()

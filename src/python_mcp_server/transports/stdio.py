@@ -50,7 +50,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-from python_mcp_server.errors import on_strings, replace_surrogates
+from python_mcp_server.text import on_strings, replace_surrogates
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,22 @@
+"""The ways requests reach the server that we serve ourselves: stdio (one JSON-RPC message per
+line) and plain-JSON answers on the streamable-HTTP endpoint for calls that cannot stream."""
+
+from python_mcp_server.transports.plain_json import PlainJsonCalls
+from python_mcp_server.transports.stdio import (
+    Inbound,
+    InFlight,
+    LineReader,
+    claimed_stdio,
+    read_messages,
+    write_messages,
+)
+
+__all__ = [
+    "InFlight",
+    "Inbound",
+    "LineReader",
+    "PlainJsonCalls",
+    "claimed_stdio",
+    "read_messages",
+    "write_messages",
+]
