@@ -221,7 +221,6 @@ def test_a_wheel_inside_the_workspace_is_accepted_when_allowed(root: Path) -> No
             raw="dist/My_Pkg-1.0-py3-none-any.whl",
             argument=str(wheel),
             name="my-pkg",
-            local=True,
         )
     ]
 
@@ -229,7 +228,7 @@ def test_a_wheel_inside_the_workspace_is_accepted_when_allowed(root: Path) -> No
 def test_a_project_folder_inside_the_workspace_is_accepted_without_a_name(root: Path) -> None:
     (root / "proj").mkdir()
     assert parse_requirements(["./proj"], root, True) == [
-        Requested(raw="./proj", argument=str(root / "proj"), name=None, local=True)
+        Requested(raw="./proj", argument=str(root / "proj"), name=None)
     ]
 
 

@@ -52,10 +52,9 @@ _SHUTDOWN_TIMEOUT_S = 10.0
 class LocalRun:
     """One submitted cell on a `LocalKernelHandle`."""
 
-    def __init__(self, msg_id: str, on_output: OutputCallback | None, handle: LocalKernelHandle):
+    def __init__(self, msg_id: str, on_output: OutputCallback | None):
         self.msg_id = msg_id
         self._on_output = on_output
-        self._handle = handle
         self._reply: Reply | None = None
         self._idle = False
         self._done = asyncio.Event()
@@ -125,11 +124,6 @@ class LocalKernelHandle:
     def pid(self) -> int | None:
         """The kernel's pid; after it ended, the pid it had."""
         return self._pid
-
-    @property
-    def cgroup(self) -> Path | None:
-        """The kernel's cgroup v2 folder, or None when the process-tree kill is used instead."""
-        return self._cgroup.path if self._cgroup is not None else None
 
     @property
     def python(self) -> str:
@@ -342,7 +336,7 @@ class LocalKernelHandle:
                 "stop_on_error": False,
             },
         )
-        run = LocalRun(msg_id, on_output, self)
+        run = LocalRun(msg_id, on_output)
         self._runs[msg_id] = run
         await kc.shell_channel.socket.send_multipart(frames)
         return run

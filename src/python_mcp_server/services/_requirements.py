@@ -33,7 +33,6 @@ class Requested:
     raw: str
     argument: str
     name: str | None  # canonical distribution name; None for a local folder
-    local: bool = False
 
 
 def refuse(raw: str, rule: str) -> PackageError:
@@ -103,4 +102,4 @@ def _local(raw: str, text: str, root: Path) -> Requested:
             name = canonicalize_name(parse_wheel_filename(path.name)[0])
         except InvalidWheelFilename:
             raise refuse(raw, "it is not a valid wheel file name") from None
-    return Requested(raw=raw, argument=str(path), name=name, local=True)
+    return Requested(raw=raw, argument=str(path), name=name)

@@ -67,7 +67,6 @@ class SessionManager:
         self._create_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
-        self._stopping = False
 
     async def __aenter__(self) -> Self:
         self._config.workspace_root.mkdir(parents=True, exist_ok=True)
@@ -87,11 +86,6 @@ class SessionManager:
     def pool(self) -> KernelPool[ReadyKernel]:
         return self.kernels.pool
 
-    @property
-    def stopping(self) -> bool:
-        """The server is shutting down: running cells were interrupted so their calls can answer."""
-        return self._stopping
-
     async def interrupt_running(self, grace_s: float = _STOP_GRACE_S) -> int:
         """Interrupt every running cell because the server is stopping; returns how many.
 
@@ -99,7 +93,6 @@ class SessionManager:
         grace period, instead of being cut off. The kernel of a cell still running `grace_s`
         later (it ignores the interrupt) is stopped, so its call ends too.
         """
-        self._stopping = True
         running = [s for s in self._sessions.values() if s.running and not s.closed]
         for session in running:
             await session.interrupt_for_shutdown()
