@@ -20,6 +20,7 @@ import pytest
 from fastmcp import Client
 
 from python_mcp_server.config import ServerConfig
+from python_mcp_server.errors import KernelBusyError, KernelError
 from python_mcp_server.kernel_ext import (
     PROBES,
     files,
@@ -31,7 +32,12 @@ from python_mcp_server.kernel_ext import (
 )
 from python_mcp_server.server import create_server
 from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR, MODULE
-from python_mcp_server.services._probe import probe_expression
+from python_mcp_server.services._probe import (
+    RESULT_KEY,
+    probe_expression,
+    probe_result,
+    probe_timeout_error,
+)
 from python_mcp_server.services.artifacts import DRAIN_EXPRESSION, kernel_setup_code
 
 # --- changed-file tracking ----------------------------------------------------------------------
@@ -258,6 +264,40 @@ def test_a_variable_that_cannot_be_restored_is_reported(tmp_path: Path) -> None:
     assert loaded["dropped"]["broken"].startswith("it could not be restored: UnpicklingError")
 
 
+# --- probe requests and replies, server side -------------------------------------------------
+
+
+def test_a_probe_is_one_line_that_names_its_function_and_arguments() -> None:
+    expression = probe_expression("refresh", {"numpy": "2.0"})
+    assert "\n" not in expression
+    assert expression.endswith(""".probe('refresh', '{"numpy": "2.0"}', globals())""")
+
+
+def test_a_probe_reply_gives_its_value() -> None:
+    content = {
+        "user_expressions": {
+            RESULT_KEY: {"status": "ok", "data": {"text/plain": repr('{"total": 0}')}}
+        }
+    }
+    assert probe_result(content, "s1") == {"total": 0}
+
+
+def test_a_failed_probe_says_what_failed_and_what_to_do() -> None:
+    content = {
+        "user_expressions": {
+            RESULT_KEY: {"status": "error", "ename": "TypeError", "evalue": "boom", "traceback": []}
+        }
+    }
+    with pytest.raises(KernelError) as failed:
+        probe_result(content, "s1")
+    assert str(failed.value) == (
+        "Could not look inside session 's1': TypeError: boom. If your code rebound a builtin "
+        "such as exec, globals or __import__, delete that name (del exec) and try again."
+    )
+    assert isinstance(probe_timeout_error("s1", 2.5), KernelBusyError)
+    assert "took longer than 2.5 s and was interrupted" in str(probe_timeout_error("s1", 2.5))
+
+
 # --- loading from its directory -----------------------------------------------------------------
 
 
@@ -346,10 +386,17 @@ LOADED = [MODULE] + [
 
 async def check(config: ServerConfig) -> dict[str, Any]:
     async with Client(create_server(config)) as client:
+        # a probe before any cell loads the package; the first cell then installs the hooks
+        first = await client.call_tool("list_variables", {})
         res = await client.call_tool("run_python_code", {"code": _CHECK})
+        after = await client.call_tool("list_variables", {})
         names = await client.call_tool("run_python_code", {"code": "sorted(dir())"})
     assert res.structured_content is not None
     assert names.structured_content is not None
+    assert first.structured_content is not None
+    assert after.structured_content is not None
+    assert first.structured_content["variables"] == []
+    assert [v["name"] for v in after.structured_content["variables"]] == ["importable", "loaded"]
     return {
         "result": ast.literal_eval(res.structured_content["result"]),
         "files": [f["path"] for f in res.structured_content["files"]],
