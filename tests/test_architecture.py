@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import re
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,8 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"errors", "config", "launch"},
     "__init__": {"errors", "config"},
     "__main__": {"cli"},
+    # runs inside kernels, whose interpreter may lack python_mcp_server: the stdlib only
+    "kernel_ext": set(),
 }
 # third-party packages only one layer may import
 OWNED = {"jupyter_client": "kernels", "psutil": "health"}
@@ -82,6 +87,111 @@ def test_owned_dependencies_stay_with_their_owner(path: Path) -> None:
 def test_modules_stay_small(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines; split it (cap {MAX_LINES})"
+
+
+def _imports_kernel_ext(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        if any(m.startswith("python_mcp_server.kernel_ext") for m in modules):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_the_server_never_imports_the_kernel_side_package(path: Path) -> None:
+    # the server only needs kernel_ext's location on disk; kernels load it from there
+    assert _layer(path) == "kernel_ext" or not _imports_kernel_ext(path), (
+        f"{path.name} imports kernel_ext; it runs in kernels, so refer to it by its directory"
+    )
+
+
+KERNEL_EXT = sorted((SRC / "kernel_ext").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", KERNEL_EXT, ids=lambda p: p.name)
+def test_kernel_side_code_imports_only_the_standard_library_and_its_siblings(path: Path) -> None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            assert node.level == 1, f"{path.name}: {ast.unparse(node)}"
+            assert node.module is None, f"{path.name}: {ast.unparse(node)}"
+    # cloudpickle is optional: imported inside try/except ImportError, with pickle as fallback
+    third_party = {n.split(".")[0] for n in _imports(path)} - set(sys.stdlib_module_names)
+    assert third_party <= {"cloudpickle"}, f"{path.name} imports {sorted(third_party)}"
+
+
+_STATEMENTS = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Import,
+    ast.ImportFrom,
+    ast.For,
+    ast.While,
+    ast.With,
+    ast.Try,
+)
+
+
+_PLACEHOLDER = re.compile(r"\{[^{}\n]*\}")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            first = node.body[0] if node.body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def _python_in_strings(source: str) -> list[int]:
+    """Lines of string literals (docstrings aside) that hold a multi-line Python program."""
+    tree = ast.parse(source)
+    docstrings = _docstrings(tree)
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Constant) or not isinstance(node.value, str):
+            continue
+        text = textwrap.dedent(node.value).strip()
+        if id(node) in docstrings or text.count("\n") < 1:
+            continue
+        try:
+            program = ast.parse(text)
+        except SyntaxError:
+            try:  # a template: fill its {placeholders} in
+                program = ast.parse(_PLACEHOLDER.sub("_", text))
+            except SyntaxError:
+                continue
+        if any(isinstance(n, _STATEMENTS) for n in ast.walk(program)):
+            lines.append(node.lineno)
+    return lines
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_no_python_program_is_held_in_a_string(path: Path) -> None:
+    found = _python_in_strings(path.read_text())
+    assert not found, (
+        f"{path.name}:{found} holds Python source in a string; code that runs elsewhere belongs "
+        "in kernel_ext (a real module), reached by a one-line expression"
+    )
+
+
+def test_the_string_check_catches_a_program_but_not_prose_or_docstrings() -> None:
+    planted = (
+        '"""A module.\n\nimport os\nfor x in y:\n    pass\n"""\n'
+        'SETUP = """\nimport os\nprint(os.getcwd())\n"""\n'
+        'MESSAGE = "Could not start.\\nTry again."\n'
+        'ONE_LINE = "import json; print(json.dumps(1))"\n'
+        'TEMPLATE = """\ndef f(x):\n    return x\nf({value!r})\n"""\n'
+    )
+    assert _python_in_strings(planted) == [7, 13]
 
 
 def test_tests_do_not_mock_our_code() -> None:

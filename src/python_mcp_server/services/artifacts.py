@@ -3,9 +3,10 @@ files it wrote.
 
 Session files live in `outputs/<session_id>/` under the workspace root and are served as
 `kernel://{session_id}/{filename}`. Changed workspace files are found without scanning the
-workspace: a tiny audit hook inside the kernel (`KERNEL_SETUP`, installed silently on first use of
-each kernel) notes every path opened for writing, renamed, copied or truncated under the
-workspace, and the server collects the set after each cell (`DRAIN_EXPRESSION`).
+workspace: an audit hook inside the kernel (`kernel_ext.files`, installed silently on first use
+of each kernel by `kernel_setup_code()`) notes every path opened for writing, renamed, copied or
+truncated under the workspace, and the server collects the set after each cell: in the execute
+reply's metadata (`METADATA_KEY`), else with `DRAIN_EXPRESSION`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from python_mcp_server.errors import (
     FileTooLargeError,
     InvalidArgumentError,
 )
+from python_mcp_server.services._kernel_ext import MODULE, call_expression
 from python_mcp_server.services.models import ArtifactInfo
 from python_mcp_server.workspace.paths import resolve_inside
 
@@ -38,156 +40,13 @@ OUTPUTS_DIR = "outputs"
 MAX_CHANGED_FILES = 200
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
-# Kernel side. Runs once per kernel through `exec` in a namespace of its own, so the user's
-# namespace gains no names; its state lives in the private module `sys.modules["__pmcp__"]`.
-KERNEL_SETUP = r"""
-import os, sys, types, json
-
-def _install():
-    if "__pmcp__" in sys.modules:
-        return
-    mod = types.ModuleType("__pmcp__")
-    root = os.path.realpath(os.environ.get("PYTHON_MCP_SERVER_WORKSPACE") or os.getcwd())
-    prefix = root.rstrip(os.sep) + os.sep
-    changed = set()
-    overflow = [0]
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    events = frozenset({"open", "os.rename", "os.truncate", "os.link", "os.symlink",
-                        "shutil.copyfile", "sqlite3.connect"})
-
-    def note(path):
-        if path is None or isinstance(path, int):
-            return
-        full = os.path.abspath(os.fsdecode(os.fspath(path)))
-        if full.startswith(prefix):
-            rel = full[len(prefix):]
-            if len(changed) < LIMIT:
-                changed.add(rel)
-            elif rel not in changed:
-                overflow[0] += 1
-
-    def hook(event, args):
-        if event not in events:
-            return
-        try:
-            if event == "open":
-                path, mode, flags = args
-                if mode is None:
-                    if not (flags or 0) & write_flags:
-                        return
-                elif not any(c in mode for c in "wax+"):
-                    return
-                note(path)
-            elif event in ("os.truncate", "sqlite3.connect"):
-                note(args[0])
-            else:
-                note(args[1])
-        except Exception:
-            pass
-
-    def drain():
-        paths = sorted(changed)
-        more = overflow[0]
-        changed.clear()
-        overflow[0] = 0
-        plotly = sys.modules.get("plotly.offline")
-        version = None
-        if plotly is not None:
-            try:
-                version = plotly.get_plotlyjs_version()
-            except Exception:
-                pass
-        return json.dumps({"files": paths, "plotlyjs": version, "more": more})
-
-    mod.drain = drain
-    sys.modules["__pmcp__"] = mod
-    sys.addaudithook(hook)
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is not None:
-        def fresh(*_):
-            changed.clear()
-            overflow[0] = 0
-
-        shell.events.register("pre_run_cell", fresh)
-        kernel = getattr(shell, "kernel", None)
-        finish = getattr(kernel, "finish_metadata", None)
-        if finish is not None:
-            # hand the list back in the execute reply's metadata: no extra evaluation per cell
-            def finish_metadata(parent, metadata, reply_content):
-                md = finish(parent, metadata, reply_content)
-                try:
-                    if not parent.get("content", {}).get("silent"):
-                        md[METADATA_KEY] = drain()
-                except Exception:
-                    pass
-                return md
-
-            kernel.finish_metadata = finish_metadata
-    os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
-
-    session = getattr(getattr(shell, "kernel", None), "session", None)
-    pack = getattr(session, "pack", None)
-    if pack is not None:
-        import re
-        lone = re.compile("[" + chr(0xD800) + "-" + chr(0xDFFF) + "]")
-
-        def clean(obj):
-            if isinstance(obj, str):
-                return lone.sub(lambda m: "\\u%04x" % ord(m.group()), obj)
-            if isinstance(obj, dict):
-                return {clean(k): clean(v) for k, v in obj.items()}
-            if isinstance(obj, (list, tuple)):
-                return [clean(v) for v in obj]
-            return obj
-
-        def safe_pack(obj):
-            # a message with an unpaired surrogate (print("\ud800")) is not UTF-8: packing fails,
-            # or (U+DC80-U+DCFF, which come from undecodable file names) yields bytes that are not
-            # UTF-8; either way send it with the character escaped, so nothing batched is lost
-            try:
-                data = pack(obj)
-                data.decode("utf-8")
-                return data
-            except UnicodeError:
-                return pack(clean(obj))
-
-        session.pack = safe_pack
-
-    def splitter(stream):
-        # ipykernel sends everything printed within 0.2 s as one message; cut huge ones so the
-        # server never receives tens of megabytes at once.
-        def split(msg):
-            text = msg.get("content", {}).get("text", "")
-            if len(text) <= CHUNK:
-                return msg
-            start = 0
-            while len(text) - start > CHUNK:
-                part = stream.session.msg("stream", {"name": stream.name,
-                                          "text": text[start:start + CHUNK]},
-                                          parent=msg["parent_header"])
-                stream.session.send(stream.pub_thread, part, ident=stream.topic)
-                start += CHUNK
-            msg["content"]["text"] = text[start:]
-            return msg
-        return split
-
-    for stream in (sys.stdout, sys.stderr):
-        if all(hasattr(stream, a) for a in ("register_hook", "session", "pub_thread", "topic")):
-            # hooks are per thread and messages are sent from the kernel's IO thread
-            stream.pub_thread.schedule(lambda s=stream: s.register_hook(splitter(s)))
-
-_install()
-"""
-
 
 def kernel_setup_code(limit: int = MAX_CHANGED_FILES, chunk: int = 1 << 19) -> str:
     """The one statement that installs the kernel-side hooks without touching user names."""
-    source = f"LIMIT = {limit}\nCHUNK = {chunk}\nMETADATA_KEY = {METADATA_KEY!r}\n{KERNEL_SETUP}"
-    return f"__import__('builtins').exec({source!r}, {{'__name__': '__pmcp_setup__'}})"
+    return call_expression("install", limit, chunk, METADATA_KEY)
 
 
-DRAIN_EXPRESSION = "__import__('__pmcp__').drain()"
+DRAIN_EXPRESSION = f"__import__({MODULE!r}).drain()"
 METADATA_KEY = "python_mcp_server_files"
 
 

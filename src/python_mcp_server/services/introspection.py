@@ -79,67 +79,6 @@ class VariableList(BaseModel):
     message: str | None = None
 
 
-_VARIABLES = """
-import collections.abc, contextlib, inspect, io, reprlib, sys, types
-limit, width = args['limit'], args['width']
-try:
-    hidden = sys.modules['IPython'].get_ipython().user_ns_hidden
-except Exception:
-    hidden = {}
-skip = {'In', 'Out', 'exit', 'quit', 'get_ipython'}
-missing = object()
-names = sorted(
-    n for n, v in list(user_ns.items())
-    if not n.startswith('_') and n not in skip and hidden.get(n, missing) is not v
-    and not isinstance(v, types.ModuleType)
-)
-short = reprlib.Repr()
-short.maxlevel, short.maxdict, short.maxstring, short.maxother = 2, 8, width, width
-short.maxlist = short.maxtuple = short.maxset = short.maxfrozenset = short.maxdeque = 12
-arrays = ('numpy', 'pandas', 'torch', 'xarray', 'polars', 'jax', 'tensorflow', 'dask')
-out = []
-for name in names[:limit]:
-    v = user_ns[name]
-    t = type(v)
-    tname = t.__qualname__ if t.__module__ == 'builtins' else t.__module__ + '.' + t.__qualname__
-    row = {'name': name, 'type': tname}
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        try:
-            if isinstance(v, (type, types.FunctionType, types.BuiltinFunctionType,
-                              types.MethodType)):
-                prefix = 'class ' if isinstance(v, type) else ''
-                try:
-                    row['repr'] = prefix + name + str(inspect.signature(v))
-                except (TypeError, ValueError):
-                    row['repr'] = prefix + name + '(...)'
-            else:
-                row['repr'] = short.repr(v)
-        except Exception as e:
-            row['repr'] = '<repr failed: ' + type(e).__name__ + '>'
-        row['repr'] = row['repr'][:width]
-        if t.__module__.split('.')[0] in arrays:
-            try:
-                shape = getattr(v, 'shape', None)
-                if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
-                    row['shape'] = list(shape)
-                dtype = getattr(v, 'dtype', None)
-                if dtype is not None:
-                    row['dtype'] = str(dtype)
-                elif getattr(v, 'dtypes', None) is not None:
-                    counts = collections.Counter(str(d) for d in v.dtypes)
-                    row['dtype'] = ', '.join(f'{k}({n})' for k, n in counts.most_common(6))
-            except Exception:
-                pass
-        if not isinstance(v, type) and isinstance(v, collections.abc.Sized):
-            try:
-                row['size'] = len(v)
-            except Exception:
-                pass
-    out.append(row)
-result = {'total': len(names), 'variables': out}
-"""
-
-
 def _check_cursor(code: str, cursor_pos: int | None) -> int:
     require_text(code, "code")
     if cursor_pos is None:
@@ -257,7 +196,7 @@ class IntrospectionService:
         limit = self._config.max_list_entries
         session = await self._sessions.acquire(session_id)
         async with locked(session):
-            data = await evaluate(session, _VARIABLES, {"limit": limit, "width": REPR_CHARS})
+            data = await evaluate(session, "variables", {"limit": limit, "width": REPR_CHARS})
         total = int(data["total"])
         variables = [VariableInfo.model_validate(v) for v in data["variables"]]
         truncated = total > len(variables)

@@ -68,54 +68,6 @@ class PackageList(BaseModel):
     total: int
 
 
-_VERSIONS = """
-import importlib.metadata as md, re
-result = {}
-for d in md.distributions():
-    name = d.metadata['Name']
-    if name:
-        result.setdefault(re.sub(r'[-_.]+', '-', name).lower(), [name, d.version])
-"""
-
-_REFRESH = """
-import importlib, importlib.metadata as md, os, re, site, sys
-importlib.invalidate_caches()
-dirs = list(getattr(site, 'getsitepackages', lambda: [])())
-if site.ENABLE_USER_SITE:
-    dirs.append(site.getusersitepackages())
-for d in dirs:
-    if os.path.isdir(d) and d not in sys.path:
-        site.addsitedir(d)
-def tops(d):
-    text = d.read_text('top_level.txt')
-    if text:
-        return {t.strip() for t in text.splitlines() if t.strip()}
-    names = set()
-    for f in d.files or []:
-        first = f.parts[0] if f.parts else ''
-        if not first or first in ('..', '__pycache__') or first.endswith(
-                ('.dist-info', '.egg-info', '.data')):
-            continue
-        names.add(first.split('.')[0] if len(f.parts) == 1 else first)
-    return names
-versions, restart = {}, {}
-for d in md.distributions():
-    name = d.metadata['Name']
-    if not name:
-        continue
-    key = re.sub(r'[-_.]+', '-', name).lower()
-    if key in versions:
-        continue
-    versions[key] = [name, d.version]
-    old = args.get(key)
-    if old is not None and old != d.version:
-        imported = sorted(t for t in tops(d) if t in sys.modules)
-        if imported:
-            restart[key] = imported
-result = {'versions': versions, 'restart': restart}
-"""
-
-
 class PackageService:
     def __init__(self, config: ServerConfig, sessions: SessionManager) -> None:
         self._config = config
@@ -125,7 +77,7 @@ class PackageService:
         """Every distribution the session's kernel can import, as name and version."""
         session = await self._sessions.acquire(session_id)
         async with locked(session):
-            data: dict[str, list[str]] = await evaluate(session, _VERSIONS)
+            data: dict[str, list[str]] = await evaluate(session, "versions")
         packages = sorted(
             (InstalledPackage(name=n, version=v) for n, v in data.values()),
             key=lambda p: p.name.lower(),
@@ -167,9 +119,9 @@ class PackageService:
         argv += [r.argument for r in requested]
         started = time.perf_counter()
         async with locked(session, wait_s=timeout):
-            before = await evaluate(session, _VERSIONS)
+            before = await evaluate(session, "versions")
             returncode, output = await run_installer(argv, timeout, self._config.workspace_root)
-            after = await evaluate(session, _REFRESH, {k: v[1] for k, v in before.items()})
+            after = await evaluate(session, "refresh", {k: v[1] for k, v in before.items()})
         if installer == "pip" and "No module named pip" in output:
             raise PackageError(
                 f"Neither uv nor pip is available for {python}. Install uv on the server's "

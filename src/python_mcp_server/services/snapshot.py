@@ -2,7 +2,7 @@
 
 The old kernel pickles each of the user's globals on its own with cloudpickle (stdlib pickle if
 the kernel's interpreter lacks cloudpickle), skipping private names, modules and IPython's own
-names; the new kernel unpickles them one by one. Anything that cannot make the trip is reported
+names; the new kernel unpickles them one by one (`kernel_ext.snapshot`). Anything that cannot make the trip is reported
 with the reason. Each variable travels alone, so two names for one object arrive as two copies.
 """
 
@@ -17,68 +17,9 @@ from pathlib import Path
 
 from python_mcp_server.errors import KernelBusyError, KernelDiedError
 from python_mcp_server.kernels import KernelHandle
+from python_mcp_server.services._kernel_ext import call_expression
 
 MAX_STATE_BYTES = 1 << 30
-
-_SAVE = """
-def __python_mcp_server_save(folder, limit):
-    import json, os, pickle, types
-    try:
-        import cloudpickle as pickler
-    except ImportError:
-        pickler = pickle
-    ip = get_ipython()
-    hidden = getattr(ip, "user_ns_hidden", {})
-    internal = {"In", "Out", "exit", "quit", "get_ipython"}
-    blobs, dropped, total = {}, {}, 0
-    for name, value in list(ip.user_ns.items()):
-        if name.startswith("_") or name in internal:
-            continue
-        if name in hidden and hidden[name] is value:
-            continue
-        if isinstance(value, types.ModuleType):
-            dropped[name] = "it is a module; import it again"
-            continue
-        try:
-            blob = pickler.dumps(value)
-        except BaseException as exc:
-            dropped[name] = f"it cannot be pickled: {type(exc).__name__}: {exc}"[:300]
-            continue
-        if total + len(blob) > limit:
-            dropped[name] = f"it is too large to carry over ({len(blob)} bytes pickled)"
-            continue
-        total += len(blob)
-        blobs[name] = blob
-    with open(os.path.join(folder, "state.pkl"), "wb") as f:
-        pickle.dump(blobs, f, protocol=pickle.HIGHEST_PROTOCOL)
-    with open(os.path.join(folder, "saved.json"), "w") as f:
-        json.dump({"saved": list(blobs), "dropped": dropped}, f)
-__python_mcp_server_save({folder!r}, {limit!r})
-del __python_mcp_server_save
-"""
-
-_LOAD = """
-def __python_mcp_server_load(folder):
-    import json, os, pickle
-    try:
-        import cloudpickle  # objects pickled by value need it importable
-    except ImportError:
-        pass
-    ns = get_ipython().user_ns
-    with open(os.path.join(folder, "state.pkl"), "rb") as f:
-        blobs = pickle.load(f)
-    restored, dropped = [], {}
-    for name, blob in blobs.items():
-        try:
-            ns[name] = pickle.loads(blob)
-            restored.append(name)
-        except BaseException as exc:
-            dropped[name] = f"it could not be restored: {type(exc).__name__}: {exc}"[:300]
-    with open(os.path.join(folder, "loaded.json"), "w") as f:
-        json.dump({"restored": restored, "dropped": dropped}, f)
-__python_mcp_server_load({folder!r})
-del __python_mcp_server_load
-"""
 
 
 @dataclass(frozen=True)
@@ -102,9 +43,7 @@ class StateTransfer:
 
     async def save(self, handle: KernelHandle, timeout_s: float) -> None:
         """Pickle the old kernel's globals. On failure, `problem` says why and nothing is kept."""
-        code = _SAVE.replace("{folder!r}", repr(str(self.folder))).replace(
-            "{limit!r}", repr(MAX_STATE_BYTES)
-        )
+        code = call_expression("save_state", str(self.folder), MAX_STATE_BYTES)
         reason = await _run(handle, code, timeout_s)
         if reason is not None:
             self.problem = f"the variables could not be saved: {reason}"
@@ -117,7 +56,7 @@ class StateTransfer:
         """Unpickle the saved globals into the new kernel."""
         if not self.saved:
             return
-        code = _LOAD.replace("{folder!r}", repr(str(self.folder)))
+        code = call_expression("load_state", str(self.folder))
         reason = await _run(handle, code, timeout_s)
         if reason is not None:
             self.problem = f"the saved variables could not be restored: {reason}"

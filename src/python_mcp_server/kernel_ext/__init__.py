@@ -1,0 +1,127 @@
+"""The code that runs inside each kernel, loaded as an IPython extension.
+
+The server loads this package from its directory under the private module name `__pmcp__`
+(see `python_mcp_server.services._kernel_ext`), so it works in a kernel whose interpreter cannot
+import `python_mcp_server`, and adds no names to the user's namespace. It therefore imports only
+the standard library and its own modules (relatively: its package name is not fixed), and treats
+the IPython objects it is handed defensively.
+
+- `install(...)`: once per kernel, the changed-file audit hook, the reply-metadata report, safe
+  message packing and stream splitting.
+- `drain()`: the changed-file report (JSON) for the cell that just ran.
+- `probe(name, args_json, user_ns)`: one of `PROBES` as a JSON string, for silent probes.
+- `save_state(folder, limit)`, `load_state(folder)`: variables across a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import files, packages, snapshot, streams, variables
+
+LIMIT = 200
+CHUNK = 1 << 19
+METADATA_KEY = "python_mcp_server_files"
+
+_tracker: files.ChangeTracker | None = None
+
+
+def _shell() -> Any:
+    """The running IPython shell, or None outside IPython."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return get_ipython() if get_ipython is not None else None
+
+
+def _hidden(shell: Any) -> Mapping[str, Any]:
+    hidden = getattr(shell, "user_ns_hidden", None)
+    return hidden if isinstance(hidden, Mapping) else {}
+
+
+def _plotlyjs_version() -> str | None:
+    plotly = sys.modules.get("plotly.offline")
+    if plotly is None:
+        return None
+    # plotly is the user's package, of any version: whatever it raises must not cost the report
+    try:
+        return str(plotly.get_plotlyjs_version())
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def drain() -> str:
+    """The workspace files written since the last drain, as JSON; the list starts again."""
+    paths, more = _tracker.take() if _tracker is not None else ([], 0)
+    return json.dumps({"files": paths, "plotlyjs": _plotlyjs_version(), "more": more})
+
+
+def _report_in_reply(kernel: Any, tracker: files.ChangeTracker, metadata_key: str) -> None:
+    """Hand the changed-file report back in each execute reply's metadata: no extra request."""
+    finish = getattr(kernel, "finish_metadata", None)
+    if finish is None:
+        return
+
+    def finish_metadata(parent: Any, metadata: Any, reply_content: Any) -> Any:
+        md = finish(parent, metadata, reply_content)
+        # this runs while the kernel builds the reply: an exception here would lose the reply
+        # to the user's cell, so any failure only costs the report (the server then asks for it)
+        try:
+            if not parent.get("content", {}).get("silent"):
+                md[metadata_key] = drain()
+        except Exception:  # noqa: BLE001, S110
+            pass
+        return md
+
+    kernel.finish_metadata = finish_metadata
+
+
+def install(
+    limit: int = LIMIT, chunk: int = CHUNK, metadata_key: str = METADATA_KEY, shell: Any = None
+) -> None:
+    """Install the kernel-side hooks into `shell` (default: the running one); once per process."""
+    global _tracker  # one tracker per kernel process, as audit hooks cannot be removed
+    if _tracker is not None:
+        return
+    tracker = _tracker = files.ChangeTracker(files.workspace_root(), limit)
+    sys.addaudithook(tracker.hook)
+    shell = shell if shell is not None else _shell()
+    if shell is not None:
+        shell.events.register("pre_run_cell", lambda *_: tracker.clear())
+        _report_in_reply(getattr(shell, "kernel", None), tracker, metadata_key)
+    os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
+    streams.install(shell, chunk)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext` entry point: install into `ipython` with the default settings."""
+    install(shell=ipython)
+
+
+PROBES: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {
+    "variables": lambda ns, args: variables.summarise(
+        ns, _hidden(_shell()), args["limit"], args["width"]
+    ),
+    "versions": lambda ns, args: packages.versions(),
+    "refresh": lambda ns, args: packages.refresh(args),
+}
+
+
+def probe(name: str, args_json: str, user_ns: Mapping[str, Any]) -> str:
+    """Run the probe `name` with JSON arguments over the user's namespace; its value as JSON."""
+    result = PROBES[name](user_ns, json.loads(args_json))
+    return json.dumps(result, ensure_ascii=True, default=str)
+
+
+def save_state(folder: str, limit: int) -> None:
+    """Pickle the user's globals into `folder` (see `snapshot.save`)."""
+    shell = _shell()
+    snapshot.save(shell.user_ns, _hidden(shell), folder, limit)
+
+
+def load_state(folder: str) -> None:
+    """Restore the globals saved in `folder` into the user's namespace."""
+    snapshot.load(_shell().user_ns, folder)

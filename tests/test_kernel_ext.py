@@ -1,0 +1,433 @@
+"""The kernel-side package, tested in this interpreter, in bare ones, and in real kernels."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import types
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastmcp import Client
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.errors import KernelBusyError, KernelError
+from python_mcp_server.kernel_ext import (
+    PROBES,
+    files,
+    packages,
+    probe,
+    snapshot,
+    streams,
+    variables,
+)
+from python_mcp_server.server import create_server
+from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR, MODULE
+from python_mcp_server.services._probe import (
+    RESULT_KEY,
+    probe_expression,
+    probe_result,
+    probe_timeout_error,
+)
+from python_mcp_server.services.artifacts import DRAIN_EXPRESSION, kernel_setup_code
+
+# --- changed-file tracking ----------------------------------------------------------------------
+
+
+def tracker(root: Path, limit: int = 10) -> files.ChangeTracker:
+    return files.ChangeTracker(str(root), limit)
+
+
+def test_a_file_opened_for_writing_inside_the_workspace_is_listed(tmp_path: Path) -> None:
+    t = tracker(tmp_path)
+    t.hook("open", (str(tmp_path / "a.txt"), "w", 0))
+    t.hook("open", (tmp_path / "sub" / "b.bin", "ab", 0))
+    t.hook("open", (os.fsencode(tmp_path / "c.txt"), "r+", 0))
+    t.hook("open", (str(tmp_path / "d.txt"), None, os.O_WRONLY | os.O_CREAT))
+    assert t.take() == (["a.txt", "c.txt", "d.txt", "sub/b.bin"], 0)
+    assert t.take() == ([], 0)
+
+
+def test_reads_files_outside_and_descriptors_are_not_listed(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    t = tracker(workspace)
+    t.hook("open", (str(workspace / "read.txt"), "r", 0))
+    t.hook("open", (str(workspace / "raw.txt"), None, os.O_RDONLY))
+    t.hook("open", (str(tmp_path / "outside.txt"), "w", 0))
+    t.hook("open", (str(tmp_path / "ws-sibling" / "x.txt"), "w", 0))
+    t.hook("open", (3, "w", 0))
+    t.hook("os.remove", (str(workspace / "gone.txt"),))
+    assert t.take() == ([], 0)
+
+
+def test_renames_copies_truncates_and_databases_are_listed(tmp_path: Path) -> None:
+    t = tracker(tmp_path)
+    t.hook("os.rename", (str(tmp_path / "old"), str(tmp_path / "new"), None, None))
+    t.hook("shutil.copyfile", (str(tmp_path / "new"), str(tmp_path / "copy")))
+    t.hook("os.truncate", (str(tmp_path / "cut"), 0))
+    t.hook("sqlite3.connect", (str(tmp_path / "db.sqlite"),))
+    assert t.take() == (["copy", "cut", "db.sqlite", "new"], 0)
+
+
+def test_writes_past_the_limit_are_counted_not_named(tmp_path: Path) -> None:
+    t = tracker(tmp_path, limit=2)
+    for name in ("a", "b", "a", "c", "d", "c"):
+        t.hook("open", (str(tmp_path / name), "w", 0))
+    assert t.take() == (["a", "b"], 3)
+
+
+def test_the_audit_hook_never_raises_into_the_users_code(tmp_path: Path) -> None:
+    t = tracker(tmp_path)
+    t.hook("open", ("short",))  # wrong arity
+    t.hook("open", (object(), "w", 0))  # not a path
+    t.hook("os.rename", ())
+    assert t.take() == ([], 0)
+
+
+# --- messages and streams -----------------------------------------------------------------------
+
+
+def strict_pack(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+def lenient_pack(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8", errors="surrogateescape")
+
+
+def test_unpaired_surrogates_are_escaped_everywhere_in_a_message() -> None:
+    message = {"k\ud800": ["a\udfff", ("\udc80",), 1], "ok": "😀"}
+    assert streams.clean(message) == {"k\\ud800": ["a\\udfff", ["\\udc80"], 1], "ok": "😀"}
+
+
+@pytest.mark.parametrize("pack", [strict_pack, lenient_pack])
+def test_a_message_that_is_not_utf8_is_packed_with_the_character_escaped(pack: Any) -> None:
+    packed = streams.safe_pack(pack)
+    assert json.loads(packed({"text": "x\udc80y"})) == {"text": "x\\udc80y"}
+    assert packed({"text": "fine é"}) == pack({"text": "fine é"})
+
+
+def test_long_stream_text_is_cut_into_pieces_of_the_chunk_size() -> None:
+    assert streams.split_text("abcdefg", 3) == (["abc", "def"], "g")
+    assert streams.split_text("abcdef", 3) == (["abc"], "def")
+    assert streams.split_text("ab", 3) == ([], "ab")
+
+
+# --- variables ----------------------------------------------------------------------------------
+
+
+class LoudRepr:
+    def __repr__(self) -> str:
+        sys.stdout.write("noise")
+        raise RuntimeError("no repr")
+
+
+class BrokenList(list[int]):
+    def __iter__(self) -> Any:
+        raise RuntimeError("no items")
+
+
+BrokenList.__name__ = "list"  # reprlib picks its method by the type's name
+
+
+class BadLen(list[int]):
+    def __len__(self) -> int:
+        raise ValueError("no len")
+
+
+def greet(name: str, times: int = 1) -> str:
+    return name * times
+
+
+def test_the_variable_summary_lists_user_names_with_type_repr_and_size(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hidden_value = object()
+    ns: dict[str, Any] = {
+        "n": 42,
+        "text": "x" * 500,
+        "items": [1, 2, 3],
+        "greet": greet,
+        "Point": LoudRepr,
+        "loud": LoudRepr(),
+        "broken": BrokenList([1]),
+        "bad": BadLen([1]),
+        "arr": np.zeros((2, 3), dtype=np.float32),
+        "df": pd.DataFrame({"a": [1, 2], "b": [1.0, 2.0], "c": [3, 4]}),
+        "os": os,
+        "_private": 1,
+        "In": [],
+        "shown_by_ipython": hidden_value,
+    }
+    data = variables.summarise(ns, {"shown_by_ipython": hidden_value}, limit=100, width=60)
+    rows = {row["name"]: row for row in data["variables"]}
+    assert data["total"] == len(rows) == 10
+    assert rows["n"] == {"name": "n", "type": "int", "repr": "42"}
+    assert len(rows["text"]["repr"]) == 60
+    assert rows["text"]["size"] == 500
+    assert rows["items"]["size"] == 3
+    assert rows["greet"]["repr"] == "greet(name: 'str', times: 'int' = 1) -> 'str'"
+    assert rows["Point"]["repr"] == "class Point()"
+    assert rows["loud"]["repr"].startswith("<LoudRepr instance at")
+    assert rows["broken"]["repr"] == "<repr failed: RuntimeError>"
+    assert capsys.readouterr() == ("", "")
+    assert rows["bad"]["type"] == "tests.test_kernel_ext.BadLen"
+    assert "size" not in rows["bad"]
+    assert (rows["arr"]["shape"], rows["arr"]["dtype"]) == ([2, 3], "float32")
+    assert (rows["df"]["shape"], rows["df"]["dtype"]) == ([2, 3], "int64(2), float64(1)")
+
+
+def test_the_variable_summary_stops_at_the_limit_but_counts_all() -> None:
+    ns = {f"v{i:02d}": i for i in range(30)}
+    data = variables.summarise(ns, {}, limit=5, width=10)
+    assert data["total"] == 30
+    assert [row["name"] for row in data["variables"]] == ["v00", "v01", "v02", "v03", "v04"]
+
+
+def test_a_probe_answers_json_by_name() -> None:
+    text = probe("variables", json.dumps({"limit": 1, "width": 10}), {"x": "é"})
+    assert text.isascii()
+    assert json.loads(text) == {
+        "total": 1,
+        "variables": [{"name": "x", "type": "str", "repr": "'é'", "size": 1}],
+    }
+    assert set(PROBES) == {"variables", "versions", "refresh"}
+
+
+# --- packages -----------------------------------------------------------------------------------
+
+
+def test_installed_versions_are_keyed_by_normalized_name() -> None:
+    found = packages.versions()
+    assert found["pytest"][1] == pytest.__version__
+    assert found["typing-extensions"][0].lower().replace("_", "-") == "typing-extensions"
+
+
+def test_a_changed_version_of_an_imported_package_asks_for_a_restart() -> None:
+    after = packages.refresh({"pytest": "0.0.1", "numpy": np.__version__})
+    assert after["versions"]["pytest"][1] == pytest.__version__
+    assert "pytest" in after["restart"]["pytest"]
+    assert "numpy" not in after["restart"]
+
+
+# --- snapshots ----------------------------------------------------------------------------------
+
+
+def test_variables_survive_a_save_and_load_round_trip(tmp_path: Path) -> None:
+    hidden_value = [0]
+    ns: dict[str, Any] = {
+        "numbers": [1, 2, 3],
+        "square": lambda x: x * x,
+        "lock": threading.Lock(),
+        "np": np,
+        "_private": 1,
+        "Out": {},
+        "hidden": hidden_value,
+    }
+    snapshot.save(ns, {"hidden": hidden_value}, str(tmp_path), limit=1 << 20)
+    saved = json.loads((tmp_path / snapshot.SAVED_FILE).read_text())
+    assert saved["saved"] == ["numbers", "square"]
+    assert saved["dropped"]["np"] == "it is a module; import it again"
+    assert saved["dropped"]["lock"].startswith("it cannot be pickled: TypeError")
+
+    fresh: dict[str, Any] = {}
+    snapshot.load(fresh, str(tmp_path))
+    assert fresh["numbers"] == [1, 2, 3]
+    assert fresh["square"](4) == 16
+    loaded = json.loads((tmp_path / snapshot.LOADED_FILE).read_text())
+    assert loaded == {"restored": ["numbers", "square"], "dropped": {}}
+
+
+def test_variables_past_the_size_limit_are_dropped_with_the_reason(tmp_path: Path) -> None:
+    blobs, dropped = snapshot.pickle_names({"small": 1, "big": b"x" * 1000}, {}, limit=200)
+    assert list(blobs) == ["small"]
+    assert dropped["big"].startswith("it is too large to carry over (")
+
+
+def test_a_variable_that_cannot_be_restored_is_reported(tmp_path: Path) -> None:
+    blobs = {"ok": pickle.dumps(1), "broken": b"not a pickle"}
+    (tmp_path / snapshot.STATE_FILE).write_bytes(pickle.dumps(blobs))
+    ns: dict[str, Any] = {}
+    snapshot.load(ns, str(tmp_path))
+    loaded = json.loads((tmp_path / snapshot.LOADED_FILE).read_text())
+    assert ns == {"ok": 1}
+    assert loaded["restored"] == ["ok"]
+    assert loaded["dropped"]["broken"].startswith("it could not be restored: UnpicklingError")
+
+
+# --- probe requests and replies, server side -------------------------------------------------
+
+
+def test_a_probe_is_one_line_that_names_its_function_and_arguments() -> None:
+    expression = probe_expression("refresh", {"numpy": "2.0"})
+    assert "\n" not in expression
+    assert expression.endswith(""".probe('refresh', '{"numpy": "2.0"}', globals())""")
+
+
+def test_a_probe_reply_gives_its_value() -> None:
+    content = {
+        "user_expressions": {
+            RESULT_KEY: {"status": "ok", "data": {"text/plain": repr('{"total": 0}')}}
+        }
+    }
+    assert probe_result(content, "s1") == {"total": 0}
+
+
+def test_a_failed_probe_says_what_failed_and_what_to_do() -> None:
+    content = {
+        "user_expressions": {
+            RESULT_KEY: {"status": "error", "ename": "TypeError", "evalue": "boom", "traceback": []}
+        }
+    }
+    with pytest.raises(KernelError) as failed:
+        probe_result(content, "s1")
+    assert str(failed.value) == (
+        "Could not look inside session 's1': TypeError: boom. If your code rebound a builtin "
+        "such as exec, globals or __import__, delete that name (del exec) and try again."
+    )
+    assert isinstance(probe_timeout_error("s1", 2.5), KernelBusyError)
+    assert "took longer than 2.5 s and was interrupted" in str(probe_timeout_error("s1", 2.5))
+
+
+# --- loading from its directory -----------------------------------------------------------------
+
+
+def _bare_interpreters() -> list[list[str]]:
+    # -I -S: no site-packages, so python_mcp_server cannot be imported
+    found = [[sys.executable, "-I", "-S"]]
+    for version in ("3.12.1", "3.13.0"):
+        other = Path(f"/root/.pyenv/versions/{version}/bin/python")
+        if other.exists():
+            found.append([str(other), "-I"])
+    return found
+
+
+# The program a bare interpreter runs: the server's own expressions, then a write and a probe.
+_BARE = (
+    "import json, sys\n"
+    "expr = json.loads(sys.argv[1])\n"
+    "try:\n"
+    "    import python_mcp_server\n"
+    "    importable = True\n"
+    "except ImportError:\n"
+    "    importable = False\n"
+    "eval(expr['setup'])\n"
+    "open('written.txt', 'w').close()\n"
+    "open(sys.argv[2], 'w').close()\n"
+    "x = [1, 2]\n"
+    "print(json.dumps({'importable': importable, 'drain': json.loads(eval(expr['drain'])),\n"
+    "                  'probe': json.loads(eval(expr['probe'])),\n"
+    "                  'loaded': sorted(m for m in sys.modules if 'python_mcp' in m)}))\n"
+)
+
+
+@pytest.mark.parametrize("argv", _bare_interpreters(), ids=lambda a: Path(a[0]).name)
+def test_the_package_loads_from_its_directory_without_the_server_installed(
+    argv: list[str], tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    expressions = {
+        "setup": kernel_setup_code(),
+        "drain": DRAIN_EXPRESSION,
+        "probe": probe_expression("variables", {"limit": 5, "width": 20}),
+    }
+    assert all("\n" not in e for e in expressions.values())
+    out = subprocess.run(
+        [*argv, "-c", _BARE, json.dumps(expressions), str(tmp_path / "outside.txt")],
+        cwd=workspace,
+        env={"PYTHON_MCP_SERVER_WORKSPACE": str(workspace), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    report = json.loads(out.stdout)
+    assert report["importable"] is False
+    assert report["loaded"] == []
+    assert report["drain"] == {"files": ["written.txt"], "plotlyjs": None, "more": 0}
+    assert [v["name"] for v in report["probe"]["variables"]] == ["expr", "importable", "x"]
+
+
+def test_the_server_finds_the_package_on_disk() -> None:
+    assert (KERNEL_EXT_DIR / "__init__.py").is_file()
+    assert MODULE == "__pmcp__"
+    assert isinstance(sys.modules["python_mcp_server.kernel_ext"], types.ModuleType)
+
+
+# --- in real kernels ----------------------------------------------------------------------------
+
+_CHECK = (
+    "import sys\n"
+    "loaded = sorted(m for m in sys.modules if m.startswith(('python_mcp_server', '__pmcp__')))\n"
+    "open('written.txt', 'w').close()\n"
+    "try:\n"
+    "    import python_mcp_server\n"
+    "    importable = True\n"
+    "except ImportError:\n"
+    "    importable = False\n"
+    "loaded, importable"
+)
+
+
+LOADED = [MODULE] + [
+    f"{MODULE}.{m}" for m in ("files", "packages", "snapshot", "streams", "variables")
+]
+
+
+async def check(config: ServerConfig) -> dict[str, Any]:
+    async with Client(create_server(config)) as client:
+        # a probe before any cell loads the package; the first cell then installs the hooks
+        first = await client.call_tool("list_variables", {})
+        res = await client.call_tool("run_python_code", {"code": _CHECK})
+        after = await client.call_tool("list_variables", {})
+        names = await client.call_tool("run_python_code", {"code": "sorted(dir())"})
+    assert res.structured_content is not None
+    assert names.structured_content is not None
+    assert first.structured_content is not None
+    assert after.structured_content is not None
+    assert first.structured_content["variables"] == []
+    assert [v["name"] for v in after.structured_content["variables"]] == ["importable", "loaded"]
+    return {
+        "result": ast.literal_eval(res.structured_content["result"]),
+        "files": [f["path"] for f in res.structured_content["files"]],
+        "names": ast.literal_eval(names.structured_content["result"]),
+    }
+
+
+@pytest.mark.anyio
+async def test_a_kernel_loads_the_package_without_importing_the_server(
+    config: ServerConfig,
+) -> None:
+    # the kernel runs the server's interpreter here, so the server package is importable (the
+    # cell itself imports it), but setting the kernel up did not import it
+    seen = await check(config)
+    assert seen["result"] == (LOADED, True)
+    assert seen["files"] == ["written.txt"]
+    assert not {"__pmcp__", "files", "install", "tracker"} & set(seen["names"])
+
+
+@pytest.mark.anyio
+async def test_a_kernel_whose_interpreter_cannot_import_the_server_is_set_up(
+    config: ServerConfig, tmp_path: Path
+) -> None:
+    # the same interpreter without site-packages processing: ipykernel and its dependencies are
+    # on PYTHONPATH, but the .pth file that makes python_mcp_server importable is never read
+    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
+    wrapper = tmp_path / "python-without-server"
+    wrapper.write_text(
+        f'#!/bin/sh\nPYTHONPATH={site_packages} exec {sys.executable} -S "$@"\n', encoding="utf-8"
+    )
+    wrapper.chmod(0o755)
+    seen = await check(replace(config, kernel_python=str(wrapper)))
+    assert seen["result"] == (LOADED, False)
+    assert seen["files"] == ["written.txt"]
