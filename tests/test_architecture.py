@@ -18,10 +18,11 @@ ALLOWED: dict[str, set[str]] = {
     "workspace": {"errors", "config", "procfs"},
     "health": {"errors", "config"},
     "services": {"errors", "config", "kernels", "workspace", "health"},
-    "runtime": {"errors", "config", "services"},
-    "tools": {"errors", "config", "services", "runtime"},
-    "middleware": {"errors", "config", "services", "runtime"},
-    "server": {"errors", "config", "runtime", "tools", "middleware"},
+    "compat": {"errors", "config"},
+    "runtime": {"errors", "config", "services", "compat"},
+    "tools": {"errors", "config", "services", "runtime", "compat"},
+    "middleware": {"errors", "config", "services", "runtime", "compat"},
+    "server": {"errors", "config", "runtime", "tools", "middleware", "compat"},
     "launch": {"errors", "config", "services", "server"},
     "cli": {"errors", "config", "launch"},
     "__init__": {"errors", "config"},
@@ -30,6 +31,17 @@ ALLOWED: dict[str, set[str]] = {
 # third-party packages only one layer may import
 OWNED = {"jupyter_client": "kernels", "psutil": "health"}
 MAX_LINES = 600
+# other projects whose private names may be used only in compat/
+QUARANTINED = ("fastmcp", "mcp", "mcp_types")
+# names without a leading underscore that are still not the project's public API
+NOT_PUBLIC = {
+    "fastmcp.server.context.set_transport",
+    "fastmcp.server.context.reset_transport",
+    "fastmcp.server.low_level",
+    "fastmcp.utilities.json_schema",
+    "mcp.server.streamable_http.check_accept_headers",
+    "mcp.server.transport_security.DEFAULT_MAX_REQUEST_BODY_SIZE",
+}
 
 
 def _layer(path: Path) -> str:
@@ -46,6 +58,56 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
     return names
+
+
+def _is_private(dotted: str) -> bool:
+    parts = dotted.split(".")
+    return any(part.startswith("_") and not part.startswith("__") for part in parts) or any(
+        ".".join(parts[:n]) in NOT_PUBLIC for n in range(2, len(parts) + 1)
+    )
+
+
+def _private_uses(source: str) -> list[str]:
+    """The private FastMCP or MCP SDK names `source` uses: imported from, imported, or (in a module
+    that imports either) reached as an attribute of anything but `self` and `cls`."""
+    tree = ast.parse(source)
+    found: list[str] = []
+    imports_them = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in QUARANTINED:
+                    imports_them = True
+                    if _is_private(alias.name):
+                        found.append(alias.name)
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and node.module.split(".")[0] in QUARANTINED
+        ):
+            imports_them = True
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            found += [name for name in names if _is_private(name)]
+    if imports_them:
+        for node in ast.walk(tree):
+            name = None
+            if isinstance(node, ast.Attribute) and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            ):
+                name = node.attr
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr", "setattr")
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+            ):
+                name = node.args[1].value
+            if name is not None and name.startswith("_") and not name.startswith("__"):
+                found.append(f"{ast.unparse(node)}")
+    return found
 
 
 MODULES = sorted(SRC.rglob("*.py"))
@@ -73,6 +135,38 @@ def test_owned_dependencies_stay_with_their_owner(path: Path) -> None:
     for name in _imports(path):
         owner = OWNED.get(name.split(".")[0])
         assert owner is None or owner == layer, f"{name} may only be imported in {owner}/"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_private_names_of_fastmcp_and_the_sdk_are_used_only_in_compat(path: Path) -> None:
+    if _layer(path) == "compat":
+        return
+    used = _private_uses(path.read_text())
+    assert not used, (
+        f"{path.relative_to(SRC)} uses private FastMCP/MCP SDK names {used}; wrap each in "
+        "compat/fastmcp_private.py or compat/mcp_private.py with a contract test in test_compat.py"
+    )
+
+
+def test_the_architecture_test_catches_private_names() -> None:
+    planted = """
+import fastmcp
+from mcp.server._streamable_http_modern import handle_modern_request
+from fastmcp.server.context import set_transport
+from fastmcp.utilities.json_schema import dereference_refs
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+mcp._lifespan_manager()
+getattr(manager, "_task_group", None)
+self._own = 1
+"""
+    assert sorted(_private_uses(planted)) == [
+        "fastmcp.server.context.set_transport",
+        "fastmcp.utilities.json_schema.dereference_refs",
+        "getattr(manager, '_task_group', None)",
+        "mcp._lifespan_manager",
+        "mcp.server._streamable_http_modern.handle_modern_request",
+    ]
+    assert _private_uses("from python_mcp_server.middleware._responses import send_json\n") == []
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))

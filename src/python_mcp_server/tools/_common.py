@@ -11,10 +11,10 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from fastmcp import Context
 from fastmcp.exceptions import ToolError
 from fastmcp.tools import ToolResult
-from fastmcp.utilities.json_schema import dereference_refs
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from python_mcp_server.compat.fastmcp_private import inline_refs
 from python_mcp_server.errors import ServerError, escape_surrogates, on_strings
 from python_mcp_server.runtime import caller_key, services
 
@@ -60,7 +60,7 @@ def schema(model: type[BaseModel]) -> dict[str, Any]:
     FastMCP inlines `$ref`s on every tools/list for clients that cannot follow them; a schema
     without any costs it nothing (tools/list about 2x faster).
     """
-    return dereference_refs(model.model_json_schema())
+    return inline_refs(model.model_json_schema())
 
 
 def result(model: BaseModel, text: str | None = None) -> ToolResult:
