@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import ast
+import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastmcp.tools import FunctionTool
+
+from python_mcp_server import tools
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.server import create_server
+from python_mcp_server.tools import TOOLS, domain_errors
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "python_mcp_server"
 
@@ -31,6 +39,9 @@ ALLOWED: dict[str, set[str]] = {
 # third-party packages only one layer may import
 OWNED = {"jupyter_client": "kernels", "psutil": "health"}
 MAX_LINES = 600
+TOOL_MODULES = [
+    module for name, module in vars(tools).items() if inspect.ismodule(module) and name != "_common"
+]
 # other projects whose private names may be used only in compat/
 QUARANTINED = ("fastmcp", "mcp", "mcp_types")
 # names without a leading underscore that are still not the project's public API
@@ -188,11 +199,27 @@ def test_the_architecture_test_catches_an_upward_import(tmp_path: Path) -> None:
     assert "tools" not in ALLOWED["kernels"]
 
 
-def test_every_tool_turns_our_errors_into_model_readable_results() -> None:
-    for path in sorted((SRC / "tools").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
-                continue
-            names = [ast.unparse(d) for d in node.decorator_list]
-            if any(n.startswith("mcp.tool") for n in names):
-                assert "domain_errors" in names, f"{path.name}:{node.name} lacks @domain_errors"
+async def _probe() -> None:
+    """Stands for a tool, to get at the code of the wrapper `domain_errors` returns."""
+
+
+@pytest.mark.anyio
+async def test_every_tool_turns_our_errors_into_model_readable_results(tmp_path: Path) -> None:
+    wrapper_code = domain_errors(_probe).__code__
+    for module in TOOL_MODULES:
+        for name, value in vars(module).items():
+            meta = getattr(value, "__fastmcp__", None)
+            if getattr(meta, "type", None) == "tool":
+                assert value in TOOLS, f"{module.__name__}.{name} is a @tool missing from TOOLS"
+    mcp = create_server(ServerConfig(workspace_dir=tmp_path))
+    listed = [tool for tool in await mcp.list_tools() if isinstance(tool, FunctionTool)]
+    assert [tool.name for tool in listed] == [fn.__name__ for fn in TOOLS]
+    for tool in listed:
+        fn: Any = tool.fn
+        chain: list[Any] = []
+        while fn is not None:
+            chain.append(fn)
+            fn = getattr(fn, "__wrapped__", None)
+        assert any(getattr(f, "__code__", None) is wrapper_code for f in chain), (
+            f"{tool.name} was added without domain_errors"
+        )

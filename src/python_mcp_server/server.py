@@ -41,7 +41,7 @@ from python_mcp_server.middleware.stdio_transport import (
     write_messages,
 )
 from python_mcp_server.runtime import Services, lifespan_for
-from python_mcp_server.tools import MODULES
+from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,10 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
         mask_error_details=True,
         middleware=[DomainErrorMiddleware(), TimingMiddleware()],
     )
-    for module in MODULES:
-        module.register(mcp)
+    for tool in TOOLS:
+        mcp.add_tool(domain_errors(tool))
+    for resource in RESOURCES:
+        mcp.add_resource(resource)
 
     @mcp.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:

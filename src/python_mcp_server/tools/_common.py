@@ -21,6 +21,10 @@ from python_mcp_server.runtime import caller_key, services
 P = ParamSpec("P")
 R = TypeVar("R")
 
+ToolFunction = Callable[..., Awaitable[Any]]
+"""A tool or resource: a module-level async function carrying FastMCP's `@tool` or `@resource`
+metadata, added to the server by `server.py`."""
+
 SessionArg = Annotated[
     str | None,
     Field(
@@ -82,7 +86,8 @@ def sendable(value: Any) -> Any:
 
 def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Turn our `ServerError`s into `ToolError`s inside the tool, so the model gets our message
-    and the log gets one INFO line instead of an error traceback."""
+    and the log gets one INFO line instead of an error traceback. `server.py` wraps every tool in
+    it when adding it; the `@tool` metadata and the signature carry over to the wrapper."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
