@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastmcp.tools import FunctionTool
+
+from python_mcp_server import tools
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.server import create_server
+from python_mcp_server.tools import TOOLS, domain_errors
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "python_mcp_server"
 
@@ -22,12 +30,13 @@ ALLOWED: dict[str, set[str]] = {
     "workspace": {"errors", "config", "text", "procs"},
     "health": {"errors", "config"},
     "services": {"errors", "config", "text", "kernels", "workspace", "health"},
-    "runtime": {"errors", "config", "services"},
-    "tools": {"errors", "config", "text", "services", "runtime"},
-    "middleware": {"errors", "config", "services", "runtime"},
+    "compat": {"errors", "config"},
+    "runtime": {"errors", "config", "services", "compat"},
+    "tools": {"errors", "config", "text", "services", "runtime", "compat"},
+    "middleware": {"errors", "config", "services", "runtime", "compat"},
     # PlainJsonCalls sits inside BodyLimitMiddleware: it shares its limit and its request replay
-    "transports": {"errors", "config", "text", "middleware"},
-    "server": {"errors", "config", "runtime", "tools", "middleware", "transports"},
+    "transports": {"errors", "config", "text", "middleware", "compat"},
+    "server": {"errors", "config", "runtime", "tools", "middleware", "transports", "compat"},
     "launch": {"errors", "config", "services", "server"},
     "cli": {"errors", "config", "launch"},
     "__init__": {"errors", "config"},
@@ -38,6 +47,20 @@ ALLOWED: dict[str, set[str]] = {
 # third-party packages only one layer may import
 OWNED = {"jupyter_client": "kernels", "psutil": "health"}
 MAX_LINES = 600
+TOOL_MODULES = [
+    module for name, module in vars(tools).items() if inspect.ismodule(module) and name != "_common"
+]
+# other projects whose private names may be used only in compat/
+QUARANTINED = ("fastmcp", "mcp", "mcp_types")
+# names without a leading underscore that are still not the project's public API
+NOT_PUBLIC = {
+    "fastmcp.server.context.set_transport",
+    "fastmcp.server.context.reset_transport",
+    "fastmcp.server.low_level",
+    "fastmcp.utilities.json_schema",
+    "mcp.server.streamable_http.check_accept_headers",
+    "mcp.server.transport_security.DEFAULT_MAX_REQUEST_BODY_SIZE",
+}
 
 
 def _layer(path: Path) -> str:
@@ -54,6 +77,56 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
     return names
+
+
+def _is_private(dotted: str) -> bool:
+    parts = dotted.split(".")
+    return any(part.startswith("_") and not part.startswith("__") for part in parts) or any(
+        ".".join(parts[:n]) in NOT_PUBLIC for n in range(2, len(parts) + 1)
+    )
+
+
+def _private_uses(source: str) -> list[str]:
+    """The private FastMCP or MCP SDK names `source` uses: imported from, imported, or (in a module
+    that imports either) reached as an attribute of anything but `self` and `cls`."""
+    tree = ast.parse(source)
+    found: list[str] = []
+    imports_them = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in QUARANTINED:
+                    imports_them = True
+                    if _is_private(alias.name):
+                        found.append(alias.name)
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and node.module.split(".")[0] in QUARANTINED
+        ):
+            imports_them = True
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            found += [name for name in names if _is_private(name)]
+    if imports_them:
+        for node in ast.walk(tree):
+            name = None
+            if isinstance(node, ast.Attribute) and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            ):
+                name = node.attr
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr", "setattr")
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+            ):
+                name = node.args[1].value
+            if name is not None and name.startswith("_") and not name.startswith("__"):
+                found.append(f"{ast.unparse(node)}")
+    return found
 
 
 MODULES = sorted(SRC.rglob("*.py"))
@@ -81,6 +154,38 @@ def test_owned_dependencies_stay_with_their_owner(path: Path) -> None:
     for name in _imports(path):
         owner = OWNED.get(name.split(".")[0])
         assert owner is None or owner == layer, f"{name} may only be imported in {owner}/"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_private_names_of_fastmcp_and_the_sdk_are_used_only_in_compat(path: Path) -> None:
+    if _layer(path) == "compat":
+        return
+    used = _private_uses(path.read_text())
+    assert not used, (
+        f"{path.relative_to(SRC)} uses private FastMCP/MCP SDK names {used}; wrap each in "
+        "compat/fastmcp_private.py or compat/mcp_private.py with a contract test in test_compat.py"
+    )
+
+
+def test_the_architecture_test_catches_private_names() -> None:
+    planted = """
+import fastmcp
+from mcp.server._streamable_http_modern import handle_modern_request
+from fastmcp.server.context import set_transport
+from fastmcp.utilities.json_schema import dereference_refs
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+mcp._lifespan_manager()
+getattr(manager, "_task_group", None)
+self._own = 1
+"""
+    assert sorted(_private_uses(planted)) == [
+        "fastmcp.server.context.set_transport",
+        "fastmcp.utilities.json_schema.dereference_refs",
+        "getattr(manager, '_task_group', None)",
+        "mcp._lifespan_manager",
+        "mcp.server._streamable_http_modern.handle_modern_request",
+    ]
+    assert _private_uses("from python_mcp_server.middleware._responses import send_json\n") == []
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
@@ -207,14 +312,30 @@ def test_the_architecture_test_catches_an_upward_import(tmp_path: Path) -> None:
     assert "tools" not in ALLOWED["kernels"]
 
 
-def test_every_tool_turns_our_errors_into_model_readable_results() -> None:
-    for path in sorted((SRC / "tools").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
-                continue
-            names = [ast.unparse(d) for d in node.decorator_list]
-            if any(n.startswith("mcp.tool") for n in names):
-                assert "domain_errors" in names, f"{path.name}:{node.name} lacks @domain_errors"
+async def _probe() -> None:
+    """Stands for a tool, to get at the code of the wrapper `domain_errors` returns."""
+
+
+@pytest.mark.anyio
+async def test_every_tool_turns_our_errors_into_model_readable_results(tmp_path: Path) -> None:
+    wrapper_code = domain_errors(_probe).__code__
+    for module in TOOL_MODULES:
+        for name, value in vars(module).items():
+            meta = getattr(value, "__fastmcp__", None)
+            if getattr(meta, "type", None) == "tool":
+                assert value in TOOLS, f"{module.__name__}.{name} is a @tool missing from TOOLS"
+    mcp = create_server(ServerConfig(workspace_dir=tmp_path))
+    listed = [tool for tool in await mcp.list_tools() if isinstance(tool, FunctionTool)]
+    assert [tool.name for tool in listed] == [fn.__name__ for fn in TOOLS]
+    for tool in listed:
+        fn: Any = tool.fn
+        chain: list[Any] = []
+        while fn is not None:
+            chain.append(fn)
+            fn = getattr(fn, "__wrapped__", None)
+        assert any(getattr(f, "__code__", None) is wrapper_code for f in chain), (
+            f"{tool.name} was added without domain_errors"
+        )
 
 
 def test_the_exceptions_module_holds_exceptions_and_nothing_else() -> None:
@@ -231,3 +352,30 @@ def test_tools_reach_services_through_the_package_door(path: Path) -> None:
     assert not inner, (
         f"{path.name} imports {sorted(inner)}; take it from python_mcp_server.services"
     )
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def _long_functions(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno:
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES:
+                found.append(f"{node.name} ({lines} lines)")
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_functions_stay_short(path: Path) -> None:
+    long = _long_functions(path)
+    assert not long, f"{path.name}: {', '.join(long)}; split them (cap {MAX_FUNCTION_LINES})"
+
+
+def test_the_function_length_check_catches_a_long_function(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    planted.write_text(f"def long():\n{body}\n")
+    assert _long_functions(planted) == [f"long ({MAX_FUNCTION_LINES + 1} lines)"]

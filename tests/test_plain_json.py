@@ -20,7 +20,6 @@ import uvicorn
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server, http_app
-from python_mcp_server.transports import PlainJsonCalls
 from tests.helpers import SLEEP_UNTIL_INTERRUPTED, wait_for_file
 from tests.servers import free_port
 
@@ -76,12 +75,6 @@ def call_request(
 
 def events(text: str) -> list[dict[str, Any]]:
     return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
-
-
-def test_the_installed_sdk_has_the_entry_point_the_plain_json_path_uses() -> None:
-    # If an SDK upgrade moves it, calls still work (through the SDK's streaming path), but slower:
-    # this test says so.
-    assert PlainJsonCalls.available
 
 
 async def test_a_quick_call_is_answered_as_plain_json(config: ServerConfig) -> None:

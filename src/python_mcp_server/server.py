@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from python_mcp_server import __version__
+from python_mcp_server.compat import fastmcp_private
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.middleware import (
     BearerAuthMiddleware,
@@ -31,7 +32,7 @@ from python_mcp_server.middleware import (
     TimingMiddleware,
 )
 from python_mcp_server.runtime import Services, lifespan_for
-from python_mcp_server.tools import MODULES
+from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
 from python_mcp_server.transports import (
     Inbound,
     InFlight,
@@ -67,8 +68,10 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
         mask_error_details=True,
         middleware=[DomainErrorMiddleware(), TimingMiddleware()],
     )
-    for module in MODULES:
-        module.register(mcp)
+    for tool in TOOLS:
+        mcp.add_tool(domain_errors(tool))
+    for resource in RESOURCES:
+        mcp.add_resource(resource)
 
     @mcp.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:
@@ -157,7 +160,7 @@ async def _serve_stdio(mcp: FastMCP[Any], services: Services | None) -> None:
         # signals stay handled until the server has stopped (a second one stops at once)
         tg.start_soon(_until_signal, stop)
         with serving:
-            if hasattr(mcp, "_lifespan_manager") and hasattr(mcp, "_mcp_server"):
+            if fastmcp_private.runs_on_our_stdio(mcp):
                 await _run_stdio(mcp, in_flight)
             else:  # a FastMCP without the parts used below: its own runner (and the SDK's stdio)
                 await mcp.run_stdio_async(show_banner=False)
@@ -198,21 +201,16 @@ class _StdioStop:
 
 async def _run_stdio(mcp: FastMCP[Any], in_flight: InFlight) -> None:
     """FastMCP's stdio runner on our transport (see `transports.stdio`)."""
-    from fastmcp.server.context import reset_transport, set_transport
-
-    token = set_transport("stdio")
-    try:
-        async with mcp._lifespan_manager():
+    with fastmcp_private.stdio_transport():
+        async with fastmcp_private.lifespan(mcp):
             with claimed_stdio() as (wire_in, wire_out):
                 await _serve_lines(mcp, wire_in, wire_out, in_flight)
-    finally:
-        reset_transport(token)
 
 
 async def _serve_lines(mcp: FastMCP[Any], wire_in: int, wire_out: int, in_flight: InFlight) -> None:
     to_server, from_client = anyio.create_memory_object_stream[Inbound](0)
     to_client, from_server = anyio.create_memory_object_stream[SessionMessage](0)
-    low = mcp._mcp_server
+    low = fastmcp_private.low_level_server(mcp)
     async with anyio.create_task_group() as tg:
         reader = LineReader(wire_in)
         tg.start_soon(read_messages, reader, to_server, to_client.clone(), in_flight)

@@ -7,12 +7,12 @@ message the model can act on.
 
 from __future__ import annotations
 
-from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from python_mcp_server.compat.mcp_private import MAX_REQUEST_BODY_BYTES
 from python_mcp_server.middleware._responses import send_json
 
-MAX_BODY_BYTES = DEFAULT_MAX_REQUEST_BODY_SIZE
+MAX_BODY_BYTES = MAX_REQUEST_BODY_BYTES
 DRAIN_LIMIT_BYTES = (
     64 * 1024 * 1024
 )  # past this an oversized body is not read; the connection closes

@@ -1,4 +1,8 @@
-"""Thin MCP adapters. Each module has `register(mcp)`; `server.py` calls them all."""
+"""Thin MCP adapters: module-level functions marked with FastMCP's `@tool` and `@resource`. Each
+module lists its own in `TOOLS` (and `RESOURCES`); `server.py` adds them all, each tool wrapped in
+`domain_errors`."""
+
+from typing import Final
 
 from python_mcp_server.tools import (
     artifacts,
@@ -10,7 +14,17 @@ from python_mcp_server.tools import (
     packages,
     sessions,
 )
+from python_mcp_server.tools._common import ToolFunction, domain_errors
 
-MODULES = (execution, introspection, sessions, notebooks, files, packages, health, artifacts)
+TOOLS: Final[tuple[ToolFunction, ...]] = (
+    *execution.TOOLS,
+    *introspection.TOOLS,
+    *sessions.TOOLS,
+    *notebooks.TOOLS,
+    *files.TOOLS,
+    *packages.TOOLS,
+    *health.TOOLS,
+)
+RESOURCES: Final[tuple[ToolFunction, ...]] = (*files.RESOURCES, *artifacts.RESOURCES)
 
-__all__ = ["MODULES"]
+__all__ = ["RESOURCES", "TOOLS", "domain_errors"]

@@ -11,16 +11,20 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from fastmcp import Context
 from fastmcp.exceptions import ToolError
 from fastmcp.tools import ToolResult
-from fastmcp.utilities.json_schema import dereference_refs
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from python_mcp_server.compat.fastmcp_private import inline_refs
 from python_mcp_server.errors import ServerError
 from python_mcp_server.runtime import caller_key, services
 from python_mcp_server.text import escape_surrogates, on_strings
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+ToolFunction = Callable[..., Awaitable[Any]]
+"""A tool or resource: a module-level async function carrying FastMCP's `@tool` or `@resource`
+metadata, added to the server by `server.py`."""
 
 SessionArg = Annotated[
     str | None,
@@ -61,7 +65,7 @@ def schema(model: type[BaseModel]) -> dict[str, Any]:
     FastMCP inlines `$ref`s on every tools/list for clients that cannot follow them; a schema
     without any costs it nothing (tools/list about 2x faster).
     """
-    return dereference_refs(model.model_json_schema())
+    return inline_refs(model.model_json_schema())
 
 
 def result(model: BaseModel, text: str | None = None) -> ToolResult:
@@ -83,7 +87,8 @@ def sendable(value: Any) -> Any:
 
 def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Turn our `ServerError`s into `ToolError`s inside the tool, so the model gets our message
-    and the log gets one INFO line instead of an error traceback."""
+    and the log gets one INFO line instead of an error traceback. `server.py` wraps every tool in
+    it when adding it; the `@tool` metadata and the signature carry over to the wrapper."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

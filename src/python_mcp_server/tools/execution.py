@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import itertools
 import mimetypes
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastmcp import Context, FastMCP
-from fastmcp.tools import ToolResult
+from fastmcp import Context
+from fastmcp.tools import ToolResult, tool
 from mcp.types import ContentBlock, ImageContent, ResourceLink, TextContent
 from pydantic import Field
 
@@ -20,7 +20,7 @@ from python_mcp_server.tools._common import (
     DESTRUCTIVE,
     RUNS_CODE,
     SessionArg,
-    domain_errors,
+    ToolFunction,
     resolve_session,
     result,
     schema,
@@ -124,90 +124,94 @@ def _wants_progress(ctx: Context) -> bool:
     return rc is not None and bool(rc.meta) and "progressToken" in (rc.meta or {})
 
 
-def register(mcp: FastMCP) -> None:
-    @mcp.tool(annotations=RUNS_CODE, output_schema=schema(ExecutionResult))
-    @domain_errors
-    async def run_python_code(
-        code: Annotated[str, Field(description="Python source to run, as in a notebook cell.")],
-        ctx: Context,
-        session_id: SessionArg = None,
-        timeout_s: Annotated[
-            float | None,
-            Field(
-                gt=0,
-                description="Stop the code after this many seconds. Omit for the "
-                "server default (60 s unless configured).",
-            ),
-        ] = None,
-    ) -> ToolResult:
-        """Run Python code in a persistent Jupyter kernel and return what it printed and returned.
+@tool(annotations=RUNS_CODE, output_schema=schema(ExecutionResult))
+async def run_python_code(
+    code: Annotated[str, Field(description="Python source to run, as in a notebook cell.")],
+    ctx: Context,
+    session_id: SessionArg = None,
+    timeout_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="Stop the code after this many seconds. Omit for the "
+            "server default (60 s unless configured).",
+        ),
+    ] = None,
+) -> ToolResult:
+    """Run Python code in a persistent Jupyter kernel and return what it printed and returned.
 
-        Use it for any computation, data work or plotting. Variables, imports and files persist
-        between calls in the same session. The last expression's value comes back as `result`.
-        If the code raises, the call still succeeds with status 'error' and the traceback. If it
-        runs past the time limit it is interrupted (status 'timeout'); `message` says whether the
-        variables survived. Code is never run twice.
+    Use it for any computation, data work or plotting. Variables, imports and files persist
+    between calls in the same session. The last expression's value comes back as `result`.
+    If the code raises, the call still succeeds with status 'error' and the traceback. If it
+    runs past the time limit it is interrupted (status 'timeout'); `message` says whether the
+    variables survived. Code is never run twice.
 
-        Plots (matplotlib, seaborn, pandas) come back as image previews with a link to the
-        full-resolution PNG; HTML, markdown and JSON displays are in `displays`; plotly figures
-        are saved as interactive HTML and JSON and linked. `files` lists the workspace files this
-        code created or changed. Long stdout, stderr or result keep their head and tail; the full
-        text is a kernel:// file listed in `output_files`. While the code runs, its output is
-        streamed as progress notifications when the client asks for progress.
-        """
-        on_progress = None
-        if _wants_progress(ctx):
-            sent = itertools.count(1)
+    Plots (matplotlib, seaborn, pandas) come back as image previews with a link to the
+    full-resolution PNG; HTML, markdown and JSON displays are in `displays`; plotly figures
+    are saved as interactive HTML and JSON and linked. `files` lists the workspace files this
+    code created or changed. Long stdout, stderr or result keep their head and tail; the full
+    text is a kernel:// file listed in `output_files`. While the code runs, its output is
+    streamed as progress notifications when the client asks for progress.
+    """
+    on_progress = None
+    if _wants_progress(ctx):
+        sent = itertools.count(1)
 
-            async def on_progress(message: str) -> None:
-                await ctx.report_progress(next(sent), None, message)
+        async def on_progress(message: str) -> None:
+            await ctx.report_progress(next(sent), None, message)
 
-        res = await services(ctx).execution.run(
-            resolve_session(ctx, session_id), code, timeout_s, on_progress=on_progress
-        )
-        return ToolResult(
-            content=execution_content(res), structured_content=sendable(res.model_dump(mode="json"))
-        )
+    res = await services(ctx).execution.run(
+        resolve_session(ctx, session_id), code, timeout_s, on_progress=on_progress
+    )
+    return ToolResult(
+        content=execution_content(res), structured_content=sendable(res.model_dump(mode="json"))
+    )
 
-    @mcp.tool(annotations=CHANGES_STATE, output_schema=schema(ActionResult))
-    @domain_errors
-    async def interrupt_kernel(ctx: Context, session_id: SessionArg = None) -> ToolResult:
-        """Interrupt the code running in a session, like Ctrl-C. Variables are kept.
 
-        Use it when a cell started by another call is stuck or taking too long. The interrupted
-        call returns with a KeyboardInterrupt error. Does nothing harmful when the kernel is idle.
-        """
-        sid = resolve_session(ctx, session_id)
-        busy = await services(ctx).sessions.get(sid).interrupt()
-        msg = (
-            "Interrupt sent to the running code."
-            if busy
-            else "The kernel was idle; nothing to interrupt."
-        )
-        return result(ActionResult(session_id=sid, message=msg))
+@tool(annotations=CHANGES_STATE, output_schema=schema(ActionResult))
+async def interrupt_kernel(ctx: Context, session_id: SessionArg = None) -> ToolResult:
+    """Interrupt the code running in a session, like Ctrl-C. Variables are kept.
 
-    @mcp.tool(annotations=DESTRUCTIVE, output_schema=schema(RestartResult))
-    @domain_errors
-    async def restart_kernel(
-        ctx: Context,
-        session_id: SessionArg = None,
-        preserve_state: Annotated[
-            bool,
-            Field(
-                description="Carry the picklable variables over into the new kernel (modules "
-                "must be imported again); the result lists what was restored and what was not."
-            ),
-        ] = False,
-    ) -> ToolResult:
-        """Restart a session's kernel with a clean state: all variables and imports are lost.
+    Use it when a cell started by another call is stuck or taking too long. The interrupted
+    call returns with a KeyboardInterrupt error. Does nothing harmful when the kernel is idle.
+    """
+    sid = resolve_session(ctx, session_id)
+    busy = await services(ctx).sessions.get(sid).interrupt()
+    msg = (
+        "Interrupt sent to the running code."
+        if busy
+        else "The kernel was idle; nothing to interrupt."
+    )
+    return result(ActionResult(session_id=sid, message=msg))
 
-        Use it after installing a package that needs a fresh interpreter, or when the kernel is
-        hung or broken. Files in the workspace are kept. Code running in the session is stopped.
-        With preserve_state=true, picklable variables are restored in the new kernel.
-        """
-        sid = resolve_session(ctx, session_id)
-        svc = services(ctx)
-        session = svc.sessions.get(sid)
-        outcome = await session.restart(preserve_state=preserve_state)
-        res = outcome.result(sid, session.pid)
-        return result(res, res.message)
+
+@tool(annotations=DESTRUCTIVE, output_schema=schema(RestartResult))
+async def restart_kernel(
+    ctx: Context,
+    session_id: SessionArg = None,
+    preserve_state: Annotated[
+        bool,
+        Field(
+            description="Carry the picklable variables over into the new kernel (modules "
+            "must be imported again); the result lists what was restored and what was not."
+        ),
+    ] = False,
+) -> ToolResult:
+    """Restart a session's kernel with a clean state: all variables and imports are lost.
+
+    Use it after installing a package that needs a fresh interpreter, or when the kernel is
+    hung or broken. Files in the workspace are kept. Code running in the session is stopped.
+    With preserve_state=true, picklable variables are restored in the new kernel.
+    """
+    sid = resolve_session(ctx, session_id)
+    session = services(ctx).sessions.get(sid)
+    outcome = await session.restart(preserve_state=preserve_state)
+    res = outcome.result(sid, session.pid)
+    return result(res, res.message)
+
+
+TOOLS: Final[tuple[ToolFunction, ...]] = (
+    run_python_code,
+    interrupt_kernel,
+    restart_kernel,
+)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastmcp import Context, FastMCP
-from fastmcp.tools import ToolResult
+from fastmcp import Context
+from fastmcp.tools import ToolResult, tool
 from pydantic import BaseModel, Field
 
 from python_mcp_server import __version__
@@ -15,7 +15,7 @@ from python_mcp_server.services import HealthReport, Responsiveness
 from python_mcp_server.tools._common import (
     READ_ONLY,
     SessionArg,
-    domain_errors,
+    ToolFunction,
     resolve_session,
     result,
     schema,
@@ -55,60 +55,65 @@ def render_health(report: HealthReport) -> str:
     return "\n".join(lines)
 
 
-def register(mcp: FastMCP) -> None:
-    @mcp.tool(annotations=READ_ONLY, output_schema=schema(PingResult))
-    @domain_errors
-    async def ping(ctx: Context) -> ToolResult:
-        """Check that the server is up; answers at once even while code runs.
+@tool(annotations=READ_ONLY, output_schema=schema(PingResult))
+async def ping(ctx: Context) -> ToolResult:
+    """Check that the server is up; answers at once even while code runs.
 
-        Returns the server version and the number of live sessions.
-        """
-        svc = services(ctx)
-        return result(
-            PingResult(
-                ok=True,
-                server_version=__version__,
-                sessions=len(svc.sessions.ids()),
-                server_time=time.time(),
-            )
+    Returns the server version and the number of live sessions.
+    """
+    svc = services(ctx)
+    return result(
+        PingResult(
+            ok=True,
+            server_version=__version__,
+            sessions=len(svc.sessions.ids()),
+            server_time=time.time(),
         )
+    )
 
-    @mcp.tool(annotations=READ_ONLY, output_schema=schema(HealthReport))
-    @domain_errors
-    async def get_kernel_health(
-        ctx: Context,
-        session_id: Annotated[
-            str | None,
-            Field(description="The session to report on. Omit it to report every live session."),
-        ] = None,
-    ) -> ToolResult:
-        """Report kernel and host health: use it when code is slow, memory may be short, or a
-        kernel seems stuck.
 
-        For each kernel: pid, state, OS process status, resident memory, CPU %, threads, open
-        files, uptime, child processes, and any automatic restarts (when and why). Also the
-        host's available memory (new sessions are refused below the floor), free disk in the
-        workspace, and the warm pool of pre-started kernels.
-        """
-        report = await services(ctx).health.report(session_id)
-        return result(report, render_health(report))
+@tool(annotations=READ_ONLY, output_schema=schema(HealthReport))
+async def get_kernel_health(
+    ctx: Context,
+    session_id: Annotated[
+        str | None,
+        Field(description="The session to report on. Omit it to report every live session."),
+    ] = None,
+) -> ToolResult:
+    """Report kernel and host health: use it when code is slow, memory may be short, or a
+    kernel seems stuck.
 
-    @mcp.tool(annotations=READ_ONLY, output_schema=schema(Responsiveness))
-    @domain_errors
-    async def check_kernel_responsiveness(
-        ctx: Context,
-        session_id: SessionArg = None,
-        timeout_s: Annotated[
-            float,
-            Field(gt=0, le=120, description="How long to wait for the kernel's answer."),
-        ] = 5.0,
-    ) -> ToolResult:
-        """Check whether a session's kernel answers, and how fast.
+    For each kernel: pid, state, OS process status, resident memory, CPU %, threads, open
+    files, uptime, child processes, and any automatic restarts (when and why). Also the
+    host's available memory (new sessions are refused below the floor), free disk in the
+    workspace, and the warm pool of pre-started kernels.
+    """
+    report = await services(ctx).health.report(session_id)
+    return result(report, render_health(report))
 
-        Sends kernel_info on the control channel, which a healthy kernel answers even while a
-        cell runs, and returns the round trip in milliseconds with a verdict: 'responsive',
-        'slow', 'unresponsive' (no answer within timeout_s) or 'dead'. Use it before deciding
-        between waiting, interrupt_kernel and restart_kernel.
-        """
-        res = await services(ctx).health.responsiveness(resolve_session(ctx, session_id), timeout_s)
-        return result(res, f"[{res.verdict}] session {res.session_id!r}: {res.message}")
+
+@tool(annotations=READ_ONLY, output_schema=schema(Responsiveness))
+async def check_kernel_responsiveness(
+    ctx: Context,
+    session_id: SessionArg = None,
+    timeout_s: Annotated[
+        float,
+        Field(gt=0, le=120, description="How long to wait for the kernel's answer."),
+    ] = 5.0,
+) -> ToolResult:
+    """Check whether a session's kernel answers, and how fast.
+
+    Sends kernel_info on the control channel, which a healthy kernel answers even while a
+    cell runs, and returns the round trip in milliseconds with a verdict: 'responsive',
+    'slow', 'unresponsive' (no answer within timeout_s) or 'dead'. Use it before deciding
+    between waiting, interrupt_kernel and restart_kernel.
+    """
+    res = await services(ctx).health.responsiveness(resolve_session(ctx, session_id), timeout_s)
+    return result(res, f"[{res.verdict}] session {res.session_id!r}: {res.message}")
+
+
+TOOLS: Final[tuple[ToolFunction, ...]] = (
+    ping,
+    get_kernel_health,
+    check_kernel_responsiveness,
+)

@@ -3,10 +3,10 @@ get_environment_info."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastmcp import Context, FastMCP
-from fastmcp.tools import ToolResult
+from fastmcp import Context
+from fastmcp.tools import ToolResult, tool
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
@@ -15,7 +15,7 @@ from python_mcp_server.services import EnvironmentInfo, InstallResult, PackageLi
 from python_mcp_server.tools._common import (
     READ_ONLY,
     SessionArg,
-    domain_errors,
+    ToolFunction,
     resolve_session,
     result,
     schema,
@@ -46,66 +46,71 @@ def _render_install(res: InstallResult) -> str:
     return "\n".join(lines)
 
 
-def register(mcp: FastMCP) -> None:
-    @mcp.tool(annotations=INSTALLS, output_schema=schema(InstallResult))
-    @domain_errors
-    async def install_dependencies(
-        packages: Annotated[
-            list[str],
-            Field(
-                description="Requirements to install: package names with optional extras and "
-                "version specifiers, e.g. ['requests', 'pandas>=2.0', 'httpx[http2]']. Options, "
-                "URLs, paths and environment markers are refused."
-            ),
-        ],
-        ctx: Context,
-        session_id: SessionArg = None,
-        upgrade: Annotated[
-            bool,
-            Field(description="Upgrade these packages if an older version is installed."),
-        ] = False,
-        timeout_s: Annotated[
-            float | None,
-            Field(
-                gt=0,
-                description="Stop the installer after this many seconds. Omit for the server "
-                "default (300 s unless configured).",
-            ),
-        ] = None,
-    ) -> ToolResult:
-        """Install Python packages from the package index into the session kernel's interpreter.
+@tool(annotations=INSTALLS, output_schema=schema(InstallResult))
+async def install_dependencies(
+    packages: Annotated[
+        list[str],
+        Field(
+            description="Requirements to install: package names with optional extras and "
+            "version specifiers, e.g. ['requests', 'pandas>=2.0', 'httpx[http2]']. Options, "
+            "URLs, paths and environment markers are refused."
+        ),
+    ],
+    ctx: Context,
+    session_id: SessionArg = None,
+    upgrade: Annotated[
+        bool,
+        Field(description="Upgrade these packages if an older version is installed."),
+    ] = False,
+    timeout_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="Stop the installer after this many seconds. Omit for the server "
+            "default (300 s unless configured).",
+        ),
+    ] = None,
+) -> ToolResult:
+    """Install Python packages from the package index into the session kernel's interpreter.
 
-        Use it when an import fails with ModuleNotFoundError. Uses uv (or pip) for the exact
-        interpreter the kernel runs, so new packages can be imported in the running session right
-        away, without a restart. Returns, per package, whether it was installed, upgraded or
-        already satisfied and its version, or why it failed (for example a misspelt name);
-        `restart_needed` is true when an upgraded module was already imported (then call
-        restart_kernel).
-        """
-        sid = resolve_session(ctx, session_id)
-        res = await services(ctx).packages.install(sid, packages, upgrade, timeout_s)
-        return result(res, _render_install(res))
+    Use it when an import fails with ModuleNotFoundError. Uses uv (or pip) for the exact
+    interpreter the kernel runs, so new packages can be imported in the running session right
+    away, without a restart. Returns, per package, whether it was installed, upgraded or
+    already satisfied and its version, or why it failed (for example a misspelt name);
+    `restart_needed` is true when an upgraded module was already imported (then call
+    restart_kernel).
+    """
+    sid = resolve_session(ctx, session_id)
+    res = await services(ctx).packages.install(sid, packages, upgrade, timeout_s)
+    return result(res, _render_install(res))
 
-    @mcp.tool(annotations=READ_ONLY, output_schema=schema(PackageList))
-    @domain_errors
-    async def list_installed_packages(ctx: Context, session_id: SessionArg = None) -> ToolResult:
-        """List the packages (name and version) importable in a session's kernel interpreter.
 
-        Use it to check whether a package is available, or which version, before importing or
-        installing it. Reads the kernel's own environment, which may differ from the server's.
-        """
-        sid = resolve_session(ctx, session_id)
-        res = await services(ctx).packages.installed(sid)
-        text = "\n".join(f"{p.name}=={p.version}" for p in res.packages)
-        return result(res, f"{res.total} packages in {res.python}:\n{text}")
+@tool(annotations=READ_ONLY, output_schema=schema(PackageList))
+async def list_installed_packages(ctx: Context, session_id: SessionArg = None) -> ToolResult:
+    """List the packages (name and version) importable in a session's kernel interpreter.
 
-    @mcp.tool(annotations=READ_ONLY, output_schema=schema(EnvironmentInfo))
-    @domain_errors
-    async def get_environment_info(ctx: Context) -> ToolResult:
-        """Describe the execution environment: Python, platform, CPU, memory, limits.
+    Use it to check whether a package is available, or which version, before importing or
+    installing it. Reads the kernel's own environment, which may differ from the server's.
+    """
+    sid = resolve_session(ctx, session_id)
+    res = await services(ctx).packages.installed(sid)
+    text = "\n".join(f"{p.name}=={p.version}" for p in res.packages)
+    return result(res, f"{res.total} packages in {res.python}:\n{text}")
 
-        Use it to learn which Python version and platform your code runs on, how much memory
-        and how many CPUs are there, where the workspace is, and the limits in force (timeouts,
-        session count, output and file size caps). Starts no kernel.
-        """
-        return result(await services(ctx).environment.info())
+
+@tool(annotations=READ_ONLY, output_schema=schema(EnvironmentInfo))
+async def get_environment_info(ctx: Context) -> ToolResult:
+    """Describe the execution environment: Python, platform, CPU, memory, limits.
+
+    Use it to learn which Python version and platform your code runs on, how much memory
+    and how many CPUs are there, where the workspace is, and the limits in force (timeouts,
+    session count, output and file size caps). Starts no kernel.
+    """
+    return result(await services(ctx).environment.info())
+
+
+TOOLS: Final[tuple[ToolFunction, ...]] = (
+    install_dependencies,
+    list_installed_packages,
+    get_environment_info,
+)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastmcp import Context, FastMCP
-from fastmcp.tools import ToolResult
+from fastmcp import Context
+from fastmcp.tools import ToolResult, tool
 from pydantic import BaseModel, Field
 
 from python_mcp_server.runtime import caller_key, services
@@ -15,7 +15,7 @@ from python_mcp_server.tools._common import (
     DESTRUCTIVE,
     READ_ONLY,
     SessionArg,
-    domain_errors,
+    ToolFunction,
     resolve_session,
     result,
     schema,
@@ -31,96 +31,102 @@ class SwitchResult(BaseModel):
     message: str
 
 
-def register(mcp: FastMCP) -> None:
-    @mcp.tool(annotations=CHANGES_STATE, output_schema=schema(SessionInfo))
-    @domain_errors
-    async def create_session(
-        ctx: Context,
-        session_id: Annotated[
-            str | None,
-            Field(
-                description="A name for the session (letters, digits, '_', '-', '.'). Omit it "
-                "to get an unguessable generated id."
-            ),
-        ] = None,
-        description: Annotated[
-            str | None,
-            Field(max_length=500, description="What this session is for, shown by list_sessions."),
-        ] = None,
-    ) -> ToolResult:
-        """Start a new, isolated Python kernel session and return its id.
+@tool(annotations=CHANGES_STATE, output_schema=schema(SessionInfo))
+async def create_session(
+    ctx: Context,
+    session_id: Annotated[
+        str | None,
+        Field(
+            description="A name for the session (letters, digits, '_', '-', '.'). Omit it "
+            "to get an unguessable generated id."
+        ),
+    ] = None,
+    description: Annotated[
+        str | None,
+        Field(max_length=500, description="What this session is for, shown by list_sessions."),
+    ] = None,
+) -> ToolResult:
+    """Start a new, isolated Python kernel session and return its id.
 
-        Use a separate session per task or agent so variables do not collide. Pass the returned
-        `session_id` to run_python_code and the other tools. Refused if the name is taken or the
-        server's session limit is reached.
-        """
-        session = await services(ctx).sessions.create(session_id, description)
-        return result(session.info())
+    Use a separate session per task or agent so variables do not collide. Pass the returned
+    `session_id` to run_python_code and the other tools. Refused if the name is taken or the
+    server's session limit is reached.
+    """
+    session = await services(ctx).sessions.create(session_id, description)
+    return result(session.info())
 
-    @mcp.tool(annotations=CHANGES_STATE, output_schema=schema(SwitchResult))
-    @domain_errors
-    async def switch_session(
-        session_id: Annotated[str, Field(description="The session to make current.")],
-        ctx: Context,
-    ) -> ToolResult:
-        """Make a session the default for your later calls that omit session_id.
 
-        Only your own connection is affected; other clients keep their own current session.
-        On stateless connections the server cannot remember the choice: pass session_id to
-        each call instead (the result says which case applies).
-        """
-        sessions = services(ctx).sessions
-        sessions.get(session_id)
-        caller = caller_key(ctx)
-        if caller is None:
-            return result(
-                SwitchResult(
-                    session_id=session_id,
-                    applied=False,
-                    message="This connection is stateless (MCP 2026-07-28), so the server cannot "
-                    "remember a current session for you. Pass session_id="
-                    + repr(session_id)
-                    + " to each call.",
-                )
-            )
-        sessions.set_target(caller, session_id)
+@tool(annotations=CHANGES_STATE, output_schema=schema(SwitchResult))
+async def switch_session(
+    session_id: Annotated[str, Field(description="The session to make current.")],
+    ctx: Context,
+) -> ToolResult:
+    """Make a session the default for your later calls that omit session_id.
+
+    Only your own connection is affected; other clients keep their own current session.
+    On stateless connections the server cannot remember the choice: pass session_id to
+    each call instead (the result says which case applies).
+    """
+    sessions = services(ctx).sessions
+    sessions.get(session_id)
+    caller = caller_key(ctx)
+    if caller is None:
         return result(
             SwitchResult(
                 session_id=session_id,
-                applied=True,
-                message=f"Calls from this connection without session_id now use {session_id!r}.",
+                applied=False,
+                message="This connection is stateless (MCP 2026-07-28), so the server cannot "
+                "remember a current session for you. Pass session_id="
+                + repr(session_id)
+                + " to each call.",
             )
         )
-
-    @mcp.tool(annotations=READ_ONLY, output_schema=schema(SessionList))
-    @domain_errors
-    async def list_sessions(ctx: Context) -> ToolResult:
-        """List the live sessions: id, description, times, cell count, state and kernel pid.
-
-        Use it to find a session id or to see which sessions are busy.
-        """
-        svc = services(ctx)
-        return result(
-            SessionList(
-                sessions=[s.info() for s in svc.sessions.sessions()],
-                max_sessions=svc.config.max_sessions,
-                current_session=svc.sessions.target(caller_key(ctx)),
-            )
+    sessions.set_target(caller, session_id)
+    return result(
+        SwitchResult(
+            session_id=session_id,
+            applied=True,
+            message=f"Calls from this connection without session_id now use {session_id!r}.",
         )
+    )
 
-    @mcp.tool(annotations=DESTRUCTIVE, output_schema=schema(ActionResult))
-    @domain_errors
-    async def delete_session(ctx: Context, session_id: SessionArg = None) -> ToolResult:
-        """Shut a session's kernel down and forget the session; its variables are lost.
 
-        Use it when a task is done, to free memory and a session slot. Workspace files stay.
-        """
-        sid = resolve_session(ctx, session_id)
-        was_current = await services(ctx).sessions.delete(sid, caller_key(ctx))
-        message = f"Session {sid!r} was shut down."
-        if was_current and sid != DEFAULT_SESSION:
-            message += (
-                " It was your current session: calls without session_id go to "
-                f"{DEFAULT_SESSION!r} again."
-            )
-        return result(ActionResult(session_id=sid, message=message))
+@tool(annotations=READ_ONLY, output_schema=schema(SessionList))
+async def list_sessions(ctx: Context) -> ToolResult:
+    """List the live sessions: id, description, times, cell count, state and kernel pid.
+
+    Use it to find a session id or to see which sessions are busy.
+    """
+    svc = services(ctx)
+    return result(
+        SessionList(
+            sessions=[s.info() for s in svc.sessions.sessions()],
+            max_sessions=svc.config.max_sessions,
+            current_session=svc.sessions.target(caller_key(ctx)),
+        )
+    )
+
+
+@tool(annotations=DESTRUCTIVE, output_schema=schema(ActionResult))
+async def delete_session(ctx: Context, session_id: SessionArg = None) -> ToolResult:
+    """Shut a session's kernel down and forget the session; its variables are lost.
+
+    Use it when a task is done, to free memory and a session slot. Workspace files stay.
+    """
+    sid = resolve_session(ctx, session_id)
+    was_current = await services(ctx).sessions.delete(sid, caller_key(ctx))
+    message = f"Session {sid!r} was shut down."
+    if was_current and sid != DEFAULT_SESSION:
+        message += (
+            " It was your current session: calls without session_id go to "
+            f"{DEFAULT_SESSION!r} again."
+        )
+    return result(ActionResult(session_id=sid, message=message))
+
+
+TOOLS: Final[tuple[ToolFunction, ...]] = (
+    create_session,
+    switch_session,
+    list_sessions,
+    delete_session,
+)

@@ -25,18 +25,16 @@ this relies on (`available` says which).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import anyio
-from mcp.server.streamable_http import check_accept_headers
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from python_mcp_server.compat import mcp_private
 from python_mcp_server.middleware._responses import send_json
 from python_mcp_server.middleware.body_limit import (
     INVALID_REQUEST,
@@ -47,17 +45,6 @@ from python_mcp_server.middleware.body_limit import (
 
 logger = logging.getLogger(__name__)
 
-ModernHandler = Callable[[Any, Any, bool, Any, Scope, Receive, Send], Awaitable[None]]
-
-_EXPECTED_PARAMS: Final = (
-    "app",
-    "security_settings",
-    "json_response",
-    "lifespan_state",
-    "scope",
-    "receive",
-    "send",
-)
 _VERSION_HEADER: Final = b"mcp-protocol-version"
 _SESSION_HEADER: Final = b"mcp-session-id"
 _NEEDS_JSON_BODY: Final = (
@@ -84,18 +71,7 @@ _PING: Final = b": ping\r\n\r\n"
 _STREAMING_MARKERS: Final = (b"progressToken", b"subscriptions/listen")
 
 
-def _modern_handler() -> ModernHandler | None:
-    """The SDK's JSON-capable entry for one stateless-era request, if this SDK has it as expected."""
-    try:
-        from mcp.server._streamable_http_modern import handle_modern_request
-    except ImportError:
-        return None
-    if tuple(inspect.signature(handle_modern_request).parameters) != _EXPECTED_PARAMS:
-        return None
-    return handle_modern_request
-
-
-_HANDLER: Final = _modern_handler()
+_HANDLER: Final = mcp_private.modern_handler()
 
 
 class PlainJsonCalls:
@@ -117,7 +93,7 @@ class PlainJsonCalls:
             _HANDLER is None
             or scope["type"] != "http"
             or scope.get("method") != "POST"
-            or getattr(manager, "_task_group", None) is None
+            or not mcp_private.is_running(manager)
             or (size is not None and size > MAX_BODY_BYTES)  # BodyLimitMiddleware answers it
         ):
             await self.app(scope, receive, send)
@@ -129,7 +105,7 @@ class PlainJsonCalls:
         if not request.headers.get("content-type", "").lower().startswith("application/json"):
             await _refuse(send, 400, _NEEDS_JSON_BODY)
             return
-        takes_json, takes_stream = check_accept_headers(request)
+        takes_json, takes_stream = mcp_private.accepts(request)
         # an event stream is chunked, which HTTP/1.0 has not: such a client gets plain JSON
         takes_stream = takes_stream and scope.get("http_version") != "1.0"
         if not takes_json:
@@ -174,7 +150,7 @@ class PlainJsonCalls:
             manager.app,
             manager.security_settings,
             True,
-            manager._lifespan_state,
+            mcp_private.lifespan_state(manager),
             scope,
             replay(body, receive),
             response.send,

@@ -1,0 +1,67 @@
+"""FastMCP internals we use, each with what it replaces and why.
+
+FastMCP's only public stdio runner, `FastMCP.run_stdio_async`, always serves through the SDK's
+`stdio_server`, which a desktop client can stop answering (see `middleware/stdio_transport.py`).
+To run FastMCP's server on our own transport we do what `run_stdio_async` does
+(`fastmcp/server/mixins/transport.py`) with our streams: mark the transport as stdio, enter the
+server's lifespan, and run its low-level server. `tests/test_compat.py` checks each name below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from typing import Any
+
+from fastmcp import FastMCP
+from fastmcp.server.context import reset_transport, set_transport
+from fastmcp.server.low_level import LowLevelServer
+from fastmcp.utilities.json_schema import dereference_refs
+
+
+def runs_on_our_stdio(mcp: FastMCP[Any]) -> bool:
+    """Whether `mcp` has the internals `lifespan` and `low_level_server` reach for; without them
+    the server falls back to FastMCP's own stdio runner."""
+    return hasattr(mcp, "_lifespan_manager") and hasattr(mcp, "_mcp_server")
+
+
+def lifespan(mcp: FastMCP[Any]) -> AbstractAsyncContextManager[None]:
+    """The server's lifespan, entered as `run_stdio_async` enters it.
+
+    Replaces `FastMCP._lifespan_manager()`: FastMCP enters it only inside its own runners and
+    `http_app`'s lifespan; no public call opens it around other streams.
+    """
+    return mcp._lifespan_manager()
+
+
+def low_level_server(mcp: FastMCP[Any]) -> LowLevelServer[Any]:
+    """The SDK server FastMCP builds; its public `run(read, write, options)` serves any streams.
+
+    Replaces `FastMCP._mcp_server`: FastMCP exposes no public handle on it.
+    """
+    return mcp._mcp_server
+
+
+@contextmanager
+def stdio_transport() -> Iterator[None]:
+    """While inside, `Context.transport` reads "stdio", as under `run_stdio_async`.
+
+    Replaces `fastmcp.server.context.set_transport` / `reset_transport`: helpers FastMCP's runners
+    call that are not in its documented API. `runtime.caller_key` needs the transport to know a
+    stdio client is one caller.
+    """
+    token = set_transport("stdio")
+    try:
+        yield
+    finally:
+        reset_transport(token)
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with its `$ref`s replaced by their `$defs`, as FastMCP sends schemas to clients.
+
+    Replaces `fastmcp.utilities.json_schema.dereference_refs`, an internal FastMCP applies on
+    every tools/list; inlining once when a tool is defined makes tools/list about 2x faster and
+    sends the same schema.
+    """
+    return dereference_refs(schema)
