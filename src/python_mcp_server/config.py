@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 Transport = Literal["http", "stdio"]
+SandboxMode = Literal["auto", "on", "off"]
+KernelNetwork = Literal["none", "allowlist", "full"]
 
 # server settings that child processes (kernels, scripts, installers) must not inherit
 SECRET_ENV_VARS = ("PYTHON_MCP_SERVER_AUTH_TOKEN",)
@@ -59,6 +61,13 @@ class ServerConfig:
     image_max_side_px: int = 1024
     image_max_bytes: int = 150_000
     progress_keepalive_s: float = 5.0
+    sandbox: SandboxMode = "auto"
+    kernel_memory_mb: int = 4096  # per session; 0 = no memory limit
+    kernel_max_processes: int = 256  # per session; 0 = no process limit
+    kernel_cpus: float | None = None  # CPU quota per session; None = no quota
+    kernel_tmp_mb: int = 1024  # the private /tmp and /dev/shm of a sandboxed kernel
+    kernel_network: KernelNetwork = "none"
+    kernel_allow_hosts: tuple[str, ...] = ()
 
     @property
     def workspace_root(self) -> Path:

@@ -18,6 +18,15 @@ OutputCallback = Callable[[Output], None]
 
 
 @dataclass(frozen=True)
+class KernelLimits:
+    """What one sandboxed kernel may use; 0 or None means no limit."""
+
+    memory_mb: int = 0
+    max_processes: int = 0
+    cpus: float | None = None
+
+
+@dataclass(frozen=True)
 class KernelSpec:
     """How to start one kernel."""
 
@@ -26,14 +35,18 @@ class KernelSpec:
     env: dict[str, str]
     start_timeout_s: float = 60.0
     unset_env: tuple[str, ...] = ()  # server variables the kernel must not see (secrets)
+    workspace: Path | None = None  # read-write in a sandbox (default: cwd)
+    read_only: tuple[Path, ...] = ()  # further folders a sandboxed kernel needs to read
+    limits: KernelLimits = KernelLimits()
 
 
 @dataclass(frozen=True)
 class ExitInfo:
-    """How a kernel process ended."""
+    """How a kernel process ended. `memory_limit_mb` is set when its memory limit killed it."""
 
     returncode: int | None
     stderr_tail: str = ""
+    memory_limit_mb: int | None = None
 
     @property
     def signal(self) -> int | None:
@@ -44,6 +57,11 @@ class ExitInfo:
     def describe(self) -> str:
         import signal as _signal
 
+        if self.memory_limit_mb is not None:
+            return (
+                f"was stopped because it ran out of memory: this session may use "
+                f"{self.memory_limit_mb} MB"
+            )
         if self.signal is not None:
             try:
                 name = _signal.Signals(self.signal).name

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import weakref
@@ -26,6 +26,14 @@ from jupyter_client.manager import AsyncKernelManager
 
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, KernelStartError
 from python_mcp_server.kernels.backend import ExitInfo, KernelSpec, OutputCallback, Reply
+from python_mcp_server.kernels.launching import (
+    KERNEL_NAME,
+    KernelLaunch,
+    inner_kernel_pid,
+    plain_launch,
+    same_group,
+    sandboxed_launch,
+)
 from python_mcp_server.kernels.messages import StatusOutput, StreamOutput, parse_iopub
 from python_mcp_server.kernels.reaper import kernel_tree
 from python_mcp_server.kernels.wire import Wire
@@ -38,11 +46,11 @@ from python_mcp_server.procs import (
     read_stat,
     sweep_stale_cgroups,
 )
+from python_mcp_server.sandbox.launch import Sandbox
 from python_mcp_server.text import HeadTail
 
 logger = logging.getLogger(__name__)
 
-_KERNEL_NAME = "python-mcp-server"
 _WATCH_INTERVAL_S = 0.2
 _DRAIN_S = 0.5
 _LATE_OUTPUT_CHARS = 10_000
@@ -99,9 +107,15 @@ class LocalKernelHandle:
     """One ipykernel process and its client. Start with `LocalBackend.start`."""
 
     def __init__(
-        self, spec: KernelSpec, runtime_dir: Path, cgroup_parent: Path | None = None
+        self,
+        spec: KernelSpec,
+        runtime_dir: Path,
+        cgroup_parent: Path | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self._spec = spec
+        self._sandbox = sandbox
+        self._launch: KernelLaunch | None = None
         self._id = secrets.token_hex(6)
         self._dir = runtime_dir
         self._cgroup_parent = cgroup_parent
@@ -155,34 +169,58 @@ class LocalKernelHandle:
                 await self.aclose()
             raise
 
-    def _contain(self) -> None:
+    def _contain(self, launch: KernelLaunch) -> None:
         """Give the kernel (already in its own session and process group) its own cgroup, before
-        it can run any user code, so `aclose` can end everything it starts."""
+        it can run any user code, so `aclose` can end everything it starts. A sandboxed kernel
+        joined its groups between fork and exec."""
         proc = self._process()
         self._pid = proc.pid if proc is not None else None
         if self._pid is None:
             return
         stat = read_stat(self._pid)
         self._pid_start = stat.start if stat is not None else None
+        if launch.sandboxed:
+            self._cgroup = launch.cgroup
+            return
         if self._cgroup_parent is None:
             return
         group = Cgroup.create(self._cgroup_parent, f"{os.getpid()}-{self._id}")
         if group is not None and group.add(self._pid):
             self._cgroup = group
 
+    def _find_inner_kernel(self) -> None:
+        """In a sandbox the process launched is bubblewrap: report, watch and signal the
+        interpreter inside it instead."""
+        if self._launch is None or not self._launch.sandboxed or self._pid is None:
+            return
+        inner = inner_kernel_pid(self._pid)
+        if inner is not None:
+            stat = read_stat(inner)
+            self._pid, self._pid_start = inner, stat.start if stat is not None else None
+
+    def _prepare_launch(self) -> KernelLaunch:
+        if self._sandbox is None:
+            return plain_launch(self._spec, self._dir, self._id)
+        return sandboxed_launch(self._spec, self._dir, self._id, self._sandbox, self._cgroup_parent)
+
+    def _launch_env(self, launch: KernelLaunch) -> dict[str, str]:
+        if launch.sandboxed:  # bwrap rebuilds the kernel's environment from nothing
+            return {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        hidden = set(self._spec.unset_env)
+        return {k: v for k, v in os.environ.items() if k not in hidden} | self._spec.env
+
     async def _start(self) -> None:
-        spec_dir = _write_kernelspec(self._dir, self._spec.python)
-        ksm = KernelSpecManager(kernel_dirs=[str(spec_dir)], ensure_native_kernel=False)
+        launch = self._launch = self._prepare_launch()
+        ksm = KernelSpecManager(kernel_dirs=[str(launch.kernelspecs)], ensure_native_kernel=False)
         km = AsyncKernelManager(
-            kernel_name=_KERNEL_NAME,
+            kernel_name=KERNEL_NAME,
             kernel_spec_manager=ksm,
             transport="ipc",
-            ip=str(self._dir / f"{self._id}-ipc"),
-            connection_file=str(self._dir / f"{self._id}.json"),
+            ip=str(launch.ip),
+            connection_file=str(launch.connection_file),
         )
         self._km = km
-        hidden = set(self._spec.unset_env)
-        env = {k: v for k, v in os.environ.items() if k not in hidden} | self._spec.env
+        extra: dict[str, Any] = {"preexec_fn": launch.preexec} if launch.preexec else {}
         try:
             with self._stderr_path.open("wb") as stderr:
                 await km.start_kernel(
@@ -190,14 +228,16 @@ class LocalKernelHandle:
                     stderr=stderr,
                     stdin=subprocess.DEVNULL,
                     cwd=str(self._spec.cwd),
-                    env=env,
+                    env=self._launch_env(launch),
+                    **extra,
                 )
-            self._contain()
+            self._contain(launch)
             kc = km.client()
             self._kc = kc
             self._wire = Wire(kc.session)
             kc.start_channels(hb=False)
             await kc.wait_for_ready(timeout=self._spec.start_timeout_s)
+            self._find_inner_kernel()
         except (RuntimeError, OSError, TimeoutError) as exc:
             tail = self._stderr_tail()
             await self.aclose()
@@ -266,9 +306,21 @@ class LocalKernelHandle:
             code = proc.poll() if proc is not None else None
             if code is not None:
                 await self._drain_iopub()
-                self._mark_dead(ExitInfo(code, self._stderr_tail()))
+                self._mark_dead(self._exit_info(code))
                 return
             await asyncio.sleep(_WATCH_INTERVAL_S)
+
+    def _exit_info(self, code: int) -> ExitInfo:
+        """How the kernel ended. bubblewrap reports a kernel killed by a signal as 128 + the
+        signal; the memory group's OOM counter tells a kill for memory from one from outside."""
+        launch = self._launch
+        if launch is None or not launch.sandboxed:
+            return ExitInfo(code, self._stderr_tail())
+        if code > 128:
+            code = -(code - 128)
+        limit = self._spec.limits.memory_mb
+        oom = launch.limits is not None and limit and launch.limits.oom_kills() > 0
+        return ExitInfo(code, self._stderr_tail(), memory_limit_mb=limit if oom else None)
 
     async def _drain_iopub(self) -> None:
         """Let the reader take what the dead kernel already sent, so its last output is kept."""
@@ -363,6 +415,13 @@ class LocalKernelHandle:
     async def interrupt(self) -> None:
         self._check_alive()
         assert self._km is not None
+        if self._launch is not None and self._launch.sandboxed and self._pid is not None:
+            # signalling bubblewrap's process group would end the sandbox: signal the kernel
+            # and what it started in its group, as a Ctrl-C would
+            for pid in same_group(self._pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGINT)
+            return
         await self._km.interrupt_kernel()
 
     async def aclose(self) -> None:
@@ -389,37 +448,17 @@ class LocalKernelHandle:
                         proc.kill()
         if self._cgroup is not None:
             await self._cgroup.close()
+        if self._launch is not None and self._launch.sandboxed:
+            if self._launch.limits is not None:
+                self._launch.limits.remove()
+            shutil.rmtree(self._dir / self._id, ignore_errors=True)
+            shutil.rmtree(self._dir / f"{self._id}-spec", ignore_errors=True)
         if kill_same(tree):
             logger.info("killed processes left by kernel pid %s", self._pid)
         info = self._exit or ExitInfo(None)
         self._mark_dead(info)
         with contextlib.suppress(OSError):
             self._stderr_path.unlink()
-
-
-def _write_kernelspec(runtime_dir: Path, python: str) -> Path:
-    """A kernelspec for `python`, private to this server (a user's own `python3` spec is not used)."""
-    kernels = runtime_dir / "kernelspecs"
-    spec_dir = kernels / _KERNEL_NAME
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {
-        # history stays in memory: no agent code lands in the server user's ~/.ipython, and
-        # each cell skips a SQLite write (about 1 ms on this project's machines)
-        "argv": [
-            python,
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            "{connection_file}",
-            "--HistoryManager.enabled=False",
-        ],
-        "display_name": "Python (python-mcp-server)",
-        "language": "python",
-        "interrupt_mode": "signal",
-        "metadata": {"debugger": False},
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    return kernels
 
 
 class LocalBackend:
@@ -429,8 +468,14 @@ class LocalBackend:
     it; otherwise, or when it does not, kernels are ended with a process-tree kill.
     """
 
-    def __init__(self, *, use_cgroups: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        use_cgroups: bool = True,
+        sandbox: Callable[[Path], Sandbox] | None = None,
+    ) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="python-mcp-server-"))
+        self.sandbox = sandbox(self._dir) if sandbox is not None else None
         self._handles: weakref.WeakSet[LocalKernelHandle] = weakref.WeakSet()
         self.cgroup_parent = find_cgroup_parent() if use_cgroups else None
         if self.cgroup_parent is not None:
@@ -442,7 +487,7 @@ class LocalBackend:
         return jail_factory(self.cgroup_parent)
 
     async def start(self, spec: KernelSpec) -> LocalKernelHandle:
-        handle = LocalKernelHandle(spec, self._dir, self.cgroup_parent)
+        handle = LocalKernelHandle(spec, self._dir, self.cgroup_parent, self.sandbox)
         self._handles.add(handle)
         try:
             await handle.start()

@@ -26,6 +26,7 @@ from python_mcp_server.procs.cgroup import (
 from python_mcp_server.procs.kill import freeze_and_kill, kill_same
 from python_mcp_server.procs.proc import (
     ProcStat,
+    children,
     descendants,
     family,
     pipe_holders,
@@ -38,6 +39,7 @@ __all__ = [
     "Cgroup",
     "ProcStat",
     "ProcessJail",
+    "children",
     "descendants",
     "family",
     "find_cgroup_parent",

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import KernelBackend, LocalBackend
+from python_mcp_server.sandbox.host import plan_sandbox
 from python_mcp_server.services.environment import EnvironmentService
 from python_mcp_server.services.execution import ExecutionService
 from python_mcp_server.services.health import HealthService
 from python_mcp_server.services.introspection import IntrospectionService
 from python_mcp_server.services.notebooks import NotebookService
 from python_mcp_server.services.packages import PackageService
+from python_mcp_server.services.sandboxing import give_workspace_to_sandbox, sandbox_factory
 from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.workspace.manager import WorkspaceManager
 from python_mcp_server.workspace.scripts import ScriptRunner
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,11 +42,17 @@ class Services:
     async def open(
         cls, config: ServerConfig, backend: KernelBackend | None = None
     ) -> AsyncIterator[Services]:
-        """Start the services; on exit every kernel is shut down."""
-        backend = backend or LocalBackend()
+        """Start the services; on exit every kernel is shut down. Raises ConfigError when
+        `--sandbox on` cannot be honoured."""
+        plan = plan_sandbox(config)
+        log = logger.info if plan.enabled and not plan.missing() else logger.warning
+        log("%s", plan.summary())
+        backend = backend or LocalBackend(sandbox=sandbox_factory(plan, config))
         try:
             workspace = WorkspaceManager.open(config)
-            async with SessionManager(config, backend) as sessions:
+            if plan.enabled and plan.as_root:
+                give_workspace_to_sandbox(config.workspace_root)
+            async with SessionManager(config, backend, sandbox=plan) as sessions:
                 yield cls(
                     config=config,
                     sessions=sessions,

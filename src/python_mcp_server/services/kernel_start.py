@@ -11,7 +11,14 @@ import anyio
 
 from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import KernelDiedError, ResourceLimitError
-from python_mcp_server.kernels import ExitInfo, KernelBackend, KernelHandle, KernelSpec
+from python_mcp_server.kernels import (
+    ExitInfo,
+    KernelBackend,
+    KernelHandle,
+    KernelLimits,
+    KernelSpec,
+)
+from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR
 from python_mcp_server.services.artifacts import kernel_setup_code
 from python_mcp_server.services.pool import KernelPool
 
@@ -63,17 +70,25 @@ class KernelStarter:
         self.pool = KernelPool(config.kernel_pool_size, self.cold_start, self._memory_ok)
 
     def spec(self) -> KernelSpec:
-        root = self._config.workspace_root
+        config = self._config
+        root = config.workspace_root
         return KernelSpec(
-            python=self._config.kernel_python,
+            python=config.kernel_python,
             cwd=root,
             env={
                 "MPLBACKEND": "module://matplotlib_inline.backend_inline",
                 "PYTHON_MCP_SERVER_WORKSPACE": str(root),
                 "PYTHONUNBUFFERED": "1",
             },
-            start_timeout_s=self._config.kernel_start_timeout_s,
+            start_timeout_s=config.kernel_start_timeout_s,
             unset_env=SECRET_ENV_VARS,
+            workspace=root,
+            read_only=(KERNEL_EXT_DIR,),
+            limits=KernelLimits(
+                memory_mb=config.kernel_memory_mb,
+                max_processes=config.kernel_max_processes,
+                cpus=config.kernel_cpus,
+            ),
         )
 
     async def cold_start(self) -> ReadyKernel:

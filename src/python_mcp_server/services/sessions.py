@@ -34,6 +34,7 @@ from python_mcp_server.errors import (
 )
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend
+from python_mcp_server.sandbox.host import SandboxPlan
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.pool import KernelPool
 from python_mcp_server.services.session import KernelSession
@@ -54,9 +55,14 @@ class SessionManager:
     Use as `async with SessionManager(config, backend) as sessions`."""
 
     def __init__(
-        self, config: ServerConfig, backend: KernelBackend, monitor: HealthMonitor | None = None
+        self,
+        config: ServerConfig,
+        backend: KernelBackend,
+        monitor: HealthMonitor | None = None,
+        sandbox: SandboxPlan | None = None,
     ) -> None:
         self._config = config
+        self.sandbox = sandbox or SandboxPlan(mode="off", enabled=False)
         self.monitor = monitor or HealthMonitor()
         self.kernels = KernelStarter(config, backend, self.monitor.available_mb)
         self._sessions: dict[str, KernelSession] = {}

@@ -1,0 +1,221 @@
+"""The command that starts a kernel inside bubblewrap, and what the launch needs around it.
+
+The kernel sees: the system's `/usr` and the Python runtime read-only, a synthetic `/etc`, its own
+`/proc` and `/dev`, a private size-limited `/tmp` and `/dev/shm`, the workspace read-write at its
+real path (so paths in results stay true) and its own folder of connection file and ipc sockets.
+It runs in its own mount, pid, ipc, uts and (unless `--kernel-network full`) network namespaces,
+as uid 65534 with no capabilities and no_new_privs, and it dies with the server. The environment
+is rebuilt from nothing: the server's own variables (its token among them) never reach it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from python_mcp_server.procs.limits import LimitGroup
+from python_mcp_server.sandbox.host import SANDBOX_UID, SandboxPlan
+
+# variables of the server's environment a kernel keeps (numerics and locale; nothing secret)
+PASSED_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "LC_", "LANG", "TZ")
+_SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# host /etc entries a kernel may read: certificates, fonts, time zone, library cache, mime types
+_HOST_ETC = ("ssl", "ca-certificates", "fonts", "alternatives", "ld.so.cache", "mime.types")
+_SYNTHETIC_ETC = {
+    "passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+    "sandbox:x:65534:65534:sandbox:/tmp:/usr/sbin/nologin\n",
+    "group": "root:x:0:\nsandbox:x:65534:\n",
+    "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
+    "resolv.conf": "",
+    "hostname": "sandbox\n",
+}
+
+
+@cache
+def python_roots(python: str) -> tuple[Path, ...]:
+    """The folders an interpreter needs: its prefixes (a venv and the base it was made from)."""
+    roots = {Path(python).parent.parent, Path(python).resolve().parent.parent}
+    try:
+        out = subprocess.run(
+            [python, "-I", "-c", "import sys,json;print(json.dumps([sys.prefix,sys.base_prefix]))"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+            stdin=subprocess.DEVNULL,
+        ).stdout
+        roots.update(Path(p).resolve() for p in json.loads(out))
+    except (OSError, subprocess.SubprocessError, ValueError):
+        pass  # the kernel start then reports the interpreter's own error
+    return tuple(sorted(r for r in roots if not _under(r, Path("/usr"))))
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def write_etc(folder: Path) -> Path:
+    """The synthetic /etc every sandboxed kernel sees (no users, no secrets of the host)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in _SYNTHETIC_ETC.items():
+        (folder / name).write_text(text)
+    for name in _HOST_ETC:
+        host = Path("/etc") / name
+        if host.is_dir():
+            (folder / name).mkdir(exist_ok=True)
+        elif host.exists():
+            (folder / name).touch()
+    localtime = Path("/etc/localtime")
+    if localtime.exists():
+        (folder / "localtime").touch()
+    folder.chmod(0o755)
+    return folder
+
+
+@dataclass(frozen=True)
+class SandboxLaunch:
+    """One kernel's sandboxed launch: the argv and what runs between fork and exec."""
+
+    argv: list[str]
+    preexec: Callable[[], None]
+
+
+class Sandbox:
+    """Builds sandboxed kernel launches for one server, following its `SandboxPlan`."""
+
+    def __init__(self, plan: SandboxPlan, etc: Path, *, network: str, tmp_mb: int) -> None:
+        assert plan.bwrap is not None
+        self.plan = plan
+        self._bwrap = plan.bwrap
+        self._etc = etc
+        self._network = network
+        self._tmp_bytes = tmp_mb * 1024 * 1024
+
+    def prepare(self, session_dir: Path) -> None:
+        """The kernel's own folder (connection file, ipc sockets): only it and the server."""
+        session_dir.mkdir(mode=0o700, exist_ok=True)
+        if self.plan.as_root:
+            os.chown(session_dir, SANDBOX_UID, SANDBOX_UID)
+
+    def launch(
+        self,
+        kernel_argv: list[str],
+        *,
+        python: str,
+        session_dir: Path,
+        connection_file: Path,
+        workspace: Path,
+        cwd: Path,
+        env: dict[str, str],
+        read_only: Iterable[Path] = (),
+        groups: LimitGroup | None = None,
+        extra_cgroups: Iterable[Path] = (),
+    ) -> SandboxLaunch:
+        roots = [*python_roots(python), *(Path(p).resolve() for p in read_only)]
+        argv = [self._bwrap, *self._namespaces(), *self._system(), *self._tmp()]
+        argv += _binds(ro=roots, rw=[workspace, session_dir])
+        argv += ["--chdir", str(cwd), *self._env(python, env)]
+        argv += ["--", *self._drop(), *kernel_argv]
+        as_root = self.plan.as_root
+        joins = [Path(p) / "cgroup.procs" for p in extra_cgroups]
+
+        def preexec() -> None:
+            # between fork and exec of bwrap: everything the kernel starts is in its groups
+            if groups is not None:
+                groups.join_self()
+            for procs in joins:
+                procs.write_text(str(os.getpid()))
+            if as_root:
+                os.chown(connection_file, SANDBOX_UID, SANDBOX_UID)
+
+        return SandboxLaunch(argv, preexec)
+
+    def _namespaces(self) -> list[str]:
+        args = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        args += ["--unshare-cgroup-try", "--hostname", "sandbox"]
+        if self._network != "full":
+            args.append("--unshare-net")
+        if not self.plan.as_root:
+            args += ["--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID)]
+            args += ["--gid", str(SANDBOX_UID)]
+        return args
+
+    def _system(self) -> list[str]:
+        args = ["--ro-bind", "/usr", "/usr"]
+        for name in _SYSTEM_DIRS:
+            path = Path(name)
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), name]
+            elif path.is_dir():
+                args += ["--ro-bind", name, name]
+        args += ["--ro-bind", str(self._etc), "/etc"]
+        for name in (*_HOST_ETC, "localtime"):
+            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        return [*args, "--proc", "/proc", "--dev", "/dev"]
+
+    def _tmp(self) -> list[str]:
+        size = str(self._tmp_bytes)
+        out = []
+        for target in ("/tmp", "/dev/shm"):
+            out += ["--perms", "1777", "--size", size, "--tmpfs", target]
+        return out
+
+    def _env(self, python: str, env: dict[str, str]) -> list[str]:
+        bin_dir = str(Path(python).parent)
+        kept = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV_PREFIXES)}
+        values = {
+            "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "JPY_PARENT_PID": "1",  # ipykernel's parent poller: the server is not in the pid ns
+            **kept,
+            **env,
+        }
+        out = ["--clearenv"]
+        for key, value in values.items():
+            out += ["--setenv", key, value]
+        return out
+
+    def _drop(self) -> list[str]:
+        if not self.plan.as_root:
+            return ["prlimit", "--core=0"]
+        uid = str(SANDBOX_UID)
+        return [
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+            "prlimit",
+            "--core=0",
+        ]
+
+
+def _binds(ro: Iterable[Path], rw: Iterable[Path]) -> list[str]:
+    """Bind mounts at their own paths, parents first, with every missing parent made 0755 (bwrap
+    would make it 0700, which the kernel's uid could not cross)."""
+    mounts = dict.fromkeys(ro, "--ro-bind") | dict.fromkeys(rw, "--bind")
+    bound: list[Path] = []
+    made: set[Path] = {Path("/"), Path("/tmp"), Path("/usr"), Path("/etc"), Path("/dev")}
+    args: list[str] = []
+    for path in sorted(mounts, key=lambda p: (len(p.parts), str(p))):
+        if any(_under(path, b) for b in bound) and mounts[path] == "--ro-bind":
+            continue  # already visible through a bind above it
+        for parent in reversed(path.parents):
+            if parent in made or any(_under(parent, b) for b in bound):
+                continue
+            args += ["--perms", "0755", "--dir", str(parent)]
+            made.add(parent)
+        args += [mounts[path], str(path), str(path)]
+        bound.append(path)
+        made.add(path)
+    return args
