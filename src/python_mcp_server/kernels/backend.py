@@ -59,8 +59,9 @@ class ExitInfo:
 
         if self.memory_limit_mb is not None:
             return (
-                f"was stopped because it ran out of memory: this session may use "
-                f"{self.memory_limit_mb} MB"
+                f"ran out of memory and was stopped (out of memory: this session may use "
+                f"{self.memory_limit_mb} MB; use less, or ask for a server with a higher "
+                "--kernel-memory-mb)"
             )
         if self.signal is not None:
             try:

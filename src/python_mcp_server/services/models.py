@@ -100,6 +100,31 @@ class ExecutionResult(BaseModel):
     )
 
 
+class KernelLimitsInfo(BaseModel):
+    """What one session's kernel may use (enforced only while sandboxed)."""
+
+    memory_mb: int | None = Field(default=None, description="None: no limit.")
+    max_processes: int | None = None
+    cpus: float | None = None
+
+
+class ProtectionInfo(BaseModel):
+    name: str
+    active: bool
+    detail: str
+
+
+class SandboxInfo(BaseModel):
+    """How kernels are contained: the mode asked for and each protection, active or not."""
+
+    mode: Literal["auto", "on", "off"]
+    enabled: bool
+    protections: list[ProtectionInfo] = Field(default_factory=list)
+    network: Literal["none", "allowlist", "full"]
+    allowed_hosts: list[str] = Field(default_factory=list)
+    default_limits: KernelLimitsInfo
+
+
 class SessionInfo(BaseModel):
     session_id: str
     description: str | None = None
@@ -109,6 +134,9 @@ class SessionInfo(BaseModel):
     state: Literal["idle", "busy", "starting", "dead"]
     kernel_pid: int | None = None
     python: str
+    limits: KernelLimitsInfo | None = Field(
+        default=None, description="Enforced limits; None when kernels are not sandboxed."
+    )
 
 
 class SessionList(BaseModel):

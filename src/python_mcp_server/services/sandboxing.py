@@ -12,6 +12,7 @@ from pathlib import Path
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.sandbox.host import SANDBOX_UID, SandboxPlan
 from python_mcp_server.sandbox.launch import Sandbox, write_etc
+from python_mcp_server.services.models import KernelLimitsInfo, ProtectionInfo, SandboxInfo
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +41,21 @@ def give_workspace_to_sandbox(root: Path) -> None:
         logger.warning("could not give the workspace %s to the sandbox uid: %s", root, exc)
     with contextlib.suppress(OSError):
         root.chmod(root.stat().st_mode | 0o700)
+
+
+def sandbox_info(plan: SandboxPlan, config: ServerConfig) -> SandboxInfo:
+    """The sandbox as get_environment_info and get_kernel_health report it."""
+    return SandboxInfo(
+        mode=config.sandbox,
+        enabled=plan.enabled,
+        protections=[
+            ProtectionInfo(name=p.name, active=p.active, detail=p.detail) for p in plan.protections
+        ],
+        network=config.kernel_network if plan.enabled else "full",
+        allowed_hosts=list(config.kernel_allow_hosts),
+        default_limits=KernelLimitsInfo(
+            memory_mb=config.kernel_memory_mb or None,
+            max_processes=config.kernel_max_processes or None,
+            cpus=config.kernel_cpus,
+        ),
+    )
