@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from python_mcp_server.kernels.messages import Output
 from python_mcp_server.procs import ProcessJail
+from python_mcp_server.procs.confine import Confinement
 
 OutputCallback = Callable[[Output], None]
 
@@ -148,6 +149,10 @@ class KernelBackend(Protocol):
 
     def jail_factory(self) -> Callable[[], ProcessJail] | None:
         """Makes a jail that holds a helper process and all it starts, or None if unsupported."""
+        ...
+
+    def confinement(self, python: str, workspace: Path, limits: KernelLimits) -> Confinement | None:
+        """Runs helper processes (scripts) in the kernels' sandbox, or None when unsandboxed."""
         ...
 
     async def aclose(self) -> None: ...

@@ -107,8 +107,8 @@ class Sandbox:
         kernel_argv: list[str],
         *,
         python: str,
-        session_dir: Path,
-        connection_file: Path,
+        session_dir: Path | None,
+        connection_file: Path | None,
         workspace: Path,
         cwd: Path,
         env: dict[str, str],
@@ -118,7 +118,7 @@ class Sandbox:
     ) -> SandboxLaunch:
         roots = [*python_roots(python), *(Path(p).resolve() for p in read_only)]
         argv = [self._bwrap, *self._namespaces(), *self._system(), *self._tmp()]
-        argv += _binds(ro=roots, rw=[workspace, session_dir])
+        argv += _binds(ro=roots, rw=[workspace] + ([session_dir] if session_dir else []))
         argv += ["--chdir", str(cwd), *self._env(python, env)]
         argv += ["--", *self._drop(), *kernel_argv]
         as_root = self.plan.as_root
@@ -130,7 +130,7 @@ class Sandbox:
                 groups.join_self()
             for procs in joins:
                 procs.write_text(str(os.getpid()))
-            if as_root:
+            if as_root and connection_file is not None:
                 os.chown(connection_file, SANDBOX_UID, SANDBOX_UID)
 
         return SandboxLaunch(argv, preexec)

@@ -62,7 +62,16 @@ class Services:
                     packages=PackageService(config, sessions),
                     environment=EnvironmentService(config, sessions),
                     workspace=workspace,
-                    scripts=ScriptRunner(config, workspace, backend.jail_factory()),
+                    scripts=ScriptRunner(
+                        config,
+                        workspace,
+                        backend.jail_factory(),
+                        backend.confinement(
+                            config.kernel_python,
+                            config.workspace_root,
+                            sessions.kernels.default_limits,
+                        ),
+                    ),
                     health=HealthService(config, sessions),
                     notebooks=NotebookService(config, sessions, workspace),
                 )
