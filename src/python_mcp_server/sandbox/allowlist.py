@@ -152,13 +152,15 @@ def _bad(pattern: str, why: str) -> ConfigError:
 def parse_rule(pattern: str) -> Rule:
     """One `--kernel-allow-host` value as a `Rule`; a `ConfigError` naming the pattern if bad."""
     text = pattern.strip()
+    if "://" in text:
+        raise _bad(pattern, "give the host, not a URL (pypi.org, not https://pypi.org/simple)")
     if not text or any(c in text for c in "/@?#%\\ \t\r\n"):
         raise _bad(pattern, "it is empty or holds a character no host has (/ @ ? # % \\ space)")
-    if text.startswith(("http:", "https:")):
-        raise _bad(pattern, "give the host, not a URL")
     try:
         host_text, port_text = split_authority(text)
         ports = DEFAULT_PORTS if port_text is None else frozenset({parse_port(port_text)})
+        if host_text == "*":
+            raise HostSyntaxError("a bare '*' allows every host; use --kernel-network full")
         wildcard = host_text.startswith("*.")
         if "*" in (host_text[2:] if wildcard else host_text):
             raise HostSyntaxError("'*' may only open a pattern, as in *.example.org")

@@ -208,6 +208,7 @@ class EgressProxy:
         self._refused: deque[Refusal] = deque(maxlen=RECENT_REFUSALS)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._open = 0  # connections past their head: tunnels and forwarded requests
 
     @property
     def refused(self) -> list[Refusal]:
@@ -234,7 +235,7 @@ class EgressProxy:
             path.unlink()  # a stale socket from an earlier run
         try:
             self._server = await asyncio.start_unix_server(
-                self._serve, path=str(path), limit=MAX_HEAD_BYTES
+                self._accept, path=str(path), limit=MAX_HEAD_BYTES
             )
         except OSError as exc:
             raise ConfigError(
@@ -282,15 +283,18 @@ class EgressProxy:
             refused.reason,
         )
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        if self._server is None or len(self._tasks) >= self.max_connections:
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The server's callback: one task per connection, ours to cancel in `aclose` (asyncio
+        reports a cancelled task it made for a coroutine callback as an error)."""
+        if self._server is None or len(self._tasks) >= 2 * self.max_connections:
             self._refuse(_Refused(503, "", 0, "too many connections", ""))
-            writer.write(_http.reply(503, "python-mcp-server egress proxy: too many connections."))
-            await _close(writer)
+            writer.transport.abort()
             return
+        task = asyncio.create_task(self._serve(reader, writer))
         self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await self._handle(reader, writer)
         except _Refused as refused:
@@ -301,7 +305,6 @@ class EgressProxy:
         except OSError as exc:
             logger.debug("egress connection ended: %s", exc)
         finally:
-            self._tasks.discard(task)
             await _close(writer)
 
     async def _read_head(self, reader: asyncio.StreamReader) -> bytes:
@@ -352,6 +355,28 @@ class EgressProxy:
             first = head.split(b"\r\n", 1)[0].decode("latin-1")
             raise _Refused(400, first[:200], 0, str(exc), f"Bad request: {exc}.") from None
         rule = self._check(request)
+        if self._open >= self.max_connections:
+            raise _Refused(
+                503,
+                request.target.host_text,
+                request.target.port,
+                "too many connections",
+                f"python-mcp-server egress proxy: {self.max_connections} connections are open "
+                "already; close some and try again.",
+            )
+        self._open += 1
+        try:
+            await self._serve_allowed(rule, request, (reader, writer))
+        finally:
+            self._open -= 1
+
+    async def _serve_allowed(
+        self,
+        rule: Rule,
+        request: Request,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
+        reader, writer = client
         upstream = await self._connect(rule, request.target)
         self.allowed_total += 1
         try:
