@@ -292,7 +292,7 @@ async def test_a_host_header_that_names_another_host_is_refused(socket_path: Pat
         )
         assert [r.host for r in proxy.refused] == [
             "evil.example",
-            f"GET http://localhost:{port}/ HTTP/1.1",
+            f"http://localhost:{port}/",
         ]
     assert other.startswith(b"HTTP/1.1 403 ")
     assert b"the Host header names another host" in other

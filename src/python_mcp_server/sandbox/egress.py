@@ -352,8 +352,10 @@ class EgressProxy:
         try:
             request = _http.parse_request(head)
         except BadRequestError as exc:
-            first = head.split(b"\r\n", 1)[0].decode("latin-1")
-            raise _Refused(400, first[:200], 0, str(exc), f"Bad request: {exc}.") from None
+            # what the request named, for the log and health: the target of its first line
+            first = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+            named = first[1] if len(first) > 1 else first[0]
+            raise _Refused(400, named[:200], 0, str(exc), f"Bad request: {exc}.") from None
         rule = self._check(request)
         if self._open >= self.max_connections:
             raise _Refused(
