@@ -29,8 +29,7 @@ from python_mcp_server.errors import ConfigError
 from python_mcp_server.kernel_ext import relay
 from python_mcp_server.sandbox import AllowList, EgressProxy
 from python_mcp_server.sandbox import egress as egress_module
-from python_mcp_server.sandbox.allowlist import parse_rule
-from python_mcp_server.sandbox.egress import address_refusal
+from python_mcp_server.sandbox.allowlist import address_refusal, parse_rule
 from python_mcp_server.services.artifacts import kernel_setup_code
 
 pytestmark = pytest.mark.anyio
@@ -568,3 +567,40 @@ async def test_a_kernel_setup_with_the_proxy_socket_sends_urllib_through_it(
     assert report["no_proxy"] is None
     assert report["ok"] == [200, "hello /k"]
     assert report["refused"][0] == 403
+
+
+async def test_an_upstream_that_answers_no_http_gets_502(socket_path: Path) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, EgressProxy(AllowList.parse([f"localhost:{port}"]), socket_path) as proxy:
+        answer = await ask(proxy, f"GET http://localhost:{port}/ HTTP/1.1\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 502 "), answer
+    assert b"SSH" not in answer
+
+
+async def test_many_requests_at_once_through_the_relay(socket_path: Path) -> None:
+    async with (
+        origin() as (port, heads),
+        EgressProxy(AllowList.parse([f"localhost:{port}"]), socket_path) as proxy,
+    ):
+        relay_port = relay.start_relay(0, str(socket_path))
+        with anyio.fail_after(10):
+            async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{relay_port}") as client:
+                answers = await asyncio.gather(
+                    *(client.get(f"http://localhost:{port}/{i}") for i in range(20))
+                )
+        assert proxy.allowed_total == 20
+    assert [a.text for a in answers] == [f"hello /{i}" for i in range(20)]
+    assert len(heads) == 20
+
+
+def test_the_relay_hangs_up_when_the_proxy_socket_is_missing(socket_path: Path) -> None:
+    relay_port = relay.start_relay(0, str(socket_path))
+    with socket.create_connection(("127.0.0.1", relay_port), timeout=5) as sock:
+        assert sock.recv(100) == b""

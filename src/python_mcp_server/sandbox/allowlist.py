@@ -2,7 +2,9 @@
 
 Pure: no DNS, no sockets. The egress proxy asks `AllowList.match(host, port)` for the host a
 request names (the CONNECT target, or the URL and Host header of a plain-HTTP request), before it
-resolves anything.
+resolves anything; then `address_refusal(rule, address)` for each address the name resolved to
+(a name must not lead to this machine, nor through a wildcard to a private address; the reasons
+are in `egress.py`).
 
 The rules, and why:
 
@@ -205,3 +207,26 @@ class AllowList:
             return self.match(parse_host(host), port) is not None
         except HostSyntaxError:
             return False
+
+
+def _is_local(address: IPAddress) -> bool:
+    return (
+        is_loopback_host(address)
+        or address.is_unspecified
+        or (
+            isinstance(address, ipaddress.IPv6Address)
+            and address.ipv4_mapped is not None
+            and address.ipv4_mapped.is_unspecified
+        )
+    )
+
+
+def address_refusal(rule: Rule, address: IPAddress) -> str | None:
+    """Why `rule` may not lead to `address`, or None if it may (see `egress.py` for the policy)."""
+    if _is_local(address):
+        return None if rule.names_loopback else f"resolves to {address}, this machine"
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    public = (mapped or address).is_global
+    if not public and rule.wildcard:
+        return f"resolves to {address}, a non-public address, through the wildcard {rule.pattern}"
+    return None

@@ -50,7 +50,8 @@ from typing import Self
 from python_mcp_server.errors import ConfigError
 from python_mcp_server.sandbox import _http
 from python_mcp_server.sandbox._http import BadRequestError, Request, Target
-from python_mcp_server.sandbox.allowlist import AllowList, IPAddress, Rule, is_loopback_host
+from python_mcp_server.sandbox._streams import Activity, close, copy, pipe
+from python_mcp_server.sandbox.allowlist import AllowList, IPAddress, Rule, address_refusal
 
 __all__ = ["AllowList", "EgressProxy", "Refusal"]
 
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024
 RECENT_REFUSALS = 100
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,89 +93,6 @@ def _not_allowed(target: Target) -> _Refused:
         f"start the server with --kernel-allow-host {shown}:{port} (or --kernel-allow-host "
         f"{shown} for ports 80 and 443).",
     )
-
-
-def _is_local(address: IPAddress) -> bool:
-    return (
-        is_loopback_host(address)
-        or address.is_unspecified
-        or (
-            isinstance(address, ipaddress.IPv6Address)
-            and address.ipv4_mapped is not None
-            and address.ipv4_mapped.is_unspecified
-        )
-    )
-
-
-def address_refusal(rule: Rule, address: IPAddress) -> str | None:
-    """Why `rule` may not lead to `address`, or None if it may (the policy in the docstring)."""
-    if _is_local(address):
-        return None if rule.names_loopback else f"resolves to {address}, this machine"
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    public = (mapped or address).is_global
-    if not public and rule.wildcard:
-        return f"resolves to {address}, a non-public address, through the wildcard {rule.pattern}"
-    return None
-
-
-class _Activity:
-    """When bytes last moved on a connection, in either direction (for the idle timeout)."""
-
-    def __init__(self) -> None:
-        self.last = time.monotonic()
-
-    def touch(self) -> None:
-        self.last = time.monotonic()
-
-    def idle_s(self) -> float:
-        return time.monotonic() - self.last
-
-
-async def _copy(
-    src: asyncio.StreamReader, dst: asyncio.StreamWriter, activity: _Activity, idle_s: float
-) -> None:
-    """Copy until EOF (then half-close `dst`) or until both directions were idle for `idle_s`."""
-    while True:
-        try:
-            async with asyncio.timeout(max(idle_s - activity.idle_s(), 0.01)):
-                data = await src.read(_CHUNK)
-        except TimeoutError:
-            if activity.idle_s() >= idle_s:
-                return
-            continue
-        if not data:
-            if dst.can_write_eof() and not dst.is_closing():
-                dst.write_eof()
-            return
-        activity.touch()
-        dst.write(data)
-        await dst.drain()
-
-
-async def _pipe(
-    a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    idle_s: float,
-) -> None:
-    """Copy both ways until both directions end, one fails, or the pair goes idle."""
-    activity = _Activity()
-    tasks = [
-        asyncio.create_task(_copy(a[0], b[1], activity, idle_s)),
-        asyncio.create_task(_copy(b[0], a[1], activity, idle_s)),
-    ]
-    try:
-        # both end on EOF (a half-close is passed on) or idleness; a failure ends the other one
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
 
 
 class EgressProxy:
@@ -305,7 +222,7 @@ class EgressProxy:
         except OSError as exc:
             logger.debug("egress connection ended: %s", exc)
         finally:
-            await _close(writer)
+            await close(writer)
 
     async def _read_head(self, reader: asyncio.StreamReader) -> bytes:
         try:
@@ -385,11 +302,11 @@ class EgressProxy:
             if request.path is None:
                 writer.write(_http.reply(200))
                 await writer.drain()
-                await _pipe((reader, writer), upstream, self.idle_timeout_s)
+                await pipe((reader, writer), upstream, self.idle_timeout_s)
             else:
                 await self._forward(request, (reader, writer), upstream)
         finally:
-            await _close(upstream[1])
+            await close(upstream[1])
 
     async def _resolve(self, rule: Rule, target: Target) -> list[IPAddress]:
         if not isinstance(target.host, str):
@@ -457,11 +374,11 @@ class EgressProxy:
         (the request body one way, the response body the other) until both ends are done."""
         upstream[1].write(_http.forward_head(request))
         await upstream[1].drain()
-        activity = _Activity()
-        upload = asyncio.create_task(_copy(client[0], upstream[1], activity, self.idle_timeout_s))
+        activity = Activity()
+        upload = asyncio.create_task(copy(client[0], upstream[1], activity, self.idle_timeout_s))
         try:
             if await self._response_head(upstream[0], client[1]):
-                await _copy(upstream[0], client[1], activity, self.idle_timeout_s)
+                await copy(upstream[0], client[1], activity, self.idle_timeout_s)
         finally:
             upload.cancel()
             await asyncio.gather(upload, return_exceptions=True)
