@@ -15,7 +15,6 @@ from python_mcp_server import __version__
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.health.system import host_resources
 from python_mcp_server.services.models import SandboxInfo
-from python_mcp_server.services.sandboxing import sandbox_info
 from python_mcp_server.services.sessions import SessionManager
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class EnvironmentService:
                 max_list_entries=c.max_list_entries,
                 min_free_memory_mb=c.min_free_memory_mb,
             ),
-            sandbox=sandbox_info(self._sessions.sandbox, c),
+            sandbox=self._sessions.sandbox.info(c),
         )
 
     async def _describe_interpreter(self) -> dict[str, str]:

@@ -12,7 +12,6 @@ from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, KernelBusyError, KernelDiedError
 from python_mcp_server.health.monitor import MB, HealthMonitor
 from python_mcp_server.services.models import KernelLimitsInfo, SandboxInfo
-from python_mcp_server.services.sandboxing import sandbox_info
 from python_mcp_server.services.session import KernelSession
 from python_mcp_server.services.sessions import SessionManager
 
@@ -111,7 +110,7 @@ class HealthService:
             kernels=kernels,
             host=self.host(),
             pool=self.pool(),
-            sandbox=sandbox_info(self._sessions.sandbox, self._config),
+            sandbox=self._sessions.sandbox.info(self._config),
         )
 
     async def _kernel(self, session: KernelSession) -> KernelHealth:

@@ -114,6 +114,16 @@ class ProtectionInfo(BaseModel):
     detail: str
 
 
+class RefusalInfo(BaseModel):
+    """A connection the egress proxy refused."""
+
+    at: str = Field(description="ISO 8601 time, UTC.")
+    host: str
+    port: int
+    status: int
+    reason: str
+
+
 class SandboxInfo(BaseModel):
     """How kernels are contained: the mode asked for and each protection, active or not."""
 
@@ -123,6 +133,10 @@ class SandboxInfo(BaseModel):
     network: Literal["none", "allowlist", "full"]
     allowed_hosts: list[str] = Field(default_factory=list)
     default_limits: KernelLimitsInfo
+    refused_connections: int = Field(
+        default=0, description="Connections the egress proxy refused since the server started."
+    )
+    recent_refusals: list[RefusalInfo] = Field(default_factory=list)
 
 
 class SessionInfo(BaseModel):

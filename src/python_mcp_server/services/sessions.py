@@ -34,9 +34,9 @@ from python_mcp_server.errors import (
 )
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend, KernelLimits
-from python_mcp_server.sandbox.host import SandboxPlan
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.pool import KernelPool
+from python_mcp_server.services.sandboxing import SandboxRuntime
 from python_mcp_server.services.session import KernelSession
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ class SessionManager:
         config: ServerConfig,
         backend: KernelBackend,
         monitor: HealthMonitor | None = None,
-        sandbox: SandboxPlan | None = None,
+        sandbox: SandboxRuntime | None = None,
     ) -> None:
         self._config = config
-        self.sandbox = sandbox or SandboxPlan(mode="off", enabled=False)
+        self.sandbox = sandbox or SandboxRuntime()
         self.monitor = monitor or HealthMonitor()
         self.kernels = KernelStarter(config, backend, self.monitor.available_mb)
         self._sessions: dict[str, KernelSession] = {}
