@@ -161,8 +161,15 @@ def test_the_sandbox_settings_come_from_flags_and_the_environment() -> None:
     args = ["--kernel-cpus", "1.5", "--kernel-tmp-mb", "128"]
     args += ["--kernel-allow-host", "pypi.org", "--kernel-allow-host", "*.pythonhosted.org"]
     config = shown(args, env=env)
-    sandbox_keys = ("sandbox", "kernel_memory_mb", "kernel_max_processes", "kernel_cpus")
-    sandbox_keys += ("kernel_tmp_mb", "kernel_network", "kernel_allow_hosts")
+    sandbox_keys = (
+        "sandbox",
+        "kernel_memory_mb",
+        "kernel_max_processes",
+        "kernel_cpus",
+        "kernel_tmp_mb",
+        "kernel_network",
+        "kernel_allow_hosts",
+    )
     assert {k: config[k] for k in sandbox_keys} == {
         "sandbox": "on",
         "kernel_memory_mb": 512,
