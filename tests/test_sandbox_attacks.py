@@ -16,12 +16,15 @@ import secrets
 import socket
 import sys
 import sysconfig
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from fastmcp import Client
 
@@ -32,6 +35,7 @@ from python_mcp_server.server import create_server
 from tests.conftest import pid_alive
 from tests.helpers import call, start_cell, wait_for_file
 from tests.servers import http_server
+from tests.test_http import modern_call
 
 SANDBOX = plan_sandbox(ServerConfig(sandbox="auto")).enabled
 
@@ -723,3 +727,41 @@ async def test_a_cell_cannot_make_a_user_namespace(config: ServerConfig) -> None
     ):
         failed_with = await report(client, "a", NESTED_USERNS)
     assert failed_with in {errno.EPERM, errno.ENOSPC, errno.EACCES}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_killed_server_leaves_no_sandboxed_kernel_behind(workspace: Path) -> None:
+    """SIGKILL gives the server no chance to clean up: bubblewrap's --die-with-parent and the
+    pid namespace end the kernel and everything it started."""
+    tag = f"pmcp-orphan-{uuid.uuid4().hex[:8]}"
+    code = (
+        "import subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', "
+        f"'{tag}'], start_new_session=True)\n"
+        "'started'"
+    )
+    with http_server(workspace, "--sandbox", "on") as server, httpx.Client(timeout=60) as client:
+        answer = modern_call(client, server.url, 1, "run_python_code", {"code": code})
+        assert "'started'" in answer.text, answer.text
+        assert _tagged(tag)
+        server.process.kill()
+        server.process.wait(10)
+        deadline = time.monotonic() + 30
+        while _tagged(tag):
+            assert time.monotonic() < deadline, f"processes outlived the server: {_tagged(tag)}"
+            time.sleep(0.05)
+
+
+def _tagged(tag: str) -> list[int]:
+    """Host pids whose command line holds `tag`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if tag.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
