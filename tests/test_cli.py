@@ -150,3 +150,82 @@ def test_a_token_with_surrounding_spaces_is_refused() -> None:
     result = runner.invoke(app, ["--auth-token", " ", "--host", "0.0.0.0"])
     assert result.exit_code == 2
     assert "leading or trailing spaces" in result.stderr
+
+
+def test_the_sandbox_settings_come_from_flags_and_the_environment() -> None:
+    env = {
+        "PYTHON_MCP_SERVER_SANDBOX": "on",
+        "PYTHON_MCP_SERVER_KERNEL_MEMORY_MB": "512",
+        "PYTHON_MCP_SERVER_KERNEL_MAX_PROCESSES": "64",
+        "PYTHON_MCP_SERVER_KERNEL_NETWORK": "allowlist",
+    }
+    args = ["--kernel-cpus", "1.5", "--kernel-tmp-mb", "128"]
+    args += ["--kernel-allow-host", "pypi.org", "--kernel-allow-host", "*.pythonhosted.org"]
+    config = shown(args, env=env)
+    sandbox_keys = (
+        "sandbox",
+        "kernel_memory_mb",
+        "kernel_max_processes",
+        "kernel_cpus",
+        "kernel_tmp_mb",
+        "kernel_network",
+        "kernel_allow_hosts",
+    )
+    assert {k: config[k] for k in sandbox_keys} == {
+        "sandbox": "on",
+        "kernel_memory_mb": 512,
+        "kernel_max_processes": 64,
+        "kernel_cpus": 1.5,
+        "kernel_tmp_mb": 128,
+        "kernel_network": "allowlist",
+        "kernel_allow_hosts": ["pypi.org", "*.pythonhosted.org"],
+    }
+
+
+def test_the_sandbox_defaults() -> None:
+    config = shown([])
+    assert (config["sandbox"], config["kernel_network"], config["kernel_allow_hosts"]) == (
+        "auto",
+        "none",
+        [],
+    )
+    assert (config["kernel_memory_mb"], config["kernel_max_processes"]) == (4096, 256)
+
+
+def test_allowed_hosts_without_the_allowlist_policy_end_the_server_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.run(
+        server_command("--kernel-allow-host", "pypi.org", "--workspace-dir", str(tmp_path)),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2
+    assert (
+        "python-mcp-server: --kernel-allow-host only applies with --kernel-network allowlist "
+        "(it is 'none'); add --kernel-network allowlist, or drop the hosts.\n"
+    ) in err
+    assert "Traceback" not in err
+
+
+def test_a_bad_allowed_host_pattern_ends_the_server_naming_it(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        server_command(
+            "--kernel-network",
+            "allowlist",
+            "--kernel-allow-host",
+            "*",
+            "--workspace-dir",
+            str(tmp_path),
+        ),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2
+    assert "python-mcp-server: " in err
+    assert "'*'" in err
+    assert "Traceback" not in err

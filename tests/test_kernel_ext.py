@@ -380,7 +380,7 @@ _CHECK = (
 
 
 LOADED = [MODULE] + [
-    f"{MODULE}.{m}" for m in ("files", "packages", "snapshot", "streams", "variables")
+    f"{MODULE}.{m}" for m in ("files", "packages", "relay", "snapshot", "streams", "variables")
 ]
 
 

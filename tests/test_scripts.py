@@ -221,9 +221,9 @@ async def test_an_interpreter_that_cannot_start_is_a_clear_error(config: ServerC
         await call(client, "save_script", name="s", code="pass\n")
         message = await error(client, "run_script", name="s")
     assert message == (
-        "Could not start the kernel's interpreter '/nonexistent/python3' to run the script: "
-        "No such file or directory. The server's kernel interpreter setting needs fixing; run "
-        "the code with run_python_code meanwhile."
+        "Could not start the kernel's interpreter '/nonexistent/python3' to run the script: it "
+        "does not exist or is not executable. The server's kernel interpreter setting needs "
+        "fixing; run the code with run_python_code meanwhile."
     )
 
 

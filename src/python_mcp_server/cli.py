@@ -16,6 +16,7 @@ import typer
 
 from python_mcp_server import __version__
 from python_mcp_server.config import ServerConfig, is_loopback_host
+from python_mcp_server.errors import ConfigError
 from python_mcp_server.launch import run as run_server
 
 ENV = "PYTHON_MCP_SERVER_"
@@ -26,6 +27,18 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 class TransportChoice(StrEnum):
     http = "http"
     stdio = "stdio"
+
+
+class SandboxChoice(StrEnum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+class NetworkChoice(StrEnum):
+    none = "none"
+    allowlist = "allowlist"
+    full = "full"
 
 
 def _version(value: bool) -> None:
@@ -146,6 +159,60 @@ AuthTokenOption = Annotated[
         "requests. Required when --host is not a loopback address.",
     ),
 ]
+SandboxOption = Annotated[
+    SandboxChoice,
+    typer.Option(
+        envvar=f"{ENV}SANDBOX",
+        help="Run kernels in a sandbox (bubblewrap): 'auto' where the host allows it, 'on' refuses "
+        "to start without every protection, 'off' runs code with this server's own rights.",
+    ),
+]
+KernelMemoryOption = Annotated[
+    int,
+    typer.Option(
+        envvar=f"{ENV}KERNEL_MEMORY_MB",
+        min=0,
+        help="Memory one session's kernel and its processes may use, in MB (0 = no limit).",
+    ),
+]
+KernelProcessesOption = Annotated[
+    int,
+    typer.Option(
+        envvar=f"{ENV}KERNEL_MAX_PROCESSES",
+        min=0,
+        help="Processes and threads one session may run at once (0 = no limit).",
+    ),
+]
+KernelCpusOption = Annotated[
+    float | None,
+    typer.Option(
+        envvar=f"{ENV}KERNEL_CPUS", min=0.01, help="CPU quota per session, in CPUs (e.g. 1.5)."
+    ),
+]
+KernelTmpOption = Annotated[
+    int,
+    typer.Option(
+        envvar=f"{ENV}KERNEL_TMP_MB",
+        min=1,
+        help="Size of a sandboxed kernel's private /tmp (and of its /dev/shm), in MB.",
+    ),
+]
+KernelNetworkOption = Annotated[
+    NetworkChoice,
+    typer.Option(
+        envvar=f"{ENV}KERNEL_NETWORK",
+        help="What sandboxed kernels may reach: 'none', 'allowlist' (only --kernel-allow-host "
+        "names, through the server's proxy) or 'full'.",
+    ),
+]
+KernelAllowHostOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        envvar=f"{ENV}KERNEL_ALLOW_HOST",
+        help="A host kernels may reach with --kernel-network allowlist: NAME, NAME:PORT or "
+        "*.DOMAIN; repeat the flag for more.",
+    ),
+]
 ShowConfigOption = Annotated[
     bool,
     typer.Option(
@@ -174,6 +241,13 @@ def run(
     min_free_memory_mb: MinFreeMemoryMbOption = 256,
     log_level: LogLevelOption = "INFO",
     auth_token: AuthTokenOption = None,
+    sandbox: SandboxOption = SandboxChoice.auto,
+    kernel_memory_mb: KernelMemoryOption = 4096,
+    kernel_max_processes: KernelProcessesOption = 256,
+    kernel_cpus: KernelCpusOption = None,
+    kernel_tmp_mb: KernelTmpOption = 1024,
+    kernel_network: KernelNetworkOption = NetworkChoice.none,
+    kernel_allow_host: KernelAllowHostOption = None,
     show_config: ShowConfigOption = False,
     version: VersionOption = False,
 ) -> None:
@@ -204,6 +278,13 @@ def run(
         min_free_memory_mb=min_free_memory_mb,
         log_level=level,
         auth_token=auth_token or None,
+        sandbox=sandbox.value,
+        kernel_memory_mb=kernel_memory_mb,
+        kernel_max_processes=kernel_max_processes,
+        kernel_cpus=kernel_cpus,
+        kernel_tmp_mb=kernel_tmp_mb,
+        kernel_network=kernel_network.value,
+        kernel_allow_hosts=tuple(kernel_allow_host or ()),
     )
     if show_config:
         typer.echo(config_json(config))
@@ -212,10 +293,34 @@ def run(
     if refusal:
         typer.echo(refusal, err=True)
         raise typer.Exit(code=2)
-    configure_logging(level)
-    config.workspace_root.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run_server, config)
+    _serve(config)
+
+
+def _serve(config: ServerConfig) -> None:
+    """Serve until stopped; a setting the host cannot honour ends with one line, not a trace."""
+    configure_logging(config.log_level)
+    try:
+        config.workspace_root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(run_server, config)
+    except (ConfigError, BaseExceptionGroup) as exc:
+        refusal = _config_error(exc)
+        if refusal is None:
+            raise
+        typer.echo(f"python-mcp-server: {refusal}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _config_error(exc: BaseException) -> ConfigError | None:
+    """The ConfigError in `exc`, also when a task group wrapped it."""
+    if isinstance(exc, ConfigError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _config_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def main() -> None:

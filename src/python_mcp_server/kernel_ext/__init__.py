@@ -7,7 +7,8 @@ the standard library and its own modules (relatively: its package name is not fi
 the IPython objects it is handed defensively.
 
 - `install(...)`: once per kernel, the changed-file audit hook, the reply-metadata report, safe
-  message packing and stream splitting.
+  message packing and stream splitting; in a sandbox with an egress proxy
+  (`PYTHON_MCP_SERVER_PROXY_SOCKET` set), the loopback relay to it and `HTTP(S)_PROXY`.
 - `drain()`: the changed-file report (JSON) for the cell that just ran.
 - `probe(name, args_json, user_ns)`: one of `PROBES` as a JSON string, for silent probes.
 - `save_state(folder, limit)`, `load_state(folder)`: variables across a restart.
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import files, packages, snapshot, streams, variables
+from . import files, packages, relay, snapshot, streams, variables
 
 LIMIT = 200
 CHUNK = 1 << 19
@@ -93,6 +94,7 @@ def install(
         shell.events.register("pre_run_cell", lambda *_: tracker.clear())
         _report_in_reply(getattr(shell, "kernel", None), tracker, metadata_key)
     os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
+    relay.install_from_env(os.environ)
     streams.install(shell, chunk)
 
 

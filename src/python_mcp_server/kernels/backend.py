@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from python_mcp_server.kernels.messages import Output
 from python_mcp_server.procs import ProcessJail
+from python_mcp_server.procs.confine import Confinement
 
 OutputCallback = Callable[[Output], None]
 
@@ -59,8 +60,9 @@ class ExitInfo:
 
         if self.memory_limit_mb is not None:
             return (
-                f"was stopped because it ran out of memory: this session may use "
-                f"{self.memory_limit_mb} MB"
+                f"ran out of memory and was stopped (out of memory: this session may use "
+                f"{self.memory_limit_mb} MB; use less, or ask for a server with a higher "
+                "--kernel-memory-mb)"
             )
         if self.signal is not None:
             try:
@@ -147,6 +149,10 @@ class KernelBackend(Protocol):
 
     def jail_factory(self) -> Callable[[], ProcessJail] | None:
         """Makes a jail that holds a helper process and all it starts, or None if unsupported."""
+        ...
+
+    def confinement(self, python: str, workspace: Path, limits: KernelLimits) -> Confinement | None:
+        """Runs helper processes (scripts) in the kernels' sandbox, or None when unsandboxed."""
         ...
 
     async def aclose(self) -> None: ...

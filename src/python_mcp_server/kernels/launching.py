@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from python_mcp_server.kernels.backend import KernelSpec
+from python_mcp_server.kernels.backend import KernelLimits, KernelSpec
 from python_mcp_server.procs import Cgroup, children, read_stat
+from python_mcp_server.procs.confine import ConfinedCommand
 from python_mcp_server.procs.limits import LimitGroup
+from python_mcp_server.procs.proc import command_name
 from python_mcp_server.sandbox.launch import Sandbox
 
 logger = logging.getLogger(__name__)
@@ -129,18 +132,11 @@ def inner_kernel_pid(outer: int) -> int | None:
         found = []
         for pid in level:
             for child in children(pid):
-                if _command(child) != "bwrap":
+                if command_name(child) != "bwrap":
                     return child
                 found.append(child)
         level = found
     return None
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def same_group(pid: int) -> list[int]:
@@ -159,3 +155,45 @@ def same_group(pid: int) -> list[int]:
                     nxt.append(child)
         level = nxt
     return found
+
+
+class ScriptConfinement:
+    """Scripts run in the same sandbox as kernels, with the server's default limits."""
+
+    def __init__(
+        self, sandbox: Sandbox, python: str, workspace: Path, limits: KernelLimits
+    ) -> None:
+        self._sandbox = sandbox
+        self._python = python
+        self._workspace = workspace
+        self._limits = limits
+
+    def command(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> ConfinedCommand:
+        support = self._sandbox.plan.limits
+        limits = self._limits
+        name = f"{os.getpid()}-script-{secrets.token_hex(4)}"
+        groups = (
+            LimitGroup.create(support, name, limits.memory_mb, limits.max_processes, limits.cpus)
+            if support.any
+            else None
+        )
+        launch = self._sandbox.launch(
+            argv,
+            python=self._python,
+            session_dir=None,
+            connection_file=None,
+            workspace=self._workspace,
+            cwd=cwd,
+            env=env,
+            groups=groups,
+        )
+        return ConfinedCommand(
+            launch.argv,
+            launch.preexec,
+            groups.remove if groups is not None else _nothing,
+            wrappers=("bwrap",),
+        )
+
+
+def _nothing() -> None:
+    return None

@@ -25,10 +25,17 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, KernelStartError
-from python_mcp_server.kernels.backend import ExitInfo, KernelSpec, OutputCallback, Reply
+from python_mcp_server.kernels.backend import (
+    ExitInfo,
+    KernelLimits,
+    KernelSpec,
+    OutputCallback,
+    Reply,
+)
 from python_mcp_server.kernels.launching import (
     KERNEL_NAME,
     KernelLaunch,
+    ScriptConfinement,
     inner_kernel_pid,
     plain_launch,
     same_group,
@@ -485,6 +492,13 @@ class LocalBackend:
     def jail_factory(self) -> Callable[[], ProcessJail] | None:
         """Cgroup jails for other processes the server starts (scripts), when cgroups work."""
         return jail_factory(self.cgroup_parent)
+
+    def confinement(
+        self, python: str, workspace: Path, limits: KernelLimits
+    ) -> ScriptConfinement | None:
+        if self.sandbox is None:
+            return None
+        return ScriptConfinement(self.sandbox, python, workspace, limits)
 
     async def start(self, spec: KernelSpec) -> LocalKernelHandle:
         handle = LocalKernelHandle(spec, self._dir, self.cgroup_parent, self.sandbox)

@@ -18,7 +18,7 @@ import signal
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from python_mcp_server.procs.proc import pid_exists
+from python_mcp_server.procs.proc import command_name, pid_exists
 
 logger = logging.getLogger(__name__)
 
@@ -168,13 +168,18 @@ class ProcessJail:
 
         return join
 
-    async def end(self, already_killed: Collection[int] = ()) -> int:
+    async def end(
+        self, already_killed: Collection[int] = (), wrappers: Collection[str] = ()
+    ) -> int:
         """Kill what is still running in the group and remove it; how many processes it held,
-        not counting `already_killed` (ended by another mechanism and maybe still exiting)."""
+        not counting `already_killed` (ended by another mechanism and maybe still exiting) nor
+        processes named in `wrappers` (a sandbox's own processes, on their way out)."""
         group, self._group = self._group, None
         if group is None:
             return 0
-        left = len(set(group.pids()) - set(already_killed))
+        left = len(
+            {p for p in group.pids() if command_name(p) not in wrappers} - set(already_killed)
+        )
         await group.close()
         return left
 

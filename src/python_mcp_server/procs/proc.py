@@ -131,3 +131,11 @@ def pipe_holders(inodes: set[int]) -> set[int]:
 
 def pid_exists(pid: int) -> bool:
     return (PROC / str(pid)).exists()
+
+
+def command_name(pid: int) -> str:
+    """The process's command name (`/proc/<pid>/comm`), or "" if it is gone."""
+    try:
+        return (PROC / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""

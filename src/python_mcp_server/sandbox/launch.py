@@ -21,6 +21,7 @@ from pathlib import Path
 from python_mcp_server.procs.limits import LimitGroup
 from python_mcp_server.sandbox.host import SANDBOX_UID, SandboxPlan
 
+PROXY_SOCKET_ENV = "PYTHON_MCP_SERVER_PROXY_SOCKET"  # read by the kernel-side relay
 # variables of the server's environment a kernel keeps (numerics and locale; nothing secret)
 PASSED_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "LC_", "LANG", "TZ")
 _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -88,13 +89,23 @@ class SandboxLaunch:
 class Sandbox:
     """Builds sandboxed kernel launches for one server, following its `SandboxPlan`."""
 
-    def __init__(self, plan: SandboxPlan, etc: Path, *, network: str, tmp_mb: int) -> None:
+    def __init__(
+        self,
+        plan: SandboxPlan,
+        etc: Path,
+        *,
+        network: str,
+        tmp_mb: int,
+        proxy_socket: Path | None = None,
+    ) -> None:
         assert plan.bwrap is not None
         self.plan = plan
         self._bwrap = plan.bwrap
         self._etc = etc
         self._network = network
         self._tmp_bytes = tmp_mb * 1024 * 1024
+        # with --kernel-network allowlist: the egress proxy's socket, the only way out
+        self._proxy = proxy_socket if network == "allowlist" else None
 
     def prepare(self, session_dir: Path) -> None:
         """The kernel's own folder (connection file, ipc sockets): only it and the server."""
@@ -107,8 +118,8 @@ class Sandbox:
         kernel_argv: list[str],
         *,
         python: str,
-        session_dir: Path,
-        connection_file: Path,
+        session_dir: Path | None,
+        connection_file: Path | None,
         workspace: Path,
         cwd: Path,
         env: dict[str, str],
@@ -118,7 +129,11 @@ class Sandbox:
     ) -> SandboxLaunch:
         roots = [*python_roots(python), *(Path(p).resolve() for p in read_only)]
         argv = [self._bwrap, *self._namespaces(), *self._system(), *self._tmp()]
-        argv += _binds(ro=roots, rw=[workspace, session_dir])
+        rw = [workspace] + ([session_dir] if session_dir else [])
+        if self._proxy is not None:
+            rw.append(self._proxy.parent)  # root's folder: the kernel may connect, not replace
+            env = {**env, PROXY_SOCKET_ENV: str(self._proxy)}
+        argv += _binds(ro=roots, rw=rw)
         argv += ["--chdir", str(cwd), *self._env(python, env)]
         argv += ["--", *self._drop(), *kernel_argv]
         as_root = self.plan.as_root
@@ -130,7 +145,7 @@ class Sandbox:
                 groups.join_self()
             for procs in joins:
                 procs.write_text(str(os.getpid()))
-            if as_root:
+            if as_root and connection_file is not None:
                 os.chown(connection_file, SANDBOX_UID, SANDBOX_UID)
 
         return SandboxLaunch(argv, preexec)

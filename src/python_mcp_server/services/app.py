@@ -9,14 +9,20 @@ from dataclasses import dataclass
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import KernelBackend, LocalBackend
-from python_mcp_server.sandbox.host import plan_sandbox
+from python_mcp_server.sandbox.host import SANDBOX_UID, plan_sandbox
 from python_mcp_server.services.environment import EnvironmentService
 from python_mcp_server.services.execution import ExecutionService
 from python_mcp_server.services.health import HealthService
 from python_mcp_server.services.introspection import IntrospectionService
 from python_mcp_server.services.notebooks import NotebookService
 from python_mcp_server.services.packages import PackageService
-from python_mcp_server.services.sandboxing import give_workspace_to_sandbox, sandbox_factory
+from python_mcp_server.services.sandboxing import (
+    SandboxRuntime,
+    check_network_settings,
+    egress_proxy,
+    give_workspace_to_sandbox,
+    sandbox_factory,
+)
 from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.workspace.manager import WorkspaceManager
 from python_mcp_server.workspace.scripts import ScriptRunner
@@ -45,14 +51,27 @@ class Services:
         """Start the services; on exit every kernel is shut down. Raises ConfigError when
         `--sandbox on` cannot be honoured."""
         plan = plan_sandbox(config)
+        check_network_settings(config)
         log = logger.info if plan.enabled and not plan.missing() else logger.warning
         log("%s", plan.summary())
-        backend = backend or LocalBackend(sandbox=sandbox_factory(plan, config))
+        async with egress_proxy(plan, config) as proxy:
+            runtime = SandboxRuntime(plan, proxy)
+            async with cls._open(config, runtime, backend) as services:
+                yield services
+
+    @classmethod
+    @asynccontextmanager
+    async def _open(
+        cls, config: ServerConfig, sandbox: SandboxRuntime, backend: KernelBackend | None
+    ) -> AsyncIterator[Services]:
+        plan = sandbox.plan
+        backend = backend or LocalBackend(sandbox=sandbox_factory(plan, config, sandbox.proxy))
         try:
-            workspace = WorkspaceManager.open(config)
-            if plan.enabled and plan.as_root:
+            owner = (SANDBOX_UID, SANDBOX_UID) if plan.enabled and plan.as_root else None
+            if owner is not None:
                 give_workspace_to_sandbox(config.workspace_root)
-            async with SessionManager(config, backend, sandbox=plan) as sessions:
+            workspace = WorkspaceManager.open(config, owner)
+            async with SessionManager(config, backend, sandbox=sandbox) as sessions:
                 yield cls(
                     config=config,
                     sessions=sessions,
@@ -61,7 +80,16 @@ class Services:
                     packages=PackageService(config, sessions),
                     environment=EnvironmentService(config, sessions),
                     workspace=workspace,
-                    scripts=ScriptRunner(config, workspace, backend.jail_factory()),
+                    scripts=ScriptRunner(
+                        config,
+                        workspace,
+                        backend.jail_factory(),
+                        backend.confinement(
+                            config.kernel_python,
+                            config.workspace_root,
+                            sessions.kernels.default_limits,
+                        ),
+                    ),
                     health=HealthService(config, sessions),
                     notebooks=NotebookService(config, sessions, workspace),
                 )

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from python_mcp_server import __version__
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.health.system import host_resources
+from python_mcp_server.services.models import SandboxInfo
 from python_mcp_server.services.sessions import SessionManager
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class EnvironmentInfo(BaseModel):
     workspace: str = Field(description="The workspace root; all file paths are relative to it.")
     sessions: int = Field(description="Live sessions now.")
     limits: Limits
+    sandbox: SandboxInfo
 
 
 class EnvironmentService:
@@ -92,6 +94,7 @@ class EnvironmentService:
                 max_list_entries=c.max_list_entries,
                 min_free_memory_mb=c.min_free_memory_mb,
             ),
+            sandbox=self._sessions.sandbox.info(c),
         )
 
     async def _describe_interpreter(self) -> dict[str, str]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, KernelBusyError, KernelDiedError
 from python_mcp_server.health.monitor import MB, HealthMonitor
+from python_mcp_server.services.models import KernelLimitsInfo, SandboxInfo
 from python_mcp_server.services.session import KernelSession
 from python_mcp_server.services.sessions import SessionManager
 
@@ -45,6 +46,9 @@ class KernelHealth(BaseModel):
     restarts: int = Field(description="Times this session's kernel was replaced.")
     last_restart: str | None = Field(default=None, description="ISO 8601 time, UTC.")
     last_restart_reason: str | None = None
+    limits: KernelLimitsInfo | None = Field(
+        default=None, description="Enforced limits; None when kernels are not sandboxed."
+    )
 
 
 class HostHealth(BaseModel):
@@ -67,6 +71,7 @@ class HealthReport(BaseModel):
     kernels: list[KernelHealth]
     host: HostHealth
     pool: PoolHealth
+    sandbox: SandboxInfo
 
 
 class Responsiveness(BaseModel):
@@ -101,7 +106,12 @@ class HealthService:
             else self._sessions.sessions()
         )
         kernels = [await self._kernel(s) for s in chosen]
-        return HealthReport(kernels=kernels, host=self.host(), pool=self.pool())
+        return HealthReport(
+            kernels=kernels,
+            host=self.host(),
+            pool=self.pool(),
+            sandbox=self._sessions.sandbox.info(self._config),
+        )
 
     async def _kernel(self, session: KernelSession) -> KernelHealth:
         pid = session.pid
@@ -114,6 +124,7 @@ class HealthService:
             restarts=len(session.restarts),
             last_restart=_iso(last.at) if last else None,
             last_restart_reason=last.reason if last else None,
+            limits=session.info().limits,
         )
         if pid is None or session.exit_info() is not None:
             return health

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
 from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
-from python_mcp_server.errors import KernelDiedError, ResourceLimitError
+from python_mcp_server.errors import InvalidArgumentError, KernelDiedError, ResourceLimitError
 from python_mcp_server.kernels import (
     ExitInfo,
     KernelBackend,
@@ -69,7 +70,39 @@ class KernelStarter:
         self._available_mb = available_mb
         self.pool = KernelPool(config.kernel_pool_size, self.cold_start, self._memory_ok)
 
-    def spec(self) -> KernelSpec:
+    @property
+    def default_limits(self) -> KernelLimits:
+        config = self._config
+        return KernelLimits(
+            memory_mb=config.kernel_memory_mb,
+            max_processes=config.kernel_max_processes,
+            cpus=config.kernel_cpus,
+        )
+
+    def limits_for(
+        self, memory_mb: int | None, max_processes: int | None, cpus: float | None
+    ) -> KernelLimits:
+        """The server's limits, lowered where asked; raises if asked to raise one."""
+        base = self.default_limits
+        asked = {"memory_mb": memory_mb, "max_processes": max_processes, "cpus": cpus}
+        values: dict[str, Any] = {}
+        for name, value in asked.items():
+            ceiling = getattr(base, name)
+            if value is None:
+                values[name] = ceiling
+            elif value <= 0:
+                raise InvalidArgumentError(f"{name} must be above 0; got {value}.")
+            elif ceiling and value > ceiling:
+                flag = "--kernel-" + name.replace("_mb", "-mb").replace("_", "-")
+                raise InvalidArgumentError(
+                    f"{name}={value:g} is above this server's limit of {ceiling:g} ({flag}); "
+                    "a session may only lower it."
+                )
+            else:
+                values[name] = value
+        return KernelLimits(**values)
+
+    def spec(self, limits: KernelLimits | None = None) -> KernelSpec:
         config = self._config
         root = config.workspace_root
         return KernelSpec(
@@ -84,16 +117,12 @@ class KernelStarter:
             unset_env=SECRET_ENV_VARS,
             workspace=root,
             read_only=(KERNEL_EXT_DIR,),
-            limits=KernelLimits(
-                memory_mb=config.kernel_memory_mb,
-                max_processes=config.kernel_max_processes,
-                cpus=config.kernel_cpus,
-            ),
+            limits=limits or self.default_limits,
         )
 
-    async def cold_start(self) -> ReadyKernel:
+    async def cold_start(self, limits: KernelLimits | None = None) -> ReadyKernel:
         """A kernel started now, with the extension loaded before it is handed out."""
-        handle = await self._backend.start(self.spec())
+        handle = await self._backend.start(self.spec(limits))
         try:
             tracks_files = await install_extension(handle)
         except BaseException:
@@ -102,12 +131,14 @@ class KernelStarter:
             raise
         return ReadyKernel(handle, tracks_files)
 
-    async def take(self) -> ReadyKernel:
-        """A ready kernel: from the warm pool when it has one, else started now."""
-        ready = await self.pool.take()
-        if ready is not None:
-            return ready
-        return await self.cold_start()
+    async def take(self, limits: KernelLimits | None = None) -> ReadyKernel:
+        """A ready kernel: from the warm pool when it has one (pool kernels have the server's
+        limits), else started now."""
+        if limits is None or limits == self.default_limits:
+            ready = await self.pool.take()
+            if ready is not None:
+                return ready
+        return await self.cold_start(limits)
 
     def _memory_ok(self) -> bool:
         floor = self._config.min_free_memory_mb

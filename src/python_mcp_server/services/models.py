@@ -100,6 +100,45 @@ class ExecutionResult(BaseModel):
     )
 
 
+class KernelLimitsInfo(BaseModel):
+    """What one session's kernel may use (enforced only while sandboxed)."""
+
+    memory_mb: int | None = Field(default=None, description="None: no limit.")
+    max_processes: int | None = None
+    cpus: float | None = None
+
+
+class ProtectionInfo(BaseModel):
+    name: str
+    active: bool
+    detail: str
+
+
+class RefusalInfo(BaseModel):
+    """A connection the egress proxy refused."""
+
+    at: str = Field(description="ISO 8601 time, UTC.")
+    host: str
+    port: int
+    status: int
+    reason: str
+
+
+class SandboxInfo(BaseModel):
+    """How kernels are contained: the mode asked for and each protection, active or not."""
+
+    mode: Literal["auto", "on", "off"]
+    enabled: bool
+    protections: list[ProtectionInfo] = Field(default_factory=list)
+    network: Literal["none", "allowlist", "full"]
+    allowed_hosts: list[str] = Field(default_factory=list)
+    default_limits: KernelLimitsInfo
+    refused_connections: int = Field(
+        default=0, description="Connections the egress proxy refused since the server started."
+    )
+    recent_refusals: list[RefusalInfo] = Field(default_factory=list)
+
+
 class SessionInfo(BaseModel):
     session_id: str
     description: str | None = None
@@ -109,6 +148,9 @@ class SessionInfo(BaseModel):
     state: Literal["idle", "busy", "starting", "dead"]
     kernel_pid: int | None = None
     python: str
+    limits: KernelLimitsInfo | None = Field(
+        default=None, description="Enforced limits; None when kernels are not sandboxed."
+    )
 
 
 class SessionList(BaseModel):

@@ -21,10 +21,10 @@ import anyio
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, ServerError
-from python_mcp_server.kernels import ExecutionRun, ExitInfo, OutputCallback, Reply
+from python_mcp_server.kernels import ExecutionRun, ExitInfo, KernelLimits, OutputCallback, Reply
 from python_mcp_server.services.kernel_start import ReadyKernel
 from python_mcp_server.services.lifecycle import Lifecycle, PublicState, SessionState
-from python_mcp_server.services.models import SessionInfo
+from python_mcp_server.services.models import KernelLimitsInfo, SessionInfo
 from python_mcp_server.services.outcome import CellOutcome, KernelDeath
 from python_mcp_server.services.records import (
     CellHistory,
@@ -46,7 +46,7 @@ _REQUESTED = "restarted on request (restart_kernel, or a cell that could not be 
 
 
 class KernelSource(Protocol):
-    async def take(self) -> ReadyKernel:
+    async def take(self, limits: KernelLimits | None = None) -> ReadyKernel:
         """A ready kernel (from the warm pool when it has one)."""
         ...
 
@@ -62,8 +62,10 @@ class KernelSession:
         config: ServerConfig,
         kernels: KernelSource,
         gone: Callable[[str], ServerError],
+        limits: KernelLimits | None = None,
     ) -> None:
         self.session_id = session_id
+        self.limits = limits  # enforced on every kernel of this session; None: not sandboxed
         self.description = description
         self.created = time.time()
         self.last_used = self.created
@@ -148,6 +150,7 @@ class KernelSession:
             state=self.public_state,
             kernel_pid=self.pid,
             python=self.python,
+            limits=_limits_info(self.limits),
         )
 
     def touch(self) -> None:
@@ -162,7 +165,7 @@ class KernelSession:
     async def start(self) -> None:
         """Get the first kernel. On failure the session stays unusable and should be dropped."""
         try:
-            self._kernel = await self._kernels.take()
+            self._kernel = await self._kernels.take(self.limits)
             self._life.move(S.IDLE)
         finally:
             self._started.set()
@@ -417,7 +420,7 @@ class KernelSession:
         self._generation += 1
         try:
             await old.aclose()
-            new = await self._kernels.take()
+            new = await self._kernels.take(self.limits)
         except BaseException:
             if not self._life.closed:
                 self._life.move(S.DEAD)
@@ -541,6 +544,16 @@ class KernelSession:
                 f"{self._config.kernel_probe_timeout_s:g} s each{why}); it was restarted "
                 "automatically and all variables were lost.",
             )
+
+
+def _limits_info(limits: KernelLimits | None) -> KernelLimitsInfo | None:
+    if limits is None:
+        return None
+    return KernelLimitsInfo(
+        memory_mb=limits.memory_mb or None,
+        max_processes=limits.max_processes or None,
+        cpus=limits.cpus,
+    )
 
 
 def _asked_to_exit(reply: Reply) -> bool:

@@ -33,10 +33,10 @@ from python_mcp_server.errors import (
     SessionLimitError,
 )
 from python_mcp_server.health.monitor import HealthMonitor
-from python_mcp_server.kernels import KernelBackend
-from python_mcp_server.sandbox.host import SandboxPlan
+from python_mcp_server.kernels import KernelBackend, KernelLimits
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.pool import KernelPool
+from python_mcp_server.services.sandboxing import SandboxRuntime
 from python_mcp_server.services.session import KernelSession
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ class SessionManager:
         config: ServerConfig,
         backend: KernelBackend,
         monitor: HealthMonitor | None = None,
-        sandbox: SandboxPlan | None = None,
+        sandbox: SandboxRuntime | None = None,
     ) -> None:
         self._config = config
-        self.sandbox = sandbox or SandboxPlan(mode="off", enabled=False)
+        self.sandbox = sandbox or SandboxRuntime()
         self.monitor = monitor or HealthMonitor()
         self.kernels = KernelStarter(config, backend, self.monitor.available_mb)
         self._sessions: dict[str, KernelSession] = {}
@@ -182,7 +182,13 @@ class SessionManager:
             )
 
     async def create(
-        self, session_id: str | None = None, description: str | None = None
+        self,
+        session_id: str | None = None,
+        description: str | None = None,
+        *,
+        memory_mb: int | None = None,
+        max_processes: int | None = None,
+        cpus: float | None = None,
     ) -> KernelSession:
         if session_id is None:
             session_id = f"s-{secrets.token_urlsafe(12)}"
@@ -191,17 +197,42 @@ class SessionManager:
                 f"session_id {session_id!r} is not usable: use 1-64 letters, digits, '_', '-' or "
                 "'.', starting with a letter or digit; or omit it to get a generated id."
             )
-        return await self._create(session_id, description)
+        limits = self._limits(memory_mb, max_processes, cpus)
+        return await self._create(session_id, description, limits)
 
-    async def _create(self, session_id: str, description: str | None) -> KernelSession:
+    def _limits(
+        self, memory_mb: int | None, max_processes: int | None, cpus: float | None
+    ) -> KernelLimits | None:
+        """The session's limits (the server's unless lowered); None when not sandboxed."""
+        asked = any(v is not None for v in (memory_mb, max_processes, cpus))
+        if not self.sandbox.enabled:
+            if asked:
+                raise InvalidArgumentError(
+                    "Per-session limits need sandboxed kernels, and this server runs them "
+                    "without a sandbox (--sandbox off, or the host lacks bubblewrap); omit "
+                    "memory_mb, max_processes and cpus."
+                )
+            return None
+        return self.kernels.limits_for(memory_mb, max_processes, cpus)
+
+    async def _create(
+        self, session_id: str, description: str | None, limits: KernelLimits | None = None
+    ) -> KernelSession:
         if session_id in self._sessions or session_id in self._starting:
             raise SessionExistsError(session_id)
         live = len(self._sessions) + len(self._starting)
         if live >= self._config.max_sessions:
             raise SessionLimitError(self._config.max_sessions, self.ids())
         self.kernels.check_memory()
+        if limits is None and self.sandbox.enabled:
+            limits = self.kernels.default_limits
         session = KernelSession(
-            session_id, description, config=self._config, kernels=self.kernels, gone=self._gone
+            session_id,
+            description,
+            config=self._config,
+            kernels=self.kernels,
+            gone=self._gone,
+            limits=limits,
         )
         self._starting[session_id] = session
         try:

@@ -45,14 +45,25 @@ async def create_session(
         str | None,
         Field(max_length=500, description="What this session is for, shown by list_sessions."),
     ] = None,
+    memory_mb: Annotated[
+        int | None, Field(gt=0, description="Lower the memory limit for this session (MB).")
+    ] = None,
+    max_processes: Annotated[
+        int | None, Field(gt=0, description="Lower the process limit for this session.")
+    ] = None,
+    cpus: Annotated[
+        float | None, Field(gt=0, description="A CPU quota for this session, in CPUs.")
+    ] = None,
 ) -> ToolResult:
     """Start a new, isolated Python kernel session and return its id.
 
     Use a separate session per task or agent so variables do not collide. Pass the returned
     `session_id` to run_python_code and the other tools. Refused if the name is taken or the
-    server's session limit is reached.
+    server's session limit is reached. Limits may only be lowered below the server's.
     """
-    session = await services(ctx).sessions.create(session_id, description)
+    session = await services(ctx).sessions.create(
+        session_id, description, memory_mb=memory_mb, max_processes=max_processes, cpus=cpus
+    )
     return result(session.info())
 
 

@@ -107,8 +107,11 @@ def as_text(data: bytes, *, at_eof: bool) -> tuple[str, int] | None:
         return head.decode("utf-8"), len(head)
 
 
-def atomic_write(target: Path, data: bytes, overwrite: bool, path: str) -> None:
-    """Write `data` to a temporary file beside `target`, then move it into place."""
+def atomic_write(
+    target: Path, data: bytes, overwrite: bool, path: str, owner: tuple[int, int] | None = None
+) -> None:
+    """Write `data` to a temporary file beside `target`, then move it into place. The new file
+    keeps the old one's mode and owner (a new one gets `owner`, when given)."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
@@ -116,11 +119,16 @@ def atomic_write(target: Path, data: bytes, overwrite: bool, path: str) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        keep: tuple[int, int] | None
         try:
-            mode = stat.S_IMODE(target.stat().st_mode)
+            old = target.stat()
+            mode, keep = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)
         except FileNotFoundError:
-            mode = 0o644
+            mode, keep = 0o644, owner
         tmp.chmod(mode)
+        if keep is not None and keep != (os.geteuid(), os.getegid()):
+            with contextlib.suppress(OSError):
+                os.chown(tmp, *keep)
         if overwrite:
             tmp.replace(target)
         else:

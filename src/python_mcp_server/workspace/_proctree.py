@@ -20,14 +20,21 @@ from python_mcp_server.procs import (
     session_members,
     start_time,
 )
+from python_mcp_server.procs.proc import command_name
 
 
 class ProcessTree:
     """The processes of one script run, remembered as they appear."""
 
-    def __init__(self, root_pid: int, pipe_inodes: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        root_pid: int,
+        pipe_inodes: set[int] | None = None,
+        wrappers: tuple[str, ...] = (),
+    ) -> None:
         self.root_pid = root_pid
         self.pipe_inodes = pipe_inodes or set()
+        self.wrappers = wrappers  # a sandbox's own processes: killed with the tree, not counted
         self.known: dict[int, int] = {}
         self.killed: set[int] = set()  # every pid `kill` ended, so others do not count them again
 
@@ -51,6 +58,7 @@ class ProcessTree:
 
     def kill(self) -> int:
         """Stop the whole tree (so nothing forks past us), then kill it. Returns how many died."""
+        names = {pid: command_name(pid) for pid in self._candidates()}
         stopped = freeze_and_kill(self._candidates, self.known, self.root_pid)
         self.killed |= stopped.keys()
-        return len(stopped)
+        return sum(1 for pid in stopped if names.get(pid, "") not in self.wrappers)

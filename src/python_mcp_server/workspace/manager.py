@@ -7,6 +7,7 @@ a worker thread so the event loop keeps answering while a large folder is walked
 from __future__ import annotations
 
 import base64
+import contextlib
 import fnmatch
 import logging
 import mimetypes
@@ -63,20 +64,41 @@ R = TypeVar("R")
 class WorkspaceManager:
     """File operations confined to `config.workspace_root`. Create it with `open(config)`."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, owner: tuple[int, int] | None = None) -> None:
         self.config = config
         self.root = config.workspace_root
+        self.owner = owner  # files and folders the server creates go to this uid/gid
 
     @classmethod
-    def open(cls, config: ServerConfig) -> WorkspaceManager:
-        """The manager for `config`, with the root and its standard subfolders created."""
-        manager = cls(config)
+    def open(cls, config: ServerConfig, owner: tuple[int, int] | None = None) -> WorkspaceManager:
+        """The manager for `config`, with the root and its standard subfolders created. With
+        `owner` (sandboxed kernels run as another uid), what the server creates is theirs too."""
+        manager = cls(config, owner)
         manager.ensure_layout()
         return manager
 
     def ensure_layout(self) -> None:
         for name in SUBFOLDERS:
-            (self.root / name).mkdir(parents=True, exist_ok=True)
+            folder = self.root / name
+            if not folder.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                self.give(folder)
+
+    def give(self, path: Path) -> None:
+        """Hand a file or folder the server created to `owner` (the kernels' uid), if set."""
+        if self.owner is not None:
+            with contextlib.suppress(OSError):
+                os.lchown(path, *self.owner)
+
+    def _make_parents(self, folder: Path) -> None:
+        missing = []
+        probe = folder
+        while not probe.exists() and probe != self.root and self.root in probe.parents:
+            missing.append(probe)
+            probe = probe.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for made in reversed(missing):
+            self.give(made)
 
     def resolve(self, user_path: str, *, need_name: bool = False) -> Path:
         return resolve_inside(self.root, user_path, need_name=need_name)
@@ -309,7 +331,7 @@ class WorkspaceManager:
         if existed and not overwrite and not append:
             raise WorkspaceFileExistsError(path)
         try:
-            real.parent.mkdir(parents=True, exist_ok=True)
+            self._make_parents(real.parent)
         except (FileExistsError, NotADirectoryError) as exc:
             raise InvalidArgumentError(
                 f"Cannot create the folders for {path!r}: a file is in the way. Call list_files "
@@ -319,7 +341,9 @@ class WorkspaceManager:
             with real.open("ab") as f:
                 f.write(data)
         else:
-            atomic_write(real, data, overwrite, path)
+            atomic_write(real, data, overwrite, path, self.owner)
+        if not existed:
+            self.give(real)
         rel = self.relative(real)
         return WriteResult(path=rel, bytes_written=len(data), created=not existed, uri=uri_for(rel))
 

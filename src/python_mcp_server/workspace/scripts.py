@@ -15,10 +15,12 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import ConfigError, InvalidArgumentError, ScriptNotFoundError
 from python_mcp_server.procs import ProcessJail
+from python_mcp_server.procs.confine import ConfinedCommand, Confinement
 from python_mcp_server.workspace._output import BoundedBytes, OutputPipe
 from python_mcp_server.workspace._proctree import ProcessTree
 from python_mcp_server.workspace.manager import WorkspaceManager
@@ -71,11 +73,14 @@ async def _watch(tree: ProcessTree) -> None:
 
 
 async def _supervise(
-    proc: asyncio.subprocess.Process, pipes: tuple[OutputPipe, OutputPipe], limit_s: float
+    proc: asyncio.subprocess.Process,
+    pipes: tuple[OutputPipe, OutputPipe],
+    limit_s: float,
+    wrappers: tuple[str, ...] = (),
 ) -> _Outcome:
     """Wait for the script and its output. Kill its tree on timeout, or when stray processes
     keep its output open after it exited."""
-    tree = ProcessTree(proc.pid, {pipe.inode for pipe in pipes})
+    tree = ProcessTree(proc.pid, {pipe.inode for pipe in pipes}, wrappers)
     readers = {asyncio.create_task(pipe.drain()) for pipe in pipes}
     watcher = asyncio.create_task(_watch(tree))
     outcome = _Outcome()
@@ -121,15 +126,37 @@ class ScriptRunner:
         config: ServerConfig,
         workspace: WorkspaceManager,
         jail: Callable[[], ProcessJail] | None = None,
+        confinement: Confinement | None = None,
     ) -> None:
         self.config = config
         self.workspace = workspace
         self._jail = jail
+        self._confinement = confinement
 
     async def save(self, name: str, code: str) -> WriteResult:
         """Write `code` to `scripts/<name>` (replacing a script of that name)."""
         filename = script_name(name)
         return await self.workspace.write(f"{SCRIPTS}/{filename}", code, "text", overwrite=True)
+
+    def _env(self, root: Path, confined: bool) -> dict[str, str]:
+        """The script's environment: the server's less its secrets; in the sandbox, only ours
+        (the sandbox passes on what kernels get)."""
+        ours = {
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONIOENCODING": "utf-8",
+            "PYTHON_MCP_SERVER_WORKSPACE": str(root),
+        }
+        if confined:
+            return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **ours}
+        return {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS} | ours
+
+    def _command(self, argv: list[str], root: Path) -> ConfinedCommand:
+        """The argv to run: the script itself, or wrapped in the kernels' sandbox."""
+        if self._confinement is None:
+            return ConfinedCommand(argv)
+        env = self._env(root, confined=True)
+        del env["PATH"]
+        return self._confinement.command(argv, cwd=root, env=env)
 
     async def run(
         self, name: str, args: list[str] | None = None, timeout_s: float | None = None
@@ -147,12 +174,14 @@ class ScriptRunner:
         if not path.is_file():
             raise ScriptNotFoundError(filename)
         root = self.workspace.root
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS},
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONIOENCODING": "utf-8",
-            "PYTHON_MCP_SERVER_WORKSPACE": str(root),
-        }
+        python = self.config.kernel_python
+        if not os.access(python, os.X_OK):
+            raise ConfigError(  # checked first: inside the sandbox it would be bwrap's exit status
+                f"Could not start the kernel's interpreter {python!r} to run the script: it does "
+                "not exist or is not executable. The server's kernel interpreter setting needs "
+                "fixing; run the code with run_python_code meanwhile."
+            )
+        command = self._command([python, str(path), *argv], root)
         budget = self.config.max_output_chars
         out, err = OutputPipe(budget), OutputPipe(budget)
         started = time.monotonic()
@@ -162,16 +191,14 @@ class ScriptRunner:
             await err.connect()
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    self.config.kernel_python,
-                    str(path),
-                    *argv,
+                    *command.argv,
                     cwd=root,
-                    env=env,
+                    env=self._env(root, confined=self._confinement is not None),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out.write_fd,
                     stderr=err.write_fd,
                     start_new_session=True,
-                    preexec_fn=jail.before_start() if jail is not None else None,
+                    preexec_fn=_both(jail.before_start() if jail else None, command.preexec),
                 )
             except OSError as exc:
                 raise ConfigError(
@@ -183,9 +210,9 @@ class ScriptRunner:
                 out.close_write()
                 err.close_write()
             logger.info("script %s started as pid %s", filename, proc.pid)
-            outcome = await _supervise(proc, (out, err), timeout)
+            outcome = await _supervise(proc, (out, err), timeout, command.wrappers)
             # processes the tree kill already ended may still be leaving the jail: not counted twice
-            left = await jail.end(outcome.killed_pids) if jail is not None else 0
+            left = await jail.end(outcome.killed_pids, command.wrappers) if jail is not None else 0
             if left:
                 outcome.killed += left
                 outcome.notes.append(
@@ -195,9 +222,24 @@ class ScriptRunner:
         finally:
             if jail is not None:  # a failed start or a cancel: end whatever is in the jail
                 await asyncio.shield(jail.end())
+            command.cleanup()
             out.close()
             err.close()
         return _report(filename, outcome, (out.sink, err.sink), budget, time.monotonic() - started)
+
+
+def _both(
+    first: Callable[[], None] | None, second: Callable[[], None] | None
+) -> Callable[[], None] | None:
+    """One `preexec_fn` that runs both (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
 
 
 def _report(

@@ -1,0 +1,31 @@
+"""The seam through which a helper process (a script) is started in the kernels' sandbox.
+
+The workspace layer runs scripts but knows nothing of sandboxes; the kernels layer, which does,
+implements `Confinement`. A `ConfinedCommand` is the argv to run instead, what runs between fork
+and exec, and what to clean up once the process has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass
+class ConfinedCommand:
+    argv: list[str]
+    preexec: Callable[[], None] | None = None
+    cleanup: Callable[[], None] = field(default=_nothing)
+    wrappers: tuple[str, ...] = ()  # command names of the confinement's own processes
+
+
+class Confinement(Protocol):
+    def command(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> ConfinedCommand:
+        """`argv` wrapped so that it runs confined, in `cwd` with exactly `env` (plus basics)."""
+        ...
