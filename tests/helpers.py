@@ -137,6 +137,18 @@ def kernel_interpreters(root: int | None = None) -> list[int]:
     return [p for p in kernel_processes(root) if argv_of(p)[1:3] == ["-m", "ipykernel_launcher"]]
 
 
+def processes_naming(text: str) -> list[int]:
+    """Live processes with `text` in an argument: found on the host whatever pid namespace they
+    run in (a sandboxed process prints pids the host does not know)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            pid = int(entry.name)
+            if any(text in arg for arg in argv_of(pid)) and _live(pid):
+                found.append(pid)
+    return found
+
+
 def host_pid(kernel: int, pid: int) -> int:
     """The host pid of the process a kernel (host pid `kernel`) knows as `pid`: the same number
     unless the kernel runs in a pid namespace of its own, as in the sandbox."""
