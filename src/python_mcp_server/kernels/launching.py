@@ -41,6 +41,8 @@ class KernelLaunch:
     cgroup: Cgroup | None = None  # already joined by `preexec`
     limits: LimitGroup | None = None
     sandboxed: bool = False
+    pass_fds: tuple[int, ...] = ()  # to inherit (the seccomp filter); closed once started
+    release: Callable[[], None] | None = None
 
 
 def kernel_argv(python: str) -> list[str]:
@@ -121,6 +123,8 @@ def sandboxed_launch(
         cgroup=cgroup,
         limits=groups,
         sandboxed=True,
+        pass_fds=launch.pass_fds,
+        release=launch.close,
     )
 
 
@@ -187,13 +191,12 @@ class ScriptConfinement:
             env=env,
             groups=groups,
         )
+
+        def cleanup() -> None:
+            launch.close()
+            if groups is not None:
+                groups.remove()
+
         return ConfinedCommand(
-            launch.argv,
-            launch.preexec,
-            groups.remove if groups is not None else _nothing,
-            wrappers=("bwrap",),
+            launch.argv, launch.preexec, cleanup, wrappers=("bwrap",), pass_fds=launch.pass_fds
         )
-
-
-def _nothing() -> None:
-    return None

@@ -228,16 +228,22 @@ class LocalKernelHandle:
         )
         self._km = km
         extra: dict[str, Any] = {"preexec_fn": launch.preexec} if launch.preexec else {}
+        if launch.pass_fds:
+            extra["pass_fds"] = launch.pass_fds
         try:
             with self._stderr_path.open("wb") as stderr:
-                await km.start_kernel(
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                    stdin=subprocess.DEVNULL,
-                    cwd=str(self._spec.cwd),
-                    env=self._launch_env(launch),
-                    **extra,
-                )
+                try:
+                    await km.start_kernel(
+                        stdout=subprocess.DEVNULL,
+                        stderr=stderr,
+                        stdin=subprocess.DEVNULL,
+                        cwd=str(self._spec.cwd),
+                        env=self._launch_env(launch),
+                        **extra,
+                    )
+                finally:
+                    if launch.release is not None:
+                        launch.release()
             self._contain(launch)
             kc = km.client()
             self._kc = kc
@@ -245,6 +251,8 @@ class LocalKernelHandle:
             kc.start_channels(hb=False)
             await kc.wait_for_ready(timeout=self._spec.start_timeout_s)
             self._find_inner_kernel()
+            if self._sandbox is not None:
+                self._sandbox.seal(launch.connection_file.parent, launch.connection_file)
         except (RuntimeError, OSError, TimeoutError) as exc:
             tail = self._stderr_tail()
             await self.aclose()

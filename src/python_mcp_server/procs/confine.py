@@ -23,6 +23,7 @@ class ConfinedCommand:
     preexec: Callable[[], None] | None = None
     cleanup: Callable[[], None] = field(default=_nothing)
     wrappers: tuple[str, ...] = ()  # command names of the confinement's own processes
+    pass_fds: tuple[int, ...] = ()  # descriptors the process inherits (closed by `cleanup`)
 
 
 class Confinement(Protocol):

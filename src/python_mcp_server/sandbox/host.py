@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from functools import cache
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import ConfigError
 from python_mcp_server.procs.limits import LimitSupport, probe_support
+from python_mcp_server.sandbox.seccomp import filter_program
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +156,15 @@ def _network_protection(config: ServerConfig) -> Protection:
     return Protection("network", True, "own network namespace, no route out")
 
 
+def _syscall_protection() -> Protection:
+    machine = platform.machine()
+    if filter_program(machine) is None:
+        return Protection(
+            "syscall filter", False, f"no seccomp filter for the {machine} architecture yet"
+        )
+    return Protection("syscall filter", True, "seccomp: no namespaces, mounts, ptrace, bpf")
+
+
 def plan_sandbox(config: ServerConfig) -> SandboxPlan:
     """Decide how kernels are launched. Raises ConfigError for `--sandbox on` when a required
     protection is missing, naming each and its fix."""
@@ -175,6 +186,7 @@ def plan_sandbox(config: ServerConfig) -> SandboxPlan:
             Protection("processes", True, "own pid namespace; dies with the server"),
             _network_protection(config),
             Protection("user", True, user if as_root else f"{user} (user namespace)"),
+            _syscall_protection(),
             Protection("private /tmp", True, f"{config.kernel_tmp_mb} MB tmpfs"),
             *_limit_protections(config, limits),
         ]

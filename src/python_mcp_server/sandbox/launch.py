@@ -10,6 +10,7 @@ is rebuilt from nothing: the server's own variables (its token among them) never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from python_mcp_server.procs.limits import LimitGroup
 from python_mcp_server.sandbox.host import SANDBOX_UID, SandboxPlan
+from python_mcp_server.sandbox.seccomp import filter_program
 
 PROXY_SOCKET_ENV = "PYTHON_MCP_SERVER_PROXY_SOCKET"  # read by the kernel-side relay
 # variables of the server's environment a kernel keeps (numerics and locale; nothing secret)
@@ -80,10 +82,17 @@ def write_etc(folder: Path) -> Path:
 
 @dataclass(frozen=True)
 class SandboxLaunch:
-    """One kernel's sandboxed launch: the argv and what runs between fork and exec."""
+    """One kernel's sandboxed launch: the argv, what runs between fork and exec, and the file
+    descriptors the launched process must inherit (the caller closes them once it started)."""
 
     argv: list[str]
     preexec: Callable[[], None]
+    pass_fds: tuple[int, ...] = ()
+
+    def close(self) -> None:
+        for fd in self.pass_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class Sandbox:
@@ -106,12 +115,27 @@ class Sandbox:
         self._tmp_bytes = tmp_mb * 1024 * 1024
         # with --kernel-network allowlist: the egress proxy's socket, the only way out
         self._proxy = proxy_socket if network == "allowlist" else None
+        program = filter_program()
+        self._seccomp: Path | None = None
+        if program is not None:
+            self._seccomp = etc.parent / "seccomp.bpf"
+            self._seccomp.write_bytes(program)
 
     def prepare(self, session_dir: Path) -> None:
         """The kernel's own folder (connection file, ipc sockets): only it and the server."""
         session_dir.mkdir(mode=0o700, exist_ok=True)
         if self.plan.as_root:
             os.chown(session_dir, SANDBOX_UID, SANDBOX_UID)
+
+    def seal(self, session_dir: Path, connection_file: Path) -> None:
+        """Once the kernel has made its sockets: take its folder and connection file back, so it
+        cannot store anything on the host's disk there (as root; a user-namespace kernel owns
+        them as the server's own uid, which no chown can change)."""
+        if not self.plan.as_root:
+            return
+        for path in (session_dir, connection_file):
+            os.chown(path, 0, 0)
+        session_dir.chmod(0o755)
 
     def launch(
         self,
@@ -135,6 +159,11 @@ class Sandbox:
             env = {**env, PROXY_SOCKET_ENV: str(self._proxy)}
         argv += _binds(ro=roots, rw=rw)
         argv += ["--chdir", str(cwd), *self._env(python, env)]
+        fds: tuple[int, ...] = ()
+        if self._seccomp is not None:
+            fd = os.open(self._seccomp, os.O_RDONLY)
+            fds = (fd,)
+            argv += ["--seccomp", str(fd)]
         argv += ["--", *self._drop(), *kernel_argv]
         as_root = self.plan.as_root
         joins = [Path(p) / "cgroup.procs" for p in extra_cgroups]
@@ -148,7 +177,7 @@ class Sandbox:
             if as_root and connection_file is not None:
                 os.chown(connection_file, SANDBOX_UID, SANDBOX_UID)
 
-        return SandboxLaunch(argv, preexec)
+        return SandboxLaunch(argv, preexec, fds)
 
     def _namespaces(self) -> list[str]:
         args = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]

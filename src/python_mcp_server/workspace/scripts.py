@@ -199,6 +199,7 @@ class ScriptRunner:
                     stderr=err.write_fd,
                     start_new_session=True,
                     preexec_fn=_both(jail.before_start() if jail else None, command.preexec),
+                    pass_fds=command.pass_fds,
                 )
             except OSError as exc:
                 raise ConfigError(
