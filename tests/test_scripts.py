@@ -181,8 +181,10 @@ async def test_a_background_process_holding_the_output_is_killed_after_the_scrip
     assert (res["timed_out"], res["exit_code"], res["killed_processes"]) == (False, 0, 1)
     assert res["message"] in (
         "The script left 1 background process(es) holding its output open; they were killed.",
-        "1 background process(es) the script left running were ended; run long-lived services "
-        "from run_python_code instead.",
+        (
+            "1 background process(es) the script left running were ended; run long-lived "
+            "services from run_python_code instead."
+        ),
     )
 
 
