@@ -9,7 +9,33 @@ from pathlib import Path
 
 import pytest
 
-from python_mcp_server.config import ServerConfig
+from python_mcp_server.config import SandboxMode, ServerConfig
+from python_mcp_server.sandbox.host import plan_sandbox
+
+SANDBOX_ENV = "PYTHON_MCP_SERVER_TEST_SANDBOX"
+
+
+def sandbox_mode() -> SandboxMode:
+    """The sandbox mode the suite runs kernels in: `PYTHON_MCP_SERVER_TEST_SANDBOX` (auto, on or
+    off; auto when unset)."""
+    value = os.environ.get(SANDBOX_ENV, "auto").strip().lower() or "auto"
+    if value == "auto":
+        return "auto"
+    if value == "on":
+        return "on"
+    if value == "off":
+        return "off"
+    raise pytest.UsageError(f"{SANDBOX_ENV} must be auto, on or off, not {value!r}")
+
+
+def sandboxed() -> bool:
+    """Whether kernels of a server the suite starts run inside the sandbox."""
+    return plan_sandbox(ServerConfig(sandbox=sandbox_mode())).enabled
+
+
+def pytest_report_header() -> str:
+    mode = sandbox_mode()
+    return f"{SANDBOX_ENV}={mode}: {plan_sandbox(ServerConfig(sandbox=mode)).summary()}"
 
 
 @pytest.fixture
@@ -33,6 +59,7 @@ def config(workspace: Path) -> ServerConfig:
         kernel_pool_size=0,
         interrupt_grace_s=3,
         health_check_interval_s=0.5,
+        sandbox=sandbox_mode(),
     )
 
 

@@ -1,8 +1,9 @@
 """Small helpers the tool tests share: call a tool, read its error, wait for a file, run a cell
-in the background."""
+in the background, find a kernel's processes on the host (sandboxed or not)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,16 @@ async def error(client: Client[Any], tool: str, **args: Any) -> str:
     return item.text
 
 
+async def kernel_pid(client: Client[Any], session_id: str = "default") -> int:
+    """The host pid of a session's kernel interpreter, as `list_sessions` reports it. Inside a
+    sandbox `os.getpid()` is a pid of the kernel's own namespace: never signal that one."""
+    sessions = (await call(client, "list_sessions"))["sessions"]
+    pids = [s["kernel_pid"] for s in sessions if s["session_id"] == session_id]
+    assert pids, f"no session {session_id!r} in {sessions}"
+    assert isinstance(pids[0], int), f"session {session_id!r} has no kernel: {sessions}"
+    return pids[0]
+
+
 async def wait_for_file(path: Path, timeout_s: float = 30) -> None:
     """Poll for a file the kernel writes, bounded."""
     with anyio.fail_after(timeout_s):
@@ -73,3 +84,87 @@ async def cancel_when(client: Client[Any], args: dict[str, Any], marker: Path) -
         tg.start_soon(client.call_tool, "run_python_code", args)
         await wait_for_file(marker)
         tg.cancel_scope.cancel()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _live(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None else None
+
+
+def argv_of(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode("utf-8", "replace").split("\0")[:-1]
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendants of `pid`, whichever of its threads started them, nearest first."""
+    by_parent: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            by_parent.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    level = [pid]
+    while level:
+        level = [child for parent in level for child in sorted(by_parent.get(parent, []))]
+        found.extend(level)
+    return [p for p in found if _live(p)]
+
+
+def kernel_processes(root: int | None = None) -> list[int]:
+    """Live processes below `root` (this process by default) that run a kernel or launch one
+    (in a sandbox, bubblewrap's argv names the kernel too)."""
+    below = descendants(os.getpid() if root is None else root)
+    return [p for p in below if "ipykernel_launcher" in argv_of(p)]
+
+
+def kernel_interpreters(root: int | None = None) -> list[int]:
+    """Live kernel interpreters below `root` (this process by default): one per kernel."""
+    return [p for p in kernel_processes(root) if argv_of(p)[1:3] == ["-m", "ipykernel_launcher"]]
+
+
+def processes_naming(text: str) -> list[int]:
+    """Live processes with `text` in an argument: found on the host whatever pid namespace they
+    run in (a sandboxed process prints pids the host does not know)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            pid = int(entry.name)
+            if any(text in arg for arg in argv_of(pid)) and _live(pid):
+                found.append(pid)
+    return found
+
+
+def host_pid(kernel: int, pid: int) -> int:
+    """The host pid of the process a kernel (host pid `kernel`) knows as `pid`: the same number
+    unless the kernel runs in a pid namespace of its own, as in the sandbox."""
+    namespace = os.readlink(f"/proc/{kernel}/ns/pid")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns" / "pid") != namespace:
+                continue
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        nspids = next(
+            (line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), []
+        )
+        if nspids and int(nspids[-1]) == pid:
+            return int(entry.name)
+    raise LookupError(f"no process is {pid} in the pid namespace of kernel {kernel}")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import sandbox_mode
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -37,6 +39,16 @@ def server_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "python_mcp_server", *args]
 
 
+def sandbox_env() -> dict[str, str]:
+    """The variable that gives a server subprocess the suite's sandbox mode."""
+    return {"PYTHON_MCP_SERVER_SANDBOX": sandbox_mode()}
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a server subprocess: ours, with the suite's sandbox mode."""
+    return {**os.environ, **sandbox_env(), **(extra or {})}
+
+
 @contextmanager
 def http_server(
     workspace: Path, *args: str, startup_timeout_s: float = 60.0, env: dict[str, str] | None = None
@@ -48,9 +60,7 @@ def http_server(
         "--port", str(port), "--workspace-dir", str(workspace), "--kernel-pool-size", "0", *args
     )
     with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            cmd, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=server_env(env))
     base = f"http://127.0.0.1:{port}"
     server = RunningServer(url=f"{base}/mcp", base=base, process=proc, log=log)
     try:

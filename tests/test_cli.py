@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from python_mcp_server import __version__
 from python_mcp_server.cli import app
-from tests.servers import server_command
+from tests.servers import server_command, server_env
 
 runner = CliRunner()
 
@@ -137,6 +137,7 @@ def test_a_taken_port_ends_the_server_with_the_fix(tmp_path: Path) -> None:
             capture_output=True,
             timeout=60,
             check=False,
+            env=server_env(),
         )
     assert proc.returncode != 0
     err = proc.stderr.decode()

@@ -15,6 +15,7 @@ from fastmcp import Client
 from python_mcp_server import __version__
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.health.system import host_resources
+from python_mcp_server.sandbox.host import plan_sandbox
 from python_mcp_server.server import create_server
 
 pytestmark = pytest.mark.anyio
@@ -39,6 +40,23 @@ async def test_environment_info_describes_python_host_workspace_and_limits(
         info = data(await client.call_tool("get_environment_info", {}))
     host = {k: info.pop(k) for k in ("memory_total_bytes", "memory_available_bytes")}
     assert 0 < host["memory_available_bytes"] <= host["memory_total_bytes"]
+    plan = plan_sandbox(config)
+    assert info.pop("sandbox") == {
+        "mode": config.sandbox,
+        "enabled": plan.enabled,
+        "protections": [
+            {"name": p.name, "active": p.active, "detail": p.detail} for p in plan.protections
+        ],
+        "network": "none" if plan.enabled else "full",
+        "allowed_hosts": [],
+        "default_limits": {
+            "memory_mb": config.kernel_memory_mb,
+            "max_processes": config.kernel_max_processes,
+            "cpus": None,
+        },
+        "refused_connections": 0,
+        "recent_refusals": [],
+    }
     assert info == {
         "server_version": __version__,
         "python_version": platform.python_version(),

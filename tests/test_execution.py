@@ -18,6 +18,7 @@ from tests.helpers import (
     IGNORES_INTERRUPTS,
     SLEEP_UNTIL_INTERRUPTED,
     cancel_when,
+    kernel_pid,
     start_cell,
     wait_for_file,
 )
@@ -128,15 +129,11 @@ async def test_a_kernel_that_exits_mid_cell_is_reported_and_restarted(config: Se
 
 
 async def test_a_kernel_killed_from_outside_mid_cell_is_reported(config: ServerConfig) -> None:
-    marker = config.workspace_root / "pid.txt"
-    code = "import os, time\nopen('pid.txt', 'w').write(str(os.getpid()))\ntime.sleep(60)"
+    code = "import time\nopen('started', 'w').close()\ntime.sleep(60)"
     async with Client(create_server(config)) as client, anyio.create_task_group() as tg:
         results = start_cell(tg, client, {"code": code})
-        await wait_for_file(marker)
-        with anyio.fail_after(10):
-            while not marker.read_text():
-                await anyio.sleep(0.02)
-        os.kill(int(marker.read_text()), signal.SIGKILL)
+        await wait_for_file(config.workspace_root / "started")
+        os.kill(await kernel_pid(client), signal.SIGKILL)
     data = results[0]
     assert data["status"] == "error"
     assert str(data["message"]).startswith(
@@ -313,10 +310,8 @@ async def test_a_kernel_that_died_between_calls_is_replaced_before_the_next_cell
 ) -> None:
     slow_supervisor = dataclasses.replace(config, health_check_interval_s=3600)
     async with Client(create_server(slow_supervisor)) as client:
-        first = await client.call_tool("run_python_code", {"code": "import os; os.getpid()"})
-        assert first.structured_content is not None
-        pid = int(first.structured_content["result"])
-        os.kill(pid, signal.SIGKILL)
+        await client.call_tool("run_python_code", {"code": "1"})
+        os.kill(await kernel_pid(client), signal.SIGKILL)
         with anyio.fail_after(10):
             while await session_state(client, "default") != "dead":
                 await anyio.sleep(0.02)

@@ -16,6 +16,7 @@ from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.health.system import HostResources
 from python_mcp_server.server import create_server
 from tests.conftest import pid_alive
+from tests.helpers import host_pid, kernel_pid
 
 pytestmark = pytest.mark.anyio
 
@@ -69,7 +70,8 @@ async def test_kernel_health_counts_the_kernels_child_processes(
             "run_python_code",
             {"code": "import subprocess\nchild = subprocess.Popen(['sleep', '1000'])\nchild.pid"},
         )
-        reap_pids.append(int(_data(res)["result"]))
+        kernel = await kernel_pid(client)
+        reap_pids.append(host_pid(kernel, int(_data(res)["result"])))
         data = _data(await client.call_tool("get_kernel_health", {"session_id": "default"}))
     assert data["kernels"][0]["child_processes"] == 1
 

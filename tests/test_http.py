@@ -158,12 +158,9 @@ def test_a_signal_shuts_every_kernel_down(workspace: Path, signum: int) -> None:
     from tests.conftest import pid_alive
 
     with http_server(workspace) as server, httpx.Client(timeout=60) as client:
-        res = rpc_body(
-            modern_call(
-                client, server.url, 1, "run_python_code", {"code": "import os; os.getpid()"}
-            )
-        )
-        kernel_pid = int(res["result"]["structuredContent"]["result"])
+        modern_call(client, server.url, 1, "run_python_code", {"code": "1"})
+        listed = rpc_body(modern_call(client, server.url, 2, "list_sessions", {}))
+        kernel_pid = int(listed["result"]["structuredContent"]["sessions"][0]["kernel_pid"])
         assert pid_alive(kernel_pid)
         server.process.send_signal(signum)
         server.process.wait(30)

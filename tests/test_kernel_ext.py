@@ -420,14 +420,21 @@ async def test_a_kernel_loads_the_package_without_importing_the_server(
 async def test_a_kernel_whose_interpreter_cannot_import_the_server_is_set_up(
     config: ServerConfig, tmp_path: Path
 ) -> None:
-    # the same interpreter without site-packages processing: ipykernel and its dependencies are
-    # on PYTHONPATH, but the .pth file that makes python_mcp_server importable is never read
-    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
-    wrapper = tmp_path / "python-without-server"
+    # the server's interpreter with a package of the same name first on its path, which refuses
+    # to import: python_mcp_server cannot be imported, yet ipykernel can. It is laid out as an
+    # installed interpreter is (<prefix>/bin/python), readable by everyone, so that a sandboxed
+    # kernel (which sees the interpreter's prefixes, and runs as another user) can use it too.
+    prefix = tmp_path / "without-server"
+    hidden = prefix / "hide" / "python_mcp_server"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('not for this interpreter')\n")
+    (prefix / "bin").mkdir()
+    wrapper = prefix / "bin" / "python"
     wrapper.write_text(
-        f'#!/bin/sh\nPYTHONPATH={site_packages} exec {sys.executable} -S "$@"\n', encoding="utf-8"
+        f'#!/bin/sh\nPYTHONPATH={prefix / "hide"} exec {sys.executable} "$@"\n', encoding="utf-8"
     )
-    wrapper.chmod(0o755)
+    for path in (prefix, prefix / "bin", prefix / "hide", hidden, wrapper):
+        path.chmod(0o755)
     seen = await check(replace(config, kernel_python=str(wrapper)))
     assert seen["result"] == (LOADED, False)
     assert seen["files"] == ["written.txt"]

@@ -19,10 +19,21 @@ from fastmcp.client.transports import StdioTransport
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import LocalBackend
 from python_mcp_server.procs import find_cgroup_parent, sweep_stale_cgroups
+from python_mcp_server.sandbox.host import plan_sandbox
 from python_mcp_server.server import create_server
 from python_mcp_server.services import Services
+from python_mcp_server.services.sandboxing import sandbox_factory
 from tests.conftest import pid_alive
-from tests.servers import server_command
+from tests.helpers import (
+    argv_of,
+    descendants,
+    host_pid,
+    kernel_interpreters,
+    kernel_pid,
+    kernel_processes,
+    parent_of,
+)
+from tests.servers import sandbox_env, server_command, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -36,11 +47,19 @@ needs_cgroup = pytest.mark.skipif(
 )
 
 
-def _pids(res: Any) -> tuple[int, int]:
+def _host_pids(kernel: int, result: str | None) -> tuple[int, int]:
+    """The host pids of the kernel (host pid `kernel`) and of the child DETACHED started, from
+    the pids the kernel printed (in a sandbox, pids of its own namespace)."""
+    assert result is not None
+    inner_kernel, inner_child = (int(p) for p in result.strip("()").split(", "))
+    assert host_pid(kernel, inner_kernel) == kernel
+    return kernel, host_pid(kernel, inner_child)
+
+
+async def _pids(client: Client[Any], res: Any, session_id: str = "default") -> tuple[int, int]:
     data = res.structured_content
     assert data is not None
-    kernel, child = data["result"].strip("()").split(", ")
-    return int(kernel), int(child)
+    return _host_pids(await kernel_pid(client, session_id), data["result"])
 
 
 async def _gone(pid: int) -> None:
@@ -60,11 +79,16 @@ async def test_each_kernel_leads_its_own_process_group(
     config: ServerConfig, reap_pids: list[int]
 ) -> None:
     async with Client(create_server(config)) as client:
-        kernel, child = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
+        kernel, child = await _pids(
+            client, await client.call_tool("run_python_code", {"code": DETACHED})
+        )
         reap_pids.append(child)
-        assert os.getpgid(kernel) == kernel
-        assert os.getsid(kernel) == kernel
-        assert os.getpgid(child) != kernel
+        group = os.getpgid(kernel)
+        # the kernel, or the sandbox launching it, leads a session and process group of its own
+        assert group == os.getsid(kernel)
+        assert group != os.getpgrp()
+        assert group == kernel or group in _ancestors(kernel)
+        assert os.getpgid(child) != group
 
 
 @needs_cgroup
@@ -72,7 +96,9 @@ async def test_each_kernel_and_its_children_share_a_cgroup_of_their_own(
     config: ServerConfig, reap_pids: list[int]
 ) -> None:
     async with Client(create_server(config)) as client:
-        kernel, child = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
+        kernel, child = await _pids(
+            client, await client.call_tool("run_python_code", {"code": DETACHED})
+        )
         reap_pids.append(child)
         group = _cgroup_of(kernel)
         assert group.startswith(f"/python-mcp-server/{os.getpid()}-")
@@ -85,7 +111,7 @@ async def test_delete_session_ends_a_child_that_left_the_kernels_session(
     async with Client(create_server(config)) as client:
         await client.call_tool("create_session", {"session_id": "a"})
         res = await client.call_tool("run_python_code", {"session_id": "a", "code": DETACHED})
-        kernel, child = _pids(res)
+        kernel, child = await _pids(client, res, "a")
         reap_pids.append(child)
         assert pid_alive(child)
         await client.call_tool("delete_session", {"session_id": "a"})
@@ -97,7 +123,9 @@ async def test_restart_kernel_ends_a_child_that_left_the_kernels_session(
     config: ServerConfig, reap_pids: list[int]
 ) -> None:
     async with Client(create_server(config)) as client:
-        kernel, child = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
+        kernel, child = await _pids(
+            client, await client.call_tool("run_python_code", {"code": DETACHED})
+        )
         reap_pids.append(child)
         await client.call_tool("restart_kernel", {})
         await _gone(kernel)
@@ -107,12 +135,13 @@ async def test_restart_kernel_ends_a_child_that_left_the_kernels_session(
 async def test_without_cgroups_the_process_tree_kill_ends_a_detached_child(
     config: ServerConfig, reap_pids: list[int]
 ) -> None:
-    backend = LocalBackend(use_cgroups=False)
+    backend = LocalBackend(use_cgroups=False, sandbox=sandbox_factory(plan_sandbox(config), config))
     assert backend.cgroup_parent is None
     async with Services.open(config, backend) as svc:
         res = await svc.execution.run("default", DETACHED)
-        assert res.result is not None
-        kernel, child = (int(p) for p in res.result.strip("()").split(", "))
+        pid = svc.sessions.get("default").pid
+        assert pid is not None
+        kernel, child = _host_pids(pid, res.result)
         reap_pids.append(child)
         assert _cgroup_of(kernel) == _cgroup_of(os.getpid())
         await svc.sessions.delete("default")
@@ -125,7 +154,9 @@ async def test_children_of_a_kernel_killed_from_outside_end_when_it_is_replaced(
     config: ServerConfig, reap_pids: list[int]
 ) -> None:
     async with Client(create_server(config)) as client:
-        kernel, child = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
+        kernel, child = await _pids(
+            client, await client.call_tool("run_python_code", {"code": DETACHED})
+        )
         reap_pids.append(child)
         os.kill(kernel, signal.SIGKILL)
         await _gone(kernel)
@@ -140,31 +171,34 @@ async def test_server_exit_ends_every_kernel_and_its_detached_children(
     cmd = server_command(
         "--transport", "stdio", "--workspace-dir", str(workspace), "--kernel-pool-size", "1"
     )
-    transport = StdioTransport(command=cmd[0], args=cmd[1:], keep_alive=False)
+    transport = StdioTransport(command=cmd[0], args=cmd[1:], env=sandbox_env(), keep_alive=False)
     async with Client(transport) as client:
         await client.call_tool("create_session", {"session_id": "a"})
-        first = _pids(await client.call_tool("run_python_code", {"code": DETACHED}))
-        second = _pids(
-            await client.call_tool("run_python_code", {"session_id": "a", "code": DETACHED})
-        )
+        first = await _pids(client, await client.call_tool("run_python_code", {"code": DETACHED}))
+        res = await client.call_tool("run_python_code", {"session_id": "a", "code": DETACHED})
+        second = await _pids(client, res, "a")
         reap_pids.extend([first[1], second[1]])
-        server = int(Path(f"/proc/{first[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        pool = [
-            int(p)
-            for p in Path(f"/proc/{server}/task/{server}/children").read_text().split()
-            if int(p) not in (first[0], second[0])
-        ]
-        assert all(pid_alive(p) for p in [*first, *second, *pool])
+        server = _server_of(first[0])
+        assert server == _server_of(second[0])
+        left = descendants(server)  # kernels, the pool kernel, what they started, their sandboxes
+        assert {*first, *second} <= set(left)
     await _gone(server)
-    for pid in [*first, *second, *pool]:
+    for pid in left:
         await _gone(pid)
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
+def _ancestors(pid: int) -> list[int]:
+    found = []
+    parent = parent_of(pid)
+    while parent:
+        found.append(parent)
+        parent = parent_of(parent)
+    return found
+
+
+def _server_of(kernel: int) -> int:
+    """The server process a kernel belongs to: its nearest ancestor running python_mcp_server."""
+    return next(p for p in _ancestors(kernel) if argv_of(p)[1:3] == ["-m", "python_mcp_server"])
 
 
 def _wait_until(done: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -184,10 +218,14 @@ def test_a_server_stopped_while_starting_ends_the_kernel_it_started(
     )
     log = workspace.parent / "server.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=sink)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=sink, env=server_env()
+        )
     try:
-        _wait_until(lambda: bool(_children(proc.pid)) or proc.poll() is not None, 30, "a kernel")
-        kernels = _children(proc.pid)
+        _wait_until(
+            lambda: bool(kernel_interpreters(proc.pid)) or proc.poll() is not None, 30, "a kernel"
+        )
+        kernels = kernel_processes(proc.pid)  # with a sandbox, bubblewrap around the kernel too
         assert kernels, log.read_text()
         proc.send_signal(signum)
         assert proc.wait(30) == 0, log.read_text()

@@ -26,6 +26,7 @@ from fastmcp import Client
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
+from tests.helpers import argv_of, descendants
 
 pytestmark = pytest.mark.anyio
 
@@ -76,17 +77,8 @@ def uninstall(name: str) -> None:
 
 
 def child_cmdlines() -> list[str]:
-    """Command lines of this process's live children (the in-memory server runs in it)."""
-    me = str(os.getpid())
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[1] == me:
-                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except (OSError, IndexError):
-            continue
-    return found
+    """Command lines of the live processes below this one (the in-memory server runs in it)."""
+    return [" ".join(argv_of(pid)) for pid in descendants(os.getpid())]
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import replace
 from functools import partial
@@ -15,27 +14,15 @@ from fastmcp import Client
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
 from tests.conftest import pid_alive
-from tests.helpers import start_cell, wait_for_file
+from tests.helpers import kernel_processes, start_cell, wait_for_file
 from tests.servers import http_server
 
 pytestmark = pytest.mark.anyio
 
 
 def kernel_children() -> list[int]:
-    """Live kernel processes started by this test process."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and b"ipykernel_launcher" in cmdline and pid_alive(int(proc.name)):
-            found.append(int(proc.name))
-    return found
+    """Live kernel processes started by this test process (with a sandbox, its launchers too)."""
+    return kernel_processes()
 
 
 async def test_create_session_without_a_name_returns_an_unguessable_id(

@@ -19,8 +19,8 @@ from fastmcp.client.transports import StdioTransport
 
 from python_mcp_server.transports.stdio import MAX_LINE_BYTES, LineReader, parse_line
 from tests.conftest import pid_alive
-from tests.helpers import IGNORES_INTERRUPTS, SLEEP_UNTIL_INTERRUPTED, wait_for_file
-from tests.servers import server_command
+from tests.helpers import IGNORES_INTERRUPTS, SLEEP_UNTIL_INTERRUPTED, kernel_pid, wait_for_file
+from tests.servers import sandbox_env, server_command, server_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -29,16 +29,14 @@ async def test_stdio_serves_code_and_end_of_input_shuts_the_kernel_down(workspac
     cmd = server_command(
         "--transport", "stdio", "--workspace-dir", str(workspace), "--kernel-pool-size", "0"
     )
-    transport = StdioTransport(command=cmd[0], args=cmd[1:], keep_alive=False)
+    transport = StdioTransport(command=cmd[0], args=cmd[1:], env=sandbox_env(), keep_alive=False)
     async with Client(transport) as client:
-        res = await client.call_tool(
-            "run_python_code", {"code": "import os; print('hi'); os.getpid()"}
-        )
+        res = await client.call_tool("run_python_code", {"code": "print('hi')"})
         data = res.structured_content
         assert data is not None
         assert data["stdout"] == "hi\n"
-        kernel_pid = int(data["result"])
-        assert pid_alive(kernel_pid)
+        pid = await kernel_pid(client)
+        assert pid_alive(pid)
         # a kernel writing straight to file descriptor 1 must not reach the MCP wire
         noisy = await client.call_tool(
             "run_python_code", {"code": "import os; os.write(1, b'not json\\n'); 'still fine'"}
@@ -46,7 +44,7 @@ async def test_stdio_serves_code_and_end_of_input_shuts_the_kernel_down(workspac
         assert noisy.structured_content is not None
         assert noisy.structured_content["result"] == "'still fine'"
     # the transport closed the server's stdin and waited for it to exit
-    assert not pid_alive(kernel_pid)
+    assert not pid_alive(pid)
 
 
 class RawStdio:
@@ -89,7 +87,7 @@ async def raw_stdio(workspace: Path) -> AsyncIterator[RawStdio]:
         "--transport", "stdio", "--workspace-dir", str(workspace), "--kernel-pool-size", "0"
     )
     proc = await asyncio.create_subprocess_exec(
-        *cmd, stdin=PIPE, stdout=PIPE, stderr=asyncio.subprocess.DEVNULL
+        *cmd, stdin=PIPE, stdout=PIPE, stderr=asyncio.subprocess.DEVNULL, env=server_env()
     )
     try:
         yield RawStdio(proc)
@@ -196,11 +194,13 @@ async def test_a_signal_stops_the_stdio_server_while_its_input_is_still_open(
     workspace: Path, busy: str | None
 ) -> None:
     async with raw_stdio(workspace) as stdio:
-        code = "import os; os.getpid()"
         await stdio.send_line(
-            modern(1, "tools/call", {"name": "run_python_code", "arguments": {"code": code}})
+            modern(1, "tools/call", {"name": "run_python_code", "arguments": {"code": "1"}})
         )
-        kernel_pid = int((await stdio.answer())["result"]["structuredContent"]["result"])
+        assert (await stdio.answer())["id"] == 1
+        await stdio.send_line(modern(3, "tools/call", {"name": "list_sessions", "arguments": {}}))
+        listed = (await stdio.answer())["result"]["structuredContent"]
+        kernel_pid = int(listed["sessions"][0]["kernel_pid"])
         if busy:
             cell = {"name": "run_python_code", "arguments": {"code": busy}}
             await stdio.send_line(modern(2, "tools/call", cell))
