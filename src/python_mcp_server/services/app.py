@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import KernelBackend, LocalBackend
-from python_mcp_server.sandbox.host import SANDBOX_UID, plan_sandbox
+from python_mcp_server.sandbox.host import plan_sandbox
 from python_mcp_server.services.environment import EnvironmentService
 from python_mcp_server.services.execution import ExecutionService
 from python_mcp_server.services.health import HealthService
@@ -67,7 +67,7 @@ class Services:
         plan = sandbox.plan
         backend = backend or LocalBackend(sandbox=sandbox_factory(plan, config, sandbox.proxy))
         try:
-            owner = (SANDBOX_UID, SANDBOX_UID) if plan.enabled and plan.as_root else None
+            owner = sandbox.workspace_owner
             if owner is not None:
                 give_workspace_to_sandbox(config.workspace_root)
             workspace = WorkspaceManager.open(config, owner)

@@ -22,6 +22,7 @@ from python_mcp_server.kernels import (
 from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR
 from python_mcp_server.services.artifacts import kernel_setup_code
 from python_mcp_server.services.pool import KernelPool
+from python_mcp_server.services.snapshot import StateTransfer
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class KernelStarter:
         self._backend = backend
         self._available_mb = available_mb
         self.pool = KernelPool(config.kernel_pool_size, self.cold_start, self._memory_ok)
+        self.sandboxed = False  # set by the session manager from the sandbox plan
+        self.workspace_owner: tuple[int, int] | None = None  # the sandboxed kernels' uid
 
     @property
     def default_limits(self) -> KernelLimits:
@@ -139,6 +142,12 @@ class KernelStarter:
             if ready is not None:
                 return ready
         return await self.cold_start(limits)
+
+    def state_transfer(self) -> StateTransfer:
+        """Sandboxed kernels share no folder but the workspace: restarts carry state through it."""
+        if self.workspace_owner is None and not self.sandboxed:
+            return StateTransfer()
+        return StateTransfer.within(self._config.workspace_root, self.workspace_owner)
 
     def _memory_ok(self) -> bool:
         floor = self._config.min_free_memory_mb

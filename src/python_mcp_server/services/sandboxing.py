@@ -148,5 +148,12 @@ class SandboxRuntime:
     def enabled(self) -> bool:
         return self.plan.enabled
 
+    @property
+    def workspace_owner(self) -> tuple[int, int] | None:
+        """Who files the server creates for kernels must belong to (None: the server's user)."""
+        if self.plan.enabled and self.plan.as_root:
+            return (SANDBOX_UID, SANDBOX_UID)
+        return None
+
     def info(self, config: ServerConfig) -> SandboxInfo:
         return sandbox_info(self.plan, config, self.proxy)

@@ -50,6 +50,10 @@ class KernelSource(Protocol):
         """A ready kernel (from the warm pool when it has one)."""
         ...
 
+    def state_transfer(self) -> StateTransfer:
+        """A folder the old and the new kernel of a restart can both reach."""
+        ...
+
 
 class KernelSession:
     """One named kernel. Create it, `start` it, then use it inside `turn()`."""
@@ -396,7 +400,7 @@ class KernelSession:
         """
         async with self._restart_lock:  # one replacement at a time, or kernels leak
             self._check_open()
-            transfer = StateTransfer() if preserve_state else None
+            transfer = self._kernels.state_transfer() if preserve_state else None
             try:
                 await self._swap(reason, told, transfer)
             finally:

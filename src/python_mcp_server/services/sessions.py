@@ -65,6 +65,8 @@ class SessionManager:
         self.sandbox = sandbox or SandboxRuntime()
         self.monitor = monitor or HealthMonitor()
         self.kernels = KernelStarter(config, backend, self.monitor.available_mb)
+        self.kernels.sandboxed = self.sandbox.enabled
+        self.kernels.workspace_owner = self.sandbox.workspace_owner
         self._sessions: dict[str, KernelSession] = {}
         self._starting: dict[str, KernelSession] = {}
         self._expired: OrderedDict[str, float] = OrderedDict()

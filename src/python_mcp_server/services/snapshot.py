@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -33,6 +34,16 @@ class StateTransfer:
     """One preserve-state restart: the folder the state passes through, and what happened."""
 
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mcp-state-")))
+
+    @classmethod
+    def within(cls, base: Path, owner: tuple[int, int] | None = None) -> StateTransfer:
+        """A transfer through a fresh folder under `base`, which both kernels must see (in a
+        sandbox: the workspace, their only shared folder), handed to `owner` when given."""
+        folder = Path(tempfile.mkdtemp(prefix=".restart-state-", dir=base))
+        if owner is not None:
+            os.chown(folder, *owner)
+        return cls(folder=folder)
+
     saved: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     dropped: list[DroppedName] = field(default_factory=list)
