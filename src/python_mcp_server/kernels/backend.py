@@ -151,8 +151,11 @@ class KernelBackend(Protocol):
         """Makes a jail that holds a helper process and all it starts, or None if unsupported."""
         ...
 
-    def confinement(self, python: str, workspace: Path, limits: KernelLimits) -> Confinement | None:
-        """Runs helper processes (scripts) in the kernels' sandbox, or None when unsandboxed."""
+    def confinement(
+        self, python: str, workspace: Path, limits: KernelLimits, supervisor: Path
+    ) -> Confinement | None:
+        """Runs helper processes (scripts) in the kernels' sandbox, under `supervisor` (a
+        program the interpreter runs), or None when unsandboxed."""
         ...
 
     async def aclose(self) -> None: ...

@@ -9,6 +9,7 @@ between fork and exec, so nothing the kernel starts escapes its limits or its ki
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -162,15 +163,23 @@ def same_group(pid: int) -> list[int]:
 
 
 class ScriptConfinement:
-    """Scripts run in the same sandbox as kernels, with the server's default limits."""
+    """Scripts run in the same sandbox as kernels, with the server's limits, under a supervisor
+    (`supervisor`, a file run by the script's interpreter) that ends and counts what the script
+    leaves running there."""
 
     def __init__(
-        self, sandbox: Sandbox, python: str, workspace: Path, limits: KernelLimits
+        self,
+        sandbox: Sandbox,
+        python: str,
+        workspace: Path,
+        limits: KernelLimits,
+        supervisor: Path,
     ) -> None:
         self._sandbox = sandbox
         self._python = python
         self._workspace = workspace
         self._limits = limits
+        self._supervisor = supervisor
 
     def command(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> ConfinedCommand:
         support = self._sandbox.plan.limits
@@ -181,22 +190,40 @@ class ScriptConfinement:
             if support.any
             else None
         )
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        supervised = [self._python, "-I", str(self._supervisor), str(write_end), "--", *argv]
         launch = self._sandbox.launch(
-            argv,
+            supervised,
             python=self._python,
             session_dir=None,
             connection_file=None,
             workspace=self._workspace,
             cwd=cwd,
             env=env,
+            read_only=[self._supervisor.parent],
             groups=groups,
         )
 
+        def left_running() -> int | None:
+            try:
+                return int(os.read(read_end, 64).decode() or "0")
+            except (BlockingIOError, ValueError):
+                return None  # the supervisor did not report (it was killed with the tree)
+
         def cleanup() -> None:
             launch.close()
+            for fd in (read_end, write_end):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             if groups is not None:
                 groups.remove()
 
         return ConfinedCommand(
-            launch.argv, launch.preexec, cleanup, wrappers=("bwrap",), pass_fds=launch.pass_fds
+            launch.argv,
+            launch.preexec,
+            cleanup,
+            wrappers=("bwrap", self._supervisor.name),
+            pass_fds=(*launch.pass_fds, write_end),
+            left_running=left_running,
         )

@@ -502,11 +502,11 @@ class LocalBackend:
         return jail_factory(self.cgroup_parent)
 
     def confinement(
-        self, python: str, workspace: Path, limits: KernelLimits
+        self, python: str, workspace: Path, limits: KernelLimits, supervisor: Path
     ) -> ScriptConfinement | None:
         if self.sandbox is None:
             return None
-        return ScriptConfinement(self.sandbox, python, workspace, limits)
+        return ScriptConfinement(self.sandbox, python, workspace, limits, supervisor)
 
     async def start(self, spec: KernelSpec) -> LocalKernelHandle:
         handle = LocalKernelHandle(spec, self._dir, self.cgroup_parent, self.sandbox)

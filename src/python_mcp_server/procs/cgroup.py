@@ -18,7 +18,7 @@ import signal
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from python_mcp_server.procs.proc import command_name, pid_exists
+from python_mcp_server.procs.proc import is_wrapper, pid_exists
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +177,7 @@ class ProcessJail:
         group, self._group = self._group, None
         if group is None:
             return 0
-        left = len(
-            {p for p in group.pids() if command_name(p) not in wrappers} - set(already_killed)
-        )
+        left = len({p for p in group.pids() if not is_wrapper(p, wrappers)} - set(already_killed))
         await group.close()
         return left
 

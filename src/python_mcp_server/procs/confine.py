@@ -24,6 +24,9 @@ class ConfinedCommand:
     cleanup: Callable[[], None] = field(default=_nothing)
     wrappers: tuple[str, ...] = ()  # command names of the confinement's own processes
     pass_fds: tuple[int, ...] = ()  # descriptors the process inherits (closed by `cleanup`)
+    # after it ended: how many processes it left running that the confinement ended (None:
+    # unknown, count them another way)
+    left_running: Callable[[], int | None] | None = None
 
 
 class Confinement(Protocol):

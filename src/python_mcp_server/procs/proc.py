@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,3 +140,17 @@ def command_name(pid: int) -> str:
         return (PROC / str(pid) / "comm").read_text().strip()
     except OSError:
         return ""
+
+
+def is_wrapper(pid: int, wrappers: Collection[str]) -> bool:
+    """Whether `pid` is one of a confinement's own processes: its command name is in `wrappers`,
+    or one of its first arguments (an interpreter's program) ends with one."""
+    if not wrappers:
+        return False
+    if command_name(pid) in wrappers:
+        return True
+    try:
+        args = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")[:4]
+    except OSError:
+        return False
+    return any(a.decode("utf-8", "replace").endswith(tuple(wrappers)) for a in args if a)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import KernelBackend, LocalBackend
 from python_mcp_server.sandbox.host import plan_sandbox
+from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR
 from python_mcp_server.services.environment import EnvironmentService
 from python_mcp_server.services.execution import ExecutionService
 from python_mcp_server.services.health import HealthService
@@ -88,6 +89,7 @@ class Services:
                             config.kernel_python,
                             config.workspace_root,
                             sessions.kernels.default_limits,
+                            KERNEL_EXT_DIR / "script_supervisor.py",
                         ),
                     ),
                     health=HealthService(config, sessions),

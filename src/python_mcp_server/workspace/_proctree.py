@@ -20,7 +20,7 @@ from python_mcp_server.procs import (
     session_members,
     start_time,
 )
-from python_mcp_server.procs.proc import command_name
+from python_mcp_server.procs.proc import is_wrapper
 
 
 class ProcessTree:
@@ -58,7 +58,7 @@ class ProcessTree:
 
     def kill(self) -> int:
         """Stop the whole tree (so nothing forks past us), then kill it. Returns how many died."""
-        names = {pid: command_name(pid) for pid in self._candidates()}
+        wrappers = {pid for pid in self._candidates() if is_wrapper(pid, self.wrappers)}
         stopped = freeze_and_kill(self._candidates, self.known, self.root_pid)
         self.killed |= stopped.keys()
-        return sum(1 for pid in stopped if names.get(pid, "") not in self.wrappers)
+        return sum(1 for pid in stopped if pid not in wrappers)

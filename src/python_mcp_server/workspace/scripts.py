@@ -214,6 +214,9 @@ class ScriptRunner:
             outcome = await _supervise(proc, (out, err), timeout, command.wrappers)
             # processes the tree kill already ended may still be leaving the jail: not counted twice
             left = await jail.end(outcome.killed_pids, command.wrappers) if jail is not None else 0
+            reported = command.left_running() if command.left_running is not None else None
+            if reported is not None:  # the confinement ended them, and counted exactly
+                left = reported
             if left:
                 outcome.killed += left
                 outcome.notes.append(
