@@ -259,7 +259,7 @@ class LocalKernelHandle:
             raise KernelStartError(
                 f"The Python kernel ({self._spec.python}) failed to start: {exc}."
                 + (f" Its last output: {tail}" if tail else "")
-                + " Check that ipykernel is installed for that interpreter."
+                + _start_hint(launch.sandboxed, tail)
             ) from exc
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -474,6 +474,15 @@ class LocalKernelHandle:
         self._mark_dead(info)
         with contextlib.suppress(OSError):
             self._stderr_path.unlink()
+
+
+def _start_hint(sandboxed: bool, tail: str) -> str:
+    if sandboxed and "Permission denied" in tail:
+        return (
+            " In the sandbox the kernel runs as uid 65534: its interpreter and the folders on the "
+            "way to it must be readable by that user (or run the server with --sandbox off)."
+        )
+    return " Check that ipykernel is installed for that interpreter."
 
 
 class LocalBackend:
