@@ -60,8 +60,12 @@ class BareKernel:
 
     async def once(self) -> None:
         msg_id = self.kc.execute(CODE)
-        reply = await self.kc.get_shell_msg(timeout=30)
-        assert reply["parent_header"]["msg_id"] == msg_id
+        # skip replies that are not this call's: jupyter_client may leave its own
+        # kernel_info_reply from wait_for_ready queued, which a loaded machine delivers late
+        while True:
+            reply = await self.kc.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
         while True:
             msg = await self.kc.get_iopub_msg(timeout=30)
             if (
