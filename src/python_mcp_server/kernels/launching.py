@@ -38,8 +38,8 @@ class KernelLaunch:
     kernelspecs: Path
     connection_file: Path
     ip: Path
-    preexec: Callable[[], None] | None = None
-    cgroup: Cgroup | None = None  # already joined by `preexec`
+    env: dict[str, str] | None = None  # for the launching process (the join wrapper)
+    cgroup: Cgroup | None = None  # joined by the launch itself
     limits: LimitGroup | None = None
     sandboxed: bool = False
     pass_fds: tuple[int, ...] = ()  # to inherit (the seccomp filter); closed once started
@@ -120,7 +120,7 @@ def sandboxed_launch(
         kernelspecs=write_kernelspec(runtime_dir / f"{kernel_id}-spec", launch.argv),
         connection_file=connection_file,
         ip=session_dir / "ipc",
-        preexec=launch.preexec,
+        env=launch.env,
         cgroup=cgroup,
         limits=groups,
         sandboxed=True,
@@ -221,8 +221,9 @@ class ScriptConfinement:
 
         return ConfinedCommand(
             launch.argv,
-            launch.preexec,
+            None,
             cleanup,
+            env=launch.env,
             wrappers=("bwrap", self._supervisor.name),
             pass_fds=(*launch.pass_fds, write_end),
             left_running=left_running,

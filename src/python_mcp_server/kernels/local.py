@@ -212,7 +212,7 @@ class LocalKernelHandle:
 
     def _launch_env(self, launch: KernelLaunch) -> dict[str, str]:
         if launch.sandboxed:  # bwrap rebuilds the kernel's environment from nothing
-            return {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(launch.env or {})}
         hidden = set(self._spec.unset_env)
         return {k: v for k, v in os.environ.items() if k not in hidden} | self._spec.env
 
@@ -227,7 +227,7 @@ class LocalKernelHandle:
             connection_file=str(launch.connection_file),
         )
         self._km = km
-        extra: dict[str, Any] = {"preexec_fn": launch.preexec} if launch.preexec else {}
+        extra: dict[str, Any] = {}
         if launch.pass_fds:
             extra["pass_fds"] = launch.pass_fds
         try:

@@ -27,6 +27,7 @@ class ConfinedCommand:
     # after it ended: how many processes it left running that the confinement ended (None:
     # unknown, count them another way)
     left_running: Callable[[], int | None] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # for the launching process itself
 
 
 class Confinement(Protocol):

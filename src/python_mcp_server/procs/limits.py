@@ -4,7 +4,7 @@ Hosts with a hybrid hierarchy (v1 controllers, a v2 tree with only its core file
 there the limits live in `/sys/fs/cgroup/{memory,pids,cpu}/python-mcp-server/<name>/`, while
 `cgroup.kill` stays with the v2 group (`cgroup.Cgroup`). On a pure v2 host the same limits are
 files of the v2 group (`memory.max`, `pids.max`, `cpu.max`). A process joins every group between
-fork and exec (`join`), so nothing it starts escapes them; the memory group's OOM counter tells a
+fork and exec (through `procs_files`), so nothing it starts escapes them; the memory group's OOM counter tells a
 kernel killed for memory from one killed from outside.
 """
 
@@ -155,11 +155,9 @@ class LimitGroup:
                 continue
             path.write_text(value)
 
-    def join_self(self) -> None:
-        """Move the calling process into every group (between fork and exec: no logging)."""
-        pid = str(os.getpid())
-        for folder in self.folders:
-            (folder / "cgroup.procs").write_text(pid)
+    def procs_files(self) -> list[Path]:
+        """The `cgroup.procs` files a process writes its pid to, to join every group."""
+        return [folder / "cgroup.procs" for folder in self.folders]
 
     def oom_kills(self) -> int:
         """How many processes the memory limit has killed."""

@@ -193,7 +193,7 @@ class ScriptRunner:
                 proc = await asyncio.create_subprocess_exec(
                     *command.argv,
                     cwd=root,
-                    env=self._env(root, confined=self._confinement is not None),
+                    env=self._env(root, confined=self._confinement is not None) | command.env,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out.write_fd,
                     stderr=err.write_fd,
