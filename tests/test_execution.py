@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import httpx
 import pytest
 from fastmcp import Client
 
@@ -22,6 +24,7 @@ from tests.helpers import (
     start_cell,
     wait_for_file,
 )
+from tests.test_plain_json import call_request, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -382,3 +385,53 @@ async def test_output_a_thread_prints_after_its_cell_returned_reaches_the_next_c
         "Output printed after an earlier call had returned (by a thread or a background "
         "process), kept so it is not lost:\nlate line\n"
     )
+
+
+async def test_a_cell_that_finished_as_its_tiny_time_limit_ran_out_is_ok_not_timeout(
+    config: ServerConfig,
+) -> None:
+    # the limit runs out at once; the interrupt then meets the cell running (a timeout with
+    # KeyboardInterrupt), or finished (ok, with its result): never both, never a lost reply
+    # or a restarted kernel
+    seen = []
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "n = 0"})
+        pid = await kernel_pid(client)
+        for limit in (1e-9, 1e-4, 1e-3, 2e-3, 5e-3) * 4:
+            res = await client.call_tool(
+                "run_python_code", {"code": "n += 1\nn", "timeout_s": limit}
+            )
+            data = res.structured_content
+            assert data is not None
+            seen.append(data["status"])
+            assert data["state_kept"] is True, data
+            if data["status"] == "ok":
+                assert (data["message"], data["error"]) == (None, None), data
+                assert data["result"] is not None, data
+            else:
+                assert data["status"] == "timeout", data
+                assert data["error"]["ename"] == "KeyboardInterrupt", data
+                assert data["message"] == (
+                    f"The code ran longer than {limit:g} s; interrupted, state kept."
+                )
+        assert await kernel_pid(client) == pid
+    assert "ok" in seen
+
+
+async def test_a_time_limit_that_is_not_a_positive_finite_number_is_refused_naming_the_range(
+    config: ServerConfig,
+) -> None:
+    async with serving(config) as url, httpx.AsyncClient(timeout=60) as http:
+        for literal in ("NaN", "Infinity", "-Infinity", "1e999", "0", "-1", "86401"):
+            request = call_request("1")
+            body = json.dumps(request["json"]).replace(
+                '"code": "1"', f'"code": "1", "timeout_s": {literal}'
+            )
+            headers = {**request["headers"], "Content-Type": "application/json"}
+            response = await http.post(url, content=body, headers=headers)
+            result = response.json()["result"]
+            assert result["isError"] is True
+            assert result["content"][0]["text"].startswith(
+                "Invalid arguments for run_python_code: timeout_s: Value error, it must be a "
+                "finite number of seconds above 0 and at most 86400 (got "
+            ), literal

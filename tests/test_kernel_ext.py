@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import asyncio
+import io
 import json
 import os
 import pickle
@@ -19,11 +21,13 @@ import pandas as pd
 import pytest
 from fastmcp import Client
 
+from python_mcp_server import kernel_ext
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import KernelBusyError, KernelError
 from python_mcp_server.kernel_ext import (
     PROBES,
     files,
+    interrupts,
     packages,
     probe,
     snapshot,
@@ -39,6 +43,7 @@ from python_mcp_server.services._probe import (
     probe_timeout_error,
 )
 from python_mcp_server.services.artifacts import DRAIN_EXPRESSION, kernel_setup_code
+from python_mcp_server.services.outcome import CELL_KEY
 
 # --- changed-file tracking ----------------------------------------------------------------------
 
@@ -120,6 +125,98 @@ def test_long_stream_text_is_cut_into_pieces_of_the_chunk_size() -> None:
     assert streams.split_text("abcdefg", 3) == (["abc", "def"], "g")
     assert streams.split_text("abcdef", 3) == (["abc"], "def")
     assert streams.split_text("ab", 3) == ([], "ab")
+
+
+class Unclosable:
+    """A stream whose `closed` attribute raises."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def closed(self) -> bool:
+        raise OSError("gone")
+
+
+def test_a_stream_that_cannot_be_written_or_flushed_is_named() -> None:
+    closed = io.StringIO()
+    closed.close()
+    assert streams.broken(None) == "None"
+    assert streams.broken(object()) == "an object of type 'object' without a write() method"
+    assert streams.broken(io.BytesIO().read) == (
+        "an object of type 'builtin_function_or_method' without a write() method"
+    )
+    assert streams.broken(closed) == "a closed StringIO"
+    assert streams.broken(Unclosable()) == (
+        "an object of type 'Unclosable' whose 'closed' attribute fails"
+    )
+    assert streams.broken(io.StringIO()) is None
+
+
+def test_a_broken_sys_stdout_or_stderr_is_put_back_and_reported_once() -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    mine = io.StringIO()
+    saved = sys.stdout, sys.stderr
+    put_back: tuple[Any, Any]
+    try:
+        sys.stdout, sys.stderr = stdout, stderr
+        repair = streams.Repair(stdout, stderr)
+        setattr(sys, "stdout", None)  # noqa: B010 - as a cell would
+        sys.stderr = mine  # a stream of the user's that works is left alone
+        repair.check()
+        put_back = (sys.stdout, sys.stderr)
+    finally:
+        sys.stdout, sys.stderr = saved
+    assert put_back == (stdout, mine)
+    assert repair.take() == [{"stream": "stdout", "was": "None"}]
+    assert repair.take() == []
+
+
+# --- interrupts ---------------------------------------------------------------------------------
+
+
+def run_code_recorder(ran: list[Any]) -> Any:
+    async def run_code(code_obj: Any, result: Any = None, *, async_: bool = False) -> bool:
+        ran.append(code_obj)
+        return False
+
+    return run_code
+
+
+def test_an_interrupt_before_the_users_code_is_raised_as_it_starts() -> None:
+    guard, ran = interrupts.Guard(), list[Any]()
+    guarded = guard.wrap(run_code_recorder(ran))
+    guard.on_sigint(2, None)  # while the kernel parses the cell
+    assert guard.report() == interrupts.OUTSIDE
+    asyncio.run(guarded("user code", None, async_=True))
+    assert ran == [interrupts.INTERRUPTED]
+    assert guard.report() == interrupts.LANDED
+    with pytest.raises(KeyboardInterrupt):
+        exec(interrupts.INTERRUPTED, {})
+
+
+def test_an_interrupt_in_the_users_code_raises_and_one_after_it_is_dropped() -> None:
+    guard = interrupts.Guard()
+
+    async def interrupted(code_obj: Any, *args: Any, **kwargs: Any) -> bool:
+        guard.on_sigint(2, None)
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(guard.wrap(interrupted)("user code"))
+    assert guard.report() == interrupts.LANDED
+    assert guard.depth == 0
+    guard.pending = guard.landed = False
+    asyncio.run(guard.wrap(run_code_recorder([]))("user code"))
+    guard.on_sigint(2, None)  # the cell had finished: dropped, reported as outside
+    assert guard.report() == interrupts.OUTSIDE
+
+
+def test_the_server_reads_the_cell_report_under_the_key_the_kernel_writes() -> None:
+    assert kernel_ext.CELL_KEY == CELL_KEY
 
 
 # --- variables ----------------------------------------------------------------------------------
@@ -380,7 +477,16 @@ _CHECK = (
 
 
 LOADED = [MODULE] + [
-    f"{MODULE}.{m}" for m in ("files", "packages", "relay", "snapshot", "streams", "variables")
+    f"{MODULE}.{m}"
+    for m in (
+        "files",
+        "interrupts",
+        "packages",
+        "relay",
+        "snapshot",
+        "streams",
+        "variables",
+    )
 ]
 
 
@@ -438,3 +544,54 @@ async def test_a_kernel_whose_interpreter_cannot_import_the_server_is_set_up(
     seen = await check(replace(config, kernel_python=str(wrapper)))
     assert seen["result"] == (LOADED, False)
     assert seen["files"] == ["written.txt"]
+
+
+def repaired(stream: str, was: str) -> str:
+    return (
+        f"The code set sys.{stream} to {was}; the kernel sends your output through it, so it was "
+        f"put back and later output reaches you again. To silence {stream}, run the code inside "
+        f"`with contextlib.redirect_{stream}(io.StringIO()):`."
+    )
+
+
+@pytest.mark.anyio
+async def test_code_that_breaks_sys_stdout_or_stderr_gets_them_put_back_and_is_told(
+    config: ServerConfig,
+) -> None:
+    breakers = (
+        "import sys\nsys.stdout = None",
+        "import sys\nsys.stderr = object()",
+        "import io, sys\nclosed = io.StringIO()\nclosed.close()\nsys.stdout = closed",
+    )
+    async with Client(create_server(config)) as client:
+        told = []
+        for code in breakers:
+            broke = await client.call_tool("run_python_code", {"code": code})
+            # without the repair this call waits out its whole limit: ipykernel cannot flush
+            after = await client.call_tool(
+                "run_python_code",
+                {
+                    "code": "import sys\nprint('out'); print('err', file=sys.stderr); 7",
+                    "timeout_s": 10,
+                },
+            )
+            assert broke.structured_content is not None
+            assert after.structured_content is not None
+            told.append(broke.structured_content["message"])
+            assert (
+                after.structured_content["status"],
+                after.structured_content["stdout"],
+                after.structured_content["stderr"],
+                after.structured_content["result"],
+                after.structured_content["message"],
+            ) == ("ok", "out\n", "err\n", "7", None)
+        # a broken displayhook is put back by IPython itself, around every cell
+        await client.call_tool("run_python_code", {"code": "import sys\nsys.displayhook = None"})
+        shown = await client.call_tool("run_python_code", {"code": "6 * 7"})
+    assert told == [
+        repaired("stdout", "None"),
+        repaired("stderr", "an object of type 'object' without a write() method"),
+        repaired("stdout", "a closed StringIO"),
+    ]
+    assert shown.structured_content is not None
+    assert shown.structured_content["result"] == "42"

@@ -6,11 +6,19 @@ from __future__ import annotations
 import pytest
 
 from python_mcp_server.kernels import Reply
+from python_mcp_server.kernels.backend import epoch
 from python_mcp_server.kernels.messages import ErrorOutput, StreamOutput
 from python_mcp_server.services.displays import RichOutputs
 from python_mcp_server.services.lifecycle import ALLOWED, InvalidTransition, Lifecycle
 from python_mcp_server.services.lifecycle import SessionState as S
-from python_mcp_server.services.outcome import CellOutcome, DeathCause, KernelDeath
+from python_mcp_server.services.outcome import (
+    CELL_KEY,
+    CellOutcome,
+    DeathCause,
+    KernelDeath,
+    interrupt_landed,
+    repaired_streams,
+)
 from python_mcp_server.services.outputs import OutputCollector
 from python_mcp_server.services.records import CellHistory, CellRecord
 from python_mcp_server.services.results import (
@@ -166,6 +174,35 @@ def test_the_outcome_status_comes_from_the_kernel_side() -> None:
     assert _outcome(death=KernelDeath("gone", "replaced")).status == "error"
     assert _outcome(reply=Reply("error", {})).status == "error"
     assert _outcome(reply=Reply("ok", {})).status == "ok"
+
+
+def test_an_interrupt_stopped_the_cell_only_if_the_kernel_says_so_or_the_reply_came_later() -> None:
+    def reply(report: object = None, made_at: float | None = None) -> Reply:
+        metadata = {CELL_KEY: report} if report is not None else {}
+        return Reply("ok", {}, metadata, made_at=made_at)
+
+    assert interrupt_landed(reply({"interrupt": "landed"}, made_at=1.0), sent_at=2.0)
+    assert not interrupt_landed(reply({"interrupt": "outside"}, made_at=3.0), sent_at=2.0)
+    assert not interrupt_landed(reply({"interrupt": None}), sent_at=2.0)
+    # a kernel without the extension: the reply's date decides
+    assert not interrupt_landed(reply(made_at=1.0), sent_at=2.0)
+    assert interrupt_landed(reply(made_at=3.0), sent_at=2.0)
+    assert interrupt_landed(reply(), sent_at=2.0)
+
+
+def test_jupyter_timestamps_read_as_epoch_seconds() -> None:
+    assert epoch("2026-01-02T03:04:05.250000Z") == 1767323045.25
+    assert epoch("2026-01-02T03:04:05.250000+00:00") == 1767323045.25
+    assert epoch("2026-01-02T03:04:05.25") == 1767323045.25  # naive stamps are UTC
+    assert epoch("yesterday") is None
+    assert epoch(None) is None
+
+
+def test_repaired_streams_are_read_from_the_cell_report() -> None:
+    report = {"repaired": [{"stream": "stdout", "was": "None"}, "junk"]}
+    assert repaired_streams(Reply("ok", {}, {CELL_KEY: report})) == [("stdout", "None")]
+    assert repaired_streams(Reply("ok", {}, {CELL_KEY: "junk"})) == []
+    assert repaired_streams(None) == []
 
 
 # ------------------------------------------------------------- result builders

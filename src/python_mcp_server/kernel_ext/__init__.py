@@ -7,7 +7,8 @@ the standard library and its own modules (relatively: its package name is not fi
 the IPython objects it is handed defensively.
 
 - `install(...)`: once per kernel, the changed-file audit hook, the reply-metadata report, safe
-  message packing and stream splitting; in a sandbox with an egress proxy
+  message packing and stream splitting, interrupts that land only in the user's code, and the
+  repair of a sys.stdout / sys.stderr the code broke; in a sandbox with an egress proxy
   (`PYTHON_MCP_SERVER_PROXY_SOCKET` set), the loopback relay to it and `HTTP(S)_PROXY`.
 - `drain()`: the changed-file report (JSON) for the cell that just ran.
 - `probe(name, args_json, user_ns)`: one of `PROBES` as a JSON string, for silent probes.
@@ -16,17 +17,19 @@ the IPython objects it is handed defensively.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import files, packages, relay, snapshot, streams, variables
+from . import files, interrupts, packages, relay, snapshot, streams, variables
 
 LIMIT = 200
 CHUNK = 1 << 19
 METADATA_KEY = "python_mcp_server_files"
+CELL_KEY = "python_mcp_server_cell"  # {"interrupt": ..., "repaired": [...]} in each execute reply
 
 _tracker: files.ChangeTracker | None = None
 
@@ -60,8 +63,14 @@ def drain() -> str:
     return json.dumps({"files": paths, "plotlyjs": _plotlyjs_version(), "more": more})
 
 
-def _report_in_reply(kernel: Any, tracker: files.ChangeTracker, metadata_key: str) -> None:
-    """Hand the changed-file report back in each execute reply's metadata: no extra request."""
+def _cell_report(guard: interrupts.Guard | None, repair: streams.Repair) -> dict[str, Any]:
+    """What happened around the cell: where an interrupt landed, which streams were repaired."""
+    return {"interrupt": guard.report() if guard is not None else None, "repaired": repair.take()}
+
+
+def _report_in_reply(kernel: Any, metadata_key: str, report: Callable[[], dict[str, Any]]) -> None:
+    """Hand the changed-file report and the cell report back in each execute reply's metadata:
+    no extra request."""
     finish = getattr(kernel, "finish_metadata", None)
     if finish is None:
         return
@@ -73,6 +82,7 @@ def _report_in_reply(kernel: Any, tracker: files.ChangeTracker, metadata_key: st
         try:
             if not parent.get("content", {}).get("silent"):
                 md[metadata_key] = drain()
+                md[CELL_KEY] = report()
         except Exception:  # noqa: BLE001, S110
             pass
         return md
@@ -90,9 +100,14 @@ def install(
     tracker = _tracker = files.ChangeTracker(files.workspace_root(), limit)
     sys.addaudithook(tracker.hook)
     shell = shell if shell is not None else _shell()
+    repair = streams.Repair(sys.stdout, sys.stderr)
     if shell is not None:
         shell.events.register("pre_run_cell", lambda *_: tracker.clear())
-        _report_in_reply(getattr(shell, "kernel", None), tracker, metadata_key)
+        # after every cell, before ipykernel flushes the streams and sends the reply
+        shell.events.register("post_execute", repair.check)
+        guard = interrupts.install(shell, before_request=repair.check)
+        report = functools.partial(_cell_report, guard, repair)
+        _report_in_reply(getattr(shell, "kernel", None), metadata_key, report)
     os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
     relay.install_from_env(os.environ)
     streams.install(shell, chunk)

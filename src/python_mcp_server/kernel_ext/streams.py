@@ -85,3 +85,45 @@ def install(shell: Any, chunk: int) -> None:
             # hooks are per thread and messages are sent from the kernel's IO thread
             hook = splitter(stream, chunk)
             stream.pub_thread.schedule(lambda s=stream, h=hook: s.register_hook(h))
+
+
+def broken(stream: Any) -> str | None:
+    """What `stream` is when it cannot serve as sys.stdout or sys.stderr, or None if it can.
+
+    ipykernel writes to and flushes both around every request; one that fails there loses the
+    request's reply, and the call would wait out its whole time limit."""
+    if stream is None:
+        return "None"
+    kind = type(stream).__name__
+    for method in ("write", "flush"):
+        if not callable(getattr(stream, method, None)):
+            return f"an object of type {kind!r} without a {method}() method"
+    try:
+        closed = stream.closed is True
+    except Exception:  # noqa: BLE001 - any stream the user made: a failing property is broken too
+        return f"an object of type {kind!r} whose 'closed' attribute fails"
+    return f"a closed {kind}" if closed else None
+
+
+class Repair:
+    """Puts back the kernel's own sys.stdout / sys.stderr when code replaced them with something
+    that cannot be written to, and remembers it for the cell's reply (`take`)."""
+
+    def __init__(self, stdout: Any, stderr: Any) -> None:
+        self._originals = {"stdout": stdout, "stderr": stderr}
+        self._repaired: list[dict[str, str]] = []
+
+    def check(self, *_: Any) -> None:
+        for name, original in self._originals.items():
+            current = getattr(sys, name)
+            if current is original:
+                continue
+            problem = broken(current)
+            if problem is not None and broken(original) is None:
+                setattr(sys, name, original)
+                self._repaired.append({"stream": name, "was": problem})
+
+    def take(self) -> list[dict[str, str]]:
+        """The streams put back since the last call: `stream` (stdout, stderr) and what it `was`."""
+        repaired, self._repaired = self._repaired, []
+        return repaired

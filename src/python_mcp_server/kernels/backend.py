@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,11 +82,26 @@ class ExitInfo:
 
 @dataclass(frozen=True)
 class Reply:
-    """A shell reply: its `content` and the status."""
+    """A shell reply: its `content` and the status; `made_at`, when the kernel made it (its
+    header's date, in seconds since the epoch; the kernel shares the server's clock)."""
 
     status: str
     content: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
+    made_at: float | None = None
+
+
+def epoch(stamp: object) -> float | None:
+    """A Jupyter ISO 8601 timestamp in seconds since the epoch; None if it is not one."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)  # with a "Z" since Python 3.11
+    except ValueError:
+        return None
+    if moment.tzinfo is None:  # Jupyter stamps are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 class ExecutionRun(Protocol):
@@ -98,6 +114,25 @@ class ExecutionRun(Protocol):
 
         Raises:
             KernelDiedError: the kernel process ended before the cell finished.
+        """
+        ...
+
+    async def wait_begun(self) -> None:
+        """Wait until the kernel has begun running the cell (its `execute_input`), or is done
+        with it: an interrupt sent before that is ignored by an idle kernel.
+
+        Raises:
+            KernelDiedError: the kernel process ended first.
+        """
+        ...
+
+    async def wait_idle(self) -> None:
+        """Wait until the kernel has finished with the request (its idle status), reply or not:
+        a request whose handling failed inside the kernel's own code (an interrupt that landed
+        there, say) goes idle without a reply.
+
+        Raises:
+            KernelDiedError: the kernel process ended first.
         """
         ...
 

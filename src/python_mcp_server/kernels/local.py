@@ -31,6 +31,7 @@ from python_mcp_server.kernels.backend import (
     KernelSpec,
     OutputCallback,
     Reply,
+    epoch,
 )
 from python_mcp_server.kernels.launching import (
     KERNEL_NAME,
@@ -73,15 +74,21 @@ class LocalRun:
         self._reply: Reply | None = None
         self._idle = False
         self._done = asyncio.Event()
+        self._begun = asyncio.Event()  # the kernel began the cell, finished it, or died
+        self._settled = asyncio.Event()  # idle for this request, or the kernel died
         self._died: ExitInfo | None = None
 
     def _feed_iopub(self, msg: dict[str, Any]) -> None:
+        if (msg.get("header", {}).get("msg_type") or msg.get("msg_type")) == "execute_input":
+            self._begun.set()
         out = parse_iopub(msg)
         if out is None:
             return
         if isinstance(out, StatusOutput):
             if out.state == "idle":
                 self._idle = True
+                self._begun.set()
+                self._settled.set()
                 self._maybe_done()
             return
         if self._on_output is not None:
@@ -101,13 +108,28 @@ class LocalRun:
     def _kill(self, info: ExitInfo) -> None:
         self._died = info
         self._done.set()
+        self._begun.set()
+        self._settled.set()
 
     async def wait(self) -> Reply:
         await self._done.wait()
         if self._reply is not None and self._idle:
             return self._reply
+        raise self._death()
+
+    async def wait_begun(self) -> None:
+        await self._begun.wait()
+        if self._died is not None:
+            raise self._death()
+
+    async def wait_idle(self) -> None:
+        await self._settled.wait()
+        if not self._idle:
+            raise self._death()
+
+    def _death(self) -> KernelDiedError:
         info = self._died or ExitInfo(None)
-        raise KernelDiedError(f"The kernel {info.describe()} while running this cell.")
+        return KernelDiedError(f"The kernel {info.describe()} while running this cell.")
 
 
 class LocalKernelHandle:
@@ -304,6 +326,7 @@ class LocalKernelHandle:
                 status=str(content.get("status", "")),
                 content=content,
                 metadata=dict(msg.get("metadata") or {}),
+                made_at=epoch(msg.get("header", {}).get("date")),
             )
             run = self._runs.get(parent) if parent else None
             if run is not None:

@@ -7,6 +7,7 @@ here. Tools import nothing from a module of this package, nor from `workspace/` 
 
 from python_mcp_server.services.app import Services
 from python_mcp_server.services.environment import EnvironmentInfo
+from python_mcp_server.services.execution import MAX_TIMEOUT_S
 from python_mcp_server.services.health import HealthReport, Responsiveness
 from python_mcp_server.services.introspection import (
     CompletionResult,
@@ -21,7 +22,11 @@ from python_mcp_server.services.models import (
     SessionList,
 )
 from python_mcp_server.services.notebooks import NotebookExport
-from python_mcp_server.services.packages import InstallResult, PackageList
+from python_mcp_server.services.packages import (
+    MAX_INSTALL_TIMEOUT_S,
+    InstallResult,
+    PackageList,
+)
 from python_mcp_server.services.sessions import DEFAULT_SESSION
 from python_mcp_server.workspace.models import (
     DeleteResult,
@@ -34,6 +39,8 @@ from python_mcp_server.workspace.models import (
 
 __all__ = [
     "DEFAULT_SESSION",
+    "MAX_INSTALL_TIMEOUT_S",
+    "MAX_TIMEOUT_S",
     "ActionResult",
     "CompletionResult",
     "DeleteResult",

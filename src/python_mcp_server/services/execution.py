@@ -69,9 +69,10 @@ class ExecutionService:
         keepalive message whenever the cell has been silent for `progress_keepalive_s`.
         """
         limit = self._config.execution_timeout_s if timeout_s is None else timeout_s
-        if not 0 < limit <= MAX_TIMEOUT_S:
+        if not 0 < limit <= MAX_TIMEOUT_S:  # NaN fails this too
             raise InvalidArgumentError(
-                f"timeout_s must be above 0 and at most {MAX_TIMEOUT_S:.0f}; got {timeout_s}."
+                f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} "
+                f"(a day); got {timeout_s}. Omit it for the server default."
             )
         if not require_text(code, "code").strip():
             raise InvalidArgumentError("The code is empty; pass the Python source to run.")

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from python_mcp_server.kernels import Reply
 
+CELL_KEY = "python_mcp_server_cell"  # the kernel-side extension's report in each execute reply
 DeathCause = Literal["closed", "restarted", "shutdown", "replaced"]
 Status = Literal["ok", "error", "timeout"]
 
@@ -58,3 +59,31 @@ class CellOutcome:
         if self.death is not None or (self.reply is not None and self.reply.status == "error"):
             return "error"
         return "ok"
+
+
+def cell_report(reply: Reply | None) -> dict[str, Any] | None:
+    """The kernel-side report on the cell (`kernel_ext`): where an interrupt landed
+    (`interrupt`: "landed", "outside" or None) and which broken streams it put back
+    (`repaired`). None from a kernel without the extension."""
+    report = reply.metadata.get(CELL_KEY) if reply is not None else None
+    return report if isinstance(report, dict) else None
+
+
+def interrupt_landed(reply: Reply, sent_at: float) -> bool:
+    """Whether an interrupt sent at `sent_at` (epoch seconds) stopped the cell of `reply`, rather
+    than arriving after the cell had finished. Without the kernel's report, a reply the kernel
+    made before the interrupt was sent finished on its own."""
+    report = cell_report(reply)
+    if report is not None:
+        return report.get("interrupt") == "landed"
+    return reply.made_at is None or reply.made_at >= sent_at
+
+
+def repaired_streams(reply: Reply | None) -> list[tuple[str, str]]:
+    """The kernel's streams the cell broke and the kernel-side extension put back: the stream
+    (stdout, stderr) and what the code had set it to."""
+    report = cell_report(reply) or {}
+    repaired = report.get("repaired")
+    if not isinstance(repaired, list):
+        return []
+    return [(str(r.get("stream")), str(r.get("was"))) for r in repaired if isinstance(r, dict)]

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from python_mcp_server.services.artifacts import Drained
 from python_mcp_server.services.displays import RichOutputs
 from python_mcp_server.services.models import ArtifactInfo, ErrorInfo, ExecutionResult
-from python_mcp_server.services.outcome import CellOutcome, KernelDeath, Status
+from python_mcp_server.services.outcome import (
+    CellOutcome,
+    KernelDeath,
+    Status,
+    repaired_streams,
+)
 from python_mcp_server.services.outputs import MAX_DISPLAYS_PER_CELL, OutputCollector
 from python_mcp_server.services.records import CellRecord
 
@@ -48,6 +53,12 @@ def kernel_notes(outcome: CellOutcome, limit_s: float, output_seen: bool) -> lis
         )
     if outcome.death is not None:
         notes.append(death_note(outcome.death, output_seen))
+    for stream, was in repaired_streams(outcome.reply):
+        notes.append(
+            f"The code set sys.{stream} to {was}; the kernel sends your output through it, so "
+            f"it was put back and later output reaches you again. To silence {stream}, run the "
+            f"code inside `with contextlib.redirect_{stream}(io.StringIO()):`."
+        )
     return notes
 
 

@@ -25,7 +25,7 @@ from python_mcp_server.kernels import ExecutionRun, ExitInfo, KernelLimits, Outp
 from python_mcp_server.services.kernel_start import ReadyKernel
 from python_mcp_server.services.lifecycle import Lifecycle, PublicState, SessionState
 from python_mcp_server.services.models import KernelLimitsInfo, SessionInfo
-from python_mcp_server.services.outcome import CellOutcome, KernelDeath
+from python_mcp_server.services.outcome import CellOutcome, KernelDeath, interrupt_landed
 from python_mcp_server.services.records import (
     CellHistory,
     CellRecord,
@@ -42,6 +42,7 @@ S = SessionState
 _EXIT_GRACE_S = 5.0  # a kernel asked to exit (exit()) gets this long to end
 _PROBE_STOP_S = 5.0  # a silent request that timed out gets this long to stop once interrupted
 _KEPT_RESTARTS = 20
+_REPLY_AFTER_IDLE_S = 1.0  # a reply sent before the idle status arrives within this
 _REQUESTED = "restarted on request (restart_kernel, or a cell that could not be interrupted)"
 
 
@@ -295,17 +296,28 @@ class KernelSession:
         return outcome
 
     async def _stop_overrun(self, run: ExecutionRun, outcome: CellOutcome) -> CellOutcome:
-        """Interrupt a cell that ran too long; restart the kernel if the interrupt does not land."""
+        """Interrupt a cell that ran too long; restart the kernel if the interrupt does not land.
+
+        The time limit and the cell's end can cross (a tiny `timeout_s`): the interrupt waits
+        until the kernel has begun the cell (before that it would be ignored), and a cell whose
+        reply the kernel made before the interrupt was sent finished on its own: it is not a
+        timeout."""
+        grace = self._config.interrupt_grace_s
         try:
             self._life.interrupting()
+            with anyio.fail_after(grace):
+                await run.wait_begun()
+            sent = time.time()
             await self.kernel.handle.interrupt()
-            reply = await asyncio.wait_for(run.wait(), self._config.interrupt_grace_s)
+            reply = await _reply_after_interrupt(run, grace)
         except (TimeoutError, KernelDiedError):
             await self.restart(
                 f"At {now_iso()} a cell ran past its time limit and did not stop when interrupted.",
                 told=True,
             )
             return outcome.but(overran="restarted", state_kept=False)
+        if reply is not None and not interrupt_landed(reply, sent):
+            return outcome.but(reply=reply)  # it finished just as its time ran out
         return outcome.but(reply=reply, overran="interrupted")
 
     async def _after_death(
@@ -558,6 +570,16 @@ def _limits_info(limits: KernelLimits | None) -> KernelLimitsInfo | None:
         max_processes=limits.max_processes or None,
         cpus=limits.cpus,
     )
+
+
+async def _reply_after_interrupt(run: ExecutionRun, grace_s: float) -> Reply | None:
+    """The interrupted cell's reply; None when the kernel finished with the request without one
+    (the interrupt landed in the kernel's own code around the cell: it logs it and goes on)."""
+    with anyio.fail_after(grace_s):
+        await run.wait_idle()
+    with anyio.move_on_after(_REPLY_AFTER_IDLE_S):  # the reply comes on another socket
+        return await run.wait()
+    return None
 
 
 def _asked_to_exit(reply: Reply) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -12,7 +13,7 @@ from fastmcp import Context
 from fastmcp.exceptions import ToolError
 from fastmcp.tools import ToolResult
 from mcp.types import TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from python_mcp_server.compat.fastmcp_private import inline_refs
 from python_mcp_server.errors import ServerError
@@ -50,6 +51,21 @@ DESTRUCTIVE = ToolAnnotations(
 IDEMPOTENT_WRITE = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
 )
+
+
+def seconds_check(most: float | None = None) -> BeforeValidator:
+    """A validator for a number-of-seconds argument whose message names the valid range: above
+    0, finite, at most `most`. It runs before pydantic's own checks, which would name one bound
+    at a time; the field's `gt`/`le` still put the range in the schema."""
+    limit = f" and at most {most:g}" if most is not None else ""
+
+    def check(value: Any) -> Any:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and not (math.isfinite(value) and 0 < value <= (most or math.inf)):
+            raise ValueError(f"it must be a finite number of seconds above 0{limit}")
+        return value
+
+    return BeforeValidator(check)
 
 
 def resolve_session(ctx: Context, session_id: str | None) -> str:

@@ -13,7 +13,12 @@ from mcp.types import ContentBlock, ImageContent, ResourceLink, TextContent
 from pydantic import Field
 
 from python_mcp_server.runtime import services
-from python_mcp_server.services import ActionResult, ExecutionResult, RestartResult
+from python_mcp_server.services import (
+    MAX_TIMEOUT_S,
+    ActionResult,
+    ExecutionResult,
+    RestartResult,
+)
 from python_mcp_server.text import escape_surrogates
 from python_mcp_server.tools._common import (
     CHANGES_STATE,
@@ -24,6 +29,7 @@ from python_mcp_server.tools._common import (
     resolve_session,
     result,
     schema,
+    seconds_check,
     sendable,
 )
 
@@ -133,9 +139,11 @@ async def run_python_code(
         float | None,
         Field(
             gt=0,
-            description="Stop the code after this many seconds. Omit for the "
-            "server default (60 s unless configured).",
+            le=MAX_TIMEOUT_S,
+            description="Stop the code after this many seconds (above 0, at most a day). Omit "
+            "for the server default (60 s unless configured).",
         ),
+        seconds_check(MAX_TIMEOUT_S),
     ] = None,
 ) -> ToolResult:
     """Run Python code in a persistent Jupyter kernel and return what it printed and returned.

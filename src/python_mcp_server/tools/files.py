@@ -30,6 +30,7 @@ from python_mcp_server.tools._common import (
     ToolFunction,
     result,
     schema,
+    seconds_check,
 )
 
 PathArg = Annotated[
@@ -219,6 +220,7 @@ async def run_script(
             gt=0,
             description="Seconds before the script is killed; the server limit applies on top.",
         ),
+        seconds_check(),
     ] = None,
 ) -> ToolResult:
     """Run a saved script in a new Python process (the kernel's interpreter) with the

@@ -19,6 +19,7 @@ from python_mcp_server.tools._common import (
     resolve_session,
     result,
     schema,
+    seconds_check,
 )
 
 
@@ -99,6 +100,7 @@ async def check_kernel_responsiveness(
     timeout_s: Annotated[
         float,
         Field(gt=0, le=120, description="How long to wait for the kernel's answer."),
+        seconds_check(120),
     ] = 5.0,
 ) -> ToolResult:
     """Check whether a session's kernel answers, and how fast.

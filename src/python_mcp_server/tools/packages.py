@@ -11,7 +11,12 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from python_mcp_server.runtime import services
-from python_mcp_server.services import EnvironmentInfo, InstallResult, PackageList
+from python_mcp_server.services import (
+    MAX_INSTALL_TIMEOUT_S,
+    EnvironmentInfo,
+    InstallResult,
+    PackageList,
+)
 from python_mcp_server.tools._common import (
     READ_ONLY,
     SessionArg,
@@ -19,6 +24,7 @@ from python_mcp_server.tools._common import (
     resolve_session,
     result,
     schema,
+    seconds_check,
 )
 
 INSTALLS = ToolAnnotations(
@@ -66,9 +72,11 @@ async def install_dependencies(
         float | None,
         Field(
             gt=0,
-            description="Stop the installer after this many seconds. Omit for the server "
-            "default (300 s unless configured).",
+            le=MAX_INSTALL_TIMEOUT_S,
+            description="Stop the installer after this many seconds (above 0, at most an "
+            "hour). Omit for the server default (300 s unless configured).",
         ),
+        seconds_check(MAX_INSTALL_TIMEOUT_S),
     ] = None,
 ) -> ToolResult:
     """Install Python packages from the package index into the session kernel's interpreter.

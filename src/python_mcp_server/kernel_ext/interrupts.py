@@ -1,0 +1,91 @@
+"""Interrupts that land in the user's code, never in the kernel's own.
+
+ipykernel turns SIGINT into KeyboardInterrupt for the whole time it handles a request. One that
+arrives in the kernel's code around the cell (parsing it, running hooks, building the reply:
+milliseconds, but a short time limit meets them) is caught by ipykernel, which then sends no
+reply at all, and the server cannot tell a finished cell from a stuck one. Here a SIGINT raises
+only while the user's code runs; one that arrives before it starts is raised as it starts, and
+one that arrives after it finished is dropped (the cell completed). The execute reply says which
+happened (`report`), so the server knows whether a cell it interrupted finished on its own.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+# run in place of the cell when the interrupt came before the cell's first line
+INTERRUPTED = compile("raise KeyboardInterrupt", "<interrupted before the code ran>", "exec")
+
+LANDED = "landed"  # the interrupt raised KeyboardInterrupt in the user's code
+OUTSIDE = "outside"  # it arrived after the user's code had finished: dropped
+
+
+class Guard:
+    """Where the SIGINTs of one request landed; `depth` counts the user's code running."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending = False
+        self.landed = False
+
+    def arm(self) -> None:
+        """A request starts: forget the last one's interrupts and take over SIGINT."""
+        self.pending = False
+        self.landed = False
+        signal.signal(signal.SIGINT, self.on_sigint)
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        if self.depth > 0:
+            self.landed = True
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def report(self) -> str | None:
+        """`LANDED`, `OUTSIDE`, or None when no interrupt came during the request."""
+        if self.landed:
+            return LANDED
+        return OUTSIDE if self.pending else None
+
+    def wrap(self, run_code: Callable[..., Any]) -> Callable[..., Any]:
+        """IPython's `run_code`, counted as the user's code; an interrupt that came before it
+        raises KeyboardInterrupt in place of the code."""
+
+        async def guarded(code_obj: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.pending:
+                self.pending = False
+                self.landed = True
+                code_obj = INTERRUPTED
+                kwargs["async_"] = False
+            self.depth += 1
+            try:
+                return await run_code(code_obj, *args, **kwargs)
+            finally:
+                self.depth -= 1
+
+        return guarded
+
+
+def install(shell: Any, before_request: Callable[[], None] | None = None) -> Guard | None:
+    """Guard the kernel of `shell`; None when it is not an ipykernel shell we can guard.
+    `before_request` also runs as each request starts."""
+    kernel = getattr(shell, "kernel", None)
+    pre_handler_hook = getattr(kernel, "pre_handler_hook", None)
+    run_code = getattr(shell, "run_code", None)
+    if kernel is None or pre_handler_hook is None or run_code is None:
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signal handlers can only be set from the main thread
+    guard = Guard()
+
+    def guarded_pre_handler_hook() -> None:
+        pre_handler_hook()  # saves the idle handler (ignore) for post_handler_hook
+        guard.arm()
+        if before_request is not None:
+            before_request()
+
+    kernel.pre_handler_hook = guarded_pre_handler_hook
+    shell.run_code = guard.wrap(run_code)
+    return guard
