@@ -6,6 +6,7 @@ import re
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -279,3 +280,53 @@ async def test_a_switched_caller_whose_session_is_deleted_is_told_not_moved(
     )
     assert after.structured_content is not None
     assert after.structured_content["session_id"] == "default"
+
+
+DELETED_DEFAULT = re.compile(
+    r"Session 'default' was deleted by another call at \d\d:\d\d:\d\d UTC \(delete_session\); "
+    r"this is a new kernel, and earlier variables are gone\."
+)
+
+
+async def _run(client: Client[Any], code: str) -> dict[str, Any]:
+    res = await client.call_tool("run_python_code", {"code": code})
+    assert res.structured_content is not None
+    return res.structured_content
+
+
+async def test_the_first_call_after_default_was_deleted_is_told_its_variables_are_gone(
+    config: ServerConfig,
+) -> None:
+    async with Client(create_server(config)) as client:
+        await _run(client, "x = 1")
+        await client.call_tool("delete_session", {"session_id": "default"})
+        first = await _run(client, "'x' in globals()")
+        second = await _run(client, "y = 2")
+    assert (first["result"], first["state_kept"]) == ("False", False)
+    assert DELETED_DEFAULT.fullmatch(first["message"] or ""), first["message"]
+    assert (second["message"], second["state_kept"]) == (None, True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_every_client_that_used_default_is_told_once_it_was_deleted_but_not_the_deleter(
+    workspace: Path,
+) -> None:
+    with http_server(workspace) as server:
+        async with (
+            Client(server.url, mode="legacy") as alice,
+            Client(server.url, mode="legacy") as bob,
+            Client(server.url) as carol,  # stateless: no identity
+        ):
+            await _run(alice, "x = 1")
+            await _run(bob, "x")
+            await bob.call_tool("delete_session", {})
+            first = await _run(carol, "'x' in globals()")  # starts the new default
+            alice_first = await _run(alice, "'x' in globals()")
+            alice_again = await _run(alice, "1")
+            deleter = await _run(bob, "1")
+    for told in (first, alice_first):
+        assert (told["result"], told["state_kept"]) == ("False", False)
+        assert DELETED_DEFAULT.fullmatch(told["message"] or ""), told["message"]
+    for quiet in (alice_again, deleter):
+        assert (quiet["message"], quiet["state_kept"]) == (None, True)

@@ -9,6 +9,7 @@ from python_mcp_server.kernels import Reply
 from python_mcp_server.kernels.backend import epoch
 from python_mcp_server.kernels.messages import ErrorOutput, StreamOutput
 from python_mcp_server.services.displays import RichOutputs
+from python_mcp_server.services.incarnations import Incarnations
 from python_mcp_server.services.lifecycle import ALLOWED, InvalidTransition, Lifecycle
 from python_mcp_server.services.lifecycle import SessionState as S
 from python_mcp_server.services.outcome import (
@@ -307,3 +308,51 @@ def test_a_user_error_makes_an_ok_reply_an_error_and_is_recorded() -> None:
     record = cell_record("raise ValueError('bad')", outcome, collector)
     assert (record.status, record.execution_count) == ("error", 3)
     assert record.size == collector.nb_bytes + len("raise ValueError('bad')")
+
+
+# ------------------------------------------------------------------ incarnations
+
+
+def test_a_name_created_again_tells_each_caller_that_used_the_old_kernel_once() -> None:
+    names = Incarnations()
+    names.started("work", implicit=False)
+    assert names.news("work", "mcp:a") is None
+    assert names.news("work", "mcp:b") is None
+    names.ended("work", "deleted", at=0.0, by="mcp:b")
+    assert names.last_end("work") is not None
+    names.started("work", implicit=False)  # create_session: its creator knows it is new
+    assert names.last_end("work") is None
+    assert names.news("work", None) is None
+    told = names.news("work", "mcp:a")
+    assert told == (
+        "Session 'work' was deleted by another call at 00:00:00 UTC (delete_session); this is a "
+        "new kernel, and earlier variables are gone."
+    )
+    assert names.news("work", "mcp:a") is None
+    assert names.news("work", "mcp:b") is None  # it deleted the old one itself
+
+
+def test_an_implicitly_restarted_name_tells_its_first_call_without_identity() -> None:
+    names = Incarnations()
+    names.started("default", implicit=True)
+    names.ended("default", "expired", at=0.0, idle_s=1800)
+    names.started("default", implicit=True)
+    expired = (
+        "Session 'default' had expired after 1800 s without use, so a fresh kernel was started; "
+        "earlier variables are gone."
+    )
+    assert names.news("default", None) == expired
+    assert names.news("default", None) is None
+
+
+def test_a_caller_whose_old_kernel_is_forgotten_is_still_told() -> None:
+    names = Incarnations()
+    names.started("s", implicit=False)
+    names.news("s", "stdio")
+    for _ in range(300):  # more ends than are remembered
+        names.ended("s", "deleted", at=0.0)
+        names.started("s", implicit=False)
+    assert names.news("s", "stdio") == (
+        "Session 's' is a new kernel since your last call to it (the one you used ended); "
+        "earlier variables are gone."
+    )

@@ -62,11 +62,14 @@ class ExecutionService:
         code: str,
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
+        caller: str | None = None,
     ) -> ExecutionResult:
         """Run `code` in the session and return what it printed, returned, displayed or wrote.
 
         `on_progress`, when given, receives the cell's stdout/stderr while it runs (batched) and a
-        keepalive message whenever the cell has been silent for `progress_keepalive_s`.
+        keepalive message whenever the cell has been silent for `progress_keepalive_s`. `caller`
+        (the client's identity, when it has one) is told if the kernel it used under this name
+        was deleted or expired since.
         """
         limit = self._config.execution_timeout_s if timeout_s is None else timeout_s
         if not 0 < limit <= MAX_TIMEOUT_S:  # NaN fails this too
@@ -78,6 +81,9 @@ class ExecutionService:
             raise InvalidArgumentError("The code is empty; pass the Python source to run.")
         session = await self._sessions.acquire(session_id)
         async with session.turn():
+            news = self._sessions.news(session_id, caller)
+            if news is not None:
+                session.notify(news)  # the cell reports it, with state_kept false
             return await self._run(session, code, limit, on_progress)
 
     async def _run(

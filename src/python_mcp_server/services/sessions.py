@@ -18,7 +18,7 @@ import secrets
 import time
 from collections import OrderedDict
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import anyio
 
@@ -34,6 +34,7 @@ from python_mcp_server.errors import (
 )
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend, KernelLimits
+from python_mcp_server.services.incarnations import Incarnations
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.pool import KernelPool
 from python_mcp_server.services.sandboxing import SandboxRuntime
@@ -45,7 +46,6 @@ DEFAULT_SESSION = "default"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CLOSE_TIMEOUT_S = 15.0
 _STOP_GRACE_S = 1.0  # at shutdown, how long an interrupted cell may take to stop
-_ENDED_MEMORY = 256  # deleted and expired ids remembered, to tell callers what happened
 _TARGETS_MEMORY = 4096
 
 
@@ -69,8 +69,7 @@ class SessionManager:
         self.kernels.workspace_owner = self.sandbox.workspace_owner
         self._sessions: dict[str, KernelSession] = {}
         self._starting: dict[str, KernelSession] = {}
-        self._expired: OrderedDict[str, float] = OrderedDict()
-        self._deleted: OrderedDict[str, None] = OrderedDict()
+        self._incarnations = Incarnations()  # what ended under each name, who saw which
         self._targets: OrderedDict[str, str] = OrderedDict()
         self._create_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
@@ -153,11 +152,18 @@ class SessionManager:
 
     def _gone(self, session_id: str) -> ServerError:
         """The error for a session that is not (or no longer) there."""
-        if session_id in self._expired:
+        end = self._incarnations.last_end(session_id)
+        if end is not None and end.how == "expired":
             return SessionExpiredError(session_id, self._config.session_idle_timeout_s)
-        if session_id in self._deleted:
+        if end is not None:
             return SessionDeletedError(session_id, self.ids())
         return KernelNotFoundError(session_id, self.ids())
+
+    def news(self, session_id: str, caller: str | None) -> str | None:
+        """What a call of `caller` running code in `session_id` must be told first: the kernel it
+        used under that name (or, for a call without identity, the last one) was deleted or
+        expired, and this is a new one. Told once per caller."""
+        return self._incarnations.news(session_id, caller)
 
     async def acquire(self, session_id: str) -> KernelSession:
         """The session to run on: `default` is started on first use, any other must exist."""
@@ -171,17 +177,10 @@ class SessionManager:
         return self.get(session_id)
 
     async def _create_default(self) -> None:
-        expired = DEFAULT_SESSION in self._expired
         try:
-            session = await self._create(DEFAULT_SESSION, "Started on first use.")
+            await self._create(DEFAULT_SESSION, "Started on first use.", implicit=True)
         except SessionLimitError as exc:
             raise SessionLimitError(exc.limit, self.ids(), DEFAULT_SESSION) from exc
-        if expired:
-            session.notify(
-                f"Session {DEFAULT_SESSION!r} had expired after "
-                f"{self._config.session_idle_timeout_s:.0f} s without use, so a fresh kernel was "
-                "started; earlier variables are gone."
-            )
 
     async def create(
         self,
@@ -218,7 +217,12 @@ class SessionManager:
         return self.kernels.limits_for(memory_mb, max_processes, cpus)
 
     async def _create(
-        self, session_id: str, description: str | None, limits: KernelLimits | None = None
+        self,
+        session_id: str,
+        description: str | None,
+        limits: KernelLimits | None = None,
+        *,
+        implicit: bool = False,
     ) -> KernelSession:
         if session_id in self._sessions or session_id in self._starting:
             raise SessionExistsError(session_id)
@@ -242,8 +246,7 @@ class SessionManager:
             self._sessions[session_id] = session
         finally:
             del self._starting[session_id]
-        self._expired.pop(session_id, None)
-        self._deleted.pop(session_id, None)
+        self._incarnations.started(session_id, implicit=implicit)
         logger.info("session %s started (kernel pid %s)", session_id, session.pid)
         return session
 
@@ -252,7 +255,7 @@ class SessionManager:
         calls without a session id go to `default` again)."""
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
-        _remember(self._deleted, session_id, None)
+        self._incarnations.ended(session_id, "deleted", at=time.time(), by=caller)
         # other callers whose current session this was keep it, and are told it was deleted on
         # their next call rather than silently landing in the shared default kernel
         was_current = caller is not None and self._targets.get(caller) == session_id
@@ -311,14 +314,11 @@ class SessionManager:
 
     async def _expire(self, session: KernelSession) -> None:
         self._sessions.pop(session.session_id, None)
-        _remember(self._expired, session.session_id, time.time())
+        self._incarnations.ended(
+            session.session_id,
+            "expired",
+            at=time.time(),
+            idle_s=self._config.session_idle_timeout_s,
+        )
         await session.close()
         logger.info("session %s expired after idling", session.session_id)
-
-
-def _remember(memory: OrderedDict[str, Any], key: str, value: Any) -> None:
-    """Keep `key` in a bounded memory of ended sessions (the oldest are forgotten)."""
-    memory[key] = value
-    memory.move_to_end(key)
-    while len(memory) > _ENDED_MEMORY:
-        memory.popitem(last=False)

@@ -12,7 +12,7 @@ from fastmcp.tools import ToolResult, tool
 from mcp.types import ContentBlock, ImageContent, ResourceLink, TextContent
 from pydantic import Field
 
-from python_mcp_server.runtime import services
+from python_mcp_server.runtime import caller_key, services
 from python_mcp_server.services import (
     MAX_TIMEOUT_S,
     ActionResult,
@@ -169,7 +169,11 @@ async def run_python_code(
             await ctx.report_progress(next(sent), None, message)
 
     res = await services(ctx).execution.run(
-        resolve_session(ctx, session_id), code, timeout_s, on_progress=on_progress
+        resolve_session(ctx, session_id),
+        code,
+        timeout_s,
+        on_progress=on_progress,
+        caller=caller_key(ctx),
     )
     return ToolResult(
         content=execution_content(res), structured_content=sendable(res.model_dump(mode="json"))
