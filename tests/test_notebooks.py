@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,58 @@ async def test_exporting_over_an_existing_file_needs_overwrite(config: ServerCon
     assert refused.content[0].text.startswith("'mine.ipynb' already exists. Pass overwrite=true")
     assert replaced.structured_content is not None
     assert replaced.structured_content["cells"] == 1
+
+
+def restart_mark(reason: str, kept: str = "variables from the cells above are gone") -> str:
+    return (
+        rf"\*— kernel restarted at \d\d:\d\d:\d\d UTC \({re.escape(reason)}\); the cells below "
+        rf"ran in a new kernel; {re.escape(kept)} —\*"
+    )
+
+
+async def test_each_kernel_restart_is_marked_between_the_cells_of_the_two_kernels(
+    config: ServerConfig, workspace: Path
+) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "a = 1"})
+        await client.call_tool("restart_kernel", {})
+        await client.call_tool("run_python_code", {"code": "b = 2"})
+        await client.call_tool("restart_kernel", {"preserve_state": True})
+        # the cell ran in the kernel it ended: it goes above the mark of the new one
+        await client.call_tool("run_python_code", {"code": "import os\nos._exit(3)"})
+        await client.call_tool("run_python_code", {"code": "c = 3"})
+        res = await client.call_tool("export_notebook", {"path": "restarts.ipynb"})
+    data = res.structured_content
+    assert data is not None
+    assert data["cells"] == 4
+    assert data["message"] == (
+        "Wrote 4 cell(s) of session 'default' to restarts.ipynb. A markdown cell marks each of "
+        "the 3 kernel restart(s) between them: the cells after one ran in a new kernel."
+    )
+    nb = nbformat.read(workspace / "restarts.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert [(c.cell_type, c.source) for c in nb.cells if c.cell_type == "code"] == [
+        ("code", "a = 1"),
+        ("code", "b = 2"),
+        ("code", "import os\nos._exit(3)"),
+        ("code", "c = 3"),
+    ]
+    assert [c.cell_type for c in nb.cells] == [
+        "code",
+        "markdown",
+        "code",
+        "markdown",
+        "code",
+        "markdown",
+        "code",
+    ]
+    marks = [c for c in nb.cells if c.cell_type == "markdown"]
+    expected = [
+        restart_mark("restart_kernel was called"),
+        restart_mark("restart_kernel was called", "variables carried over: b"),
+        restart_mark("the kernel exited with code 3 while running this cell"),
+    ]
+    for mark, pattern in zip(marks, expected, strict=True):
+        assert re.fullmatch(pattern, mark.source), mark.source
+    reasons = [m.metadata["python_mcp_server"]["kernel_restarted"]["reason"] for m in marks]
+    assert reasons[0] == "restart_kernel was called"

@@ -21,7 +21,7 @@ from python_mcp_server.services.outcome import (
     repaired_streams,
 )
 from python_mcp_server.services.outputs import OutputCollector
-from python_mcp_server.services.records import CellHistory, CellRecord
+from python_mcp_server.services.records import CellHistory, CellRecord, KernelReplaced
 from python_mcp_server.services.results import (
     KERNEL_DIED,
     CellOutputs,
@@ -152,6 +152,46 @@ def test_the_history_always_keeps_the_newest_cell() -> None:
     history.append(_cell(500, "huge"))
     assert [c.code for c in history.cells] == ["huge"]
     assert history.dropped == 0
+
+
+def _kind(entry: CellRecord | KernelReplaced) -> str:
+    return entry.code if isinstance(entry, CellRecord) else f"restart {entry.generation}"
+
+
+def test_a_restart_is_marked_after_the_cell_that_ran_in_the_old_kernel() -> None:
+    history = CellHistory()
+    history.mark(KernelReplaced(0.0, "restart_kernel was called", 1))  # before any cell: nothing
+    history.append(CellRecord("a", 1, [], "ok", generation=1))
+    history.mark(KernelReplaced(0.0, "restart_kernel was called", 2))
+    history.append(CellRecord("b", 1, [], "ok", generation=2))
+    # b's kernel was replaced while it ran (a timeout): the mark comes first, the cell goes above
+    history.mark(KernelReplaced(0.0, "a cell ran past its time limit", 3))
+    history.append(CellRecord("c", 1, [], "timeout", generation=2))
+    history.append(CellRecord("d", 1, [], "ok", generation=3))
+    assert [_kind(e) for e in history.entries] == ["a", "restart 2", "b", "c", "restart 3", "d"]
+    assert [c.code for c in history.cells] == ["a", "b", "c", "d"]
+
+
+def test_a_restart_mark_reads_as_a_line_between_the_kernels() -> None:
+    at = 3600 + 2 * 60 + 3.5
+    assert KernelReplaced(at, "exit() was called", 2).text() == (
+        "— kernel restarted at 01:02:03 UTC (exit() was called); the cells below ran in a new "
+        "kernel; variables from the cells above are gone —"
+    )
+    assert KernelReplaced(at, "restart_kernel was called", 2, ("a", "b")).text() == (
+        "— kernel restarted at 01:02:03 UTC (restart_kernel was called); the cells below ran in "
+        "a new kernel; variables carried over: a, b —"
+    )
+
+
+def test_marks_go_with_the_oldest_cells_and_count_toward_the_bound() -> None:
+    history = CellHistory(max_cells=3, max_bytes=1000)
+    history.append(_cell(1, "a"))
+    history.mark(KernelReplaced(0.0, "restart_kernel was called", 1))
+    history.append(CellRecord("b", 1, [], "ok", size=1, generation=1))
+    history.append(CellRecord("c", 1, [], "ok", size=1, generation=1))
+    assert [_kind(e) for e in history.entries] == ["b", "c"]
+    assert (history.dropped, history.bytes_held) == (1, 2)
 
 
 # ---------------------------------------------------------------- cell outcome

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
+
+if TYPE_CHECKING:
+    from python_mcp_server.kernels import KernelLimits
 
 
 class ErrorInfo(BaseModel):
@@ -106,6 +109,17 @@ class KernelLimitsInfo(BaseModel):
     memory_mb: int | None = Field(default=None, description="None: no limit.")
     max_processes: int | None = None
     cpus: float | None = None
+
+    @classmethod
+    def of(cls, limits: KernelLimits | None) -> KernelLimitsInfo | None:
+        """The limits a session's kernels run under; None when they are not sandboxed."""
+        if limits is None:
+            return None
+        return cls(
+            memory_mb=limits.memory_mb or None,
+            max_processes=limits.max_processes or None,
+            cpus=limits.cpus,
+        )
 
 
 class ProtectionInfo(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import sys
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError
-from python_mcp_server.services.records import CellRecord
+from python_mcp_server.services.records import CellRecord, HistoryEntry, KernelReplaced, iso
 from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.workspace.manager import WorkspaceManager
 
@@ -69,6 +70,18 @@ def _cell(record: CellRecord, outputs: list[dict[str, Any]]) -> Any:
     return cell
 
 
+def _mark(replaced: KernelReplaced) -> Any:
+    """A kernel replacement, as a markdown cell between the cells of the two kernels."""
+    return _nbformat().v4.new_markdown_cell(
+        source=f"*{replaced.text()}*",
+        metadata={
+            "python_mcp_server": {
+                "kernel_restarted": {"at": iso(replaced.at), "reason": replaced.why}
+            }
+        },
+    )
+
+
 def _valid(nb: Any) -> bool:
     try:
         _nbformat().validate(nb)
@@ -77,21 +90,25 @@ def _valid(nb: Any) -> bool:
     return True
 
 
-def build_notebook(history: list[CellRecord]) -> tuple[Any, int]:
-    """A validated nbformat v4 notebook of `history`, and the number of outputs left out."""
+def build_notebook(history: Sequence[HistoryEntry]) -> tuple[Any, int]:
+    """A validated nbformat v4 notebook of `history` (cells, and a markdown cell wherever the
+    kernel was replaced), and the number of outputs left out."""
     nb = _nbformat().v4.new_notebook()
     nb.metadata["kernelspec"] = dict(_KERNELSPEC)
     nb.metadata["language_info"] = {
         "name": "python",
         "version": ".".join(map(str, sys.version_info[:3])),
     }
-    nb.cells = [_cell(r, r.outputs) for r in history]
+    nb.cells = [_cell(r, r.outputs) if isinstance(r, CellRecord) else _mark(r) for r in history]
     if _valid(nb):
         return nb, 0
     dropped = 0
     probe = _nbformat().v4.new_notebook()
     cells = []
     for record in history:
+        if not isinstance(record, CellRecord):
+            cells.append(_mark(record))
+            continue
         kept = []
         for output in record.outputs:
             probe.cells = [_cell(record, [output])]
@@ -117,7 +134,9 @@ class NotebookService:
         """Write the session's executed cells to `path` inside the workspace."""
         session = self._sessions.get(session_id)
         target = notebook_path(path)
-        history = list(session.history.cells)
+        history = session.history.entries
+        count = sum(isinstance(e, CellRecord) for e in history)
+        restarts = len(history) - count
 
         def build() -> tuple[bytes, int]:
             nb, dropped = build_notebook(history)
@@ -131,17 +150,20 @@ class NotebookService:
                 f" The {session.history.dropped} oldest cell(s) were no longer kept and are not "
                 "in the notebook."
             )
-        empty = (
-            " The session has run no cells yet, so the notebook is empty." if not history else ""
-        )
+        if restarts:
+            note += (
+                f" A markdown cell marks each of the {restarts} kernel restart(s) between them: "
+                "the cells after one ran in a new kernel."
+            )
+        empty = " The session has run no cells yet, so the notebook is empty." if not count else ""
         return NotebookExport(
             session_id=session_id,
             path=written.path,
             uri=written.uri,
-            cells=len(history),
+            cells=count,
             bytes_written=written.bytes_written,
             dropped_outputs=dropped,
-            message=f"Wrote {len(history)} cell(s) of session {session_id!r} to {written.path}."
+            message=f"Wrote {count} cell(s) of session {session_id!r} to {written.path}."
             + note
             + empty,
         )

@@ -87,3 +87,12 @@ def repaired_streams(reply: Reply | None) -> list[tuple[str, str]]:
     if not isinstance(repaired, list):
         return []
     return [(str(r.get("stream")), str(r.get("was"))) for r in repaired if isinstance(r, dict)]
+
+
+def asked_to_exit(reply: Reply) -> bool:
+    """ipykernel answers `exit()` / `quit()` with an `ask_exit` payload, then shuts down."""
+    payload = reply.content.get("payload") or []
+    return any(
+        isinstance(p, dict) and p.get("source") == "ask_exit" and not p.get("keepkernel")
+        for p in payload
+    )

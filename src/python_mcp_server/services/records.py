@@ -72,39 +72,96 @@ class CellRecord:
     outputs: list[dict[str, Any]]
     status: str
     size: int = 0  # rough bytes held, for the history budget
+    generation: int = 0  # the session's kernel generation it ran in
 
+
+@dataclass(frozen=True)
+class KernelReplaced:
+    """A mark in the history: the kernel was replaced; the cells after it ran in the new one."""
+
+    at: float
+    why: str  # short: "restart_kernel was called", "the code called exit()", ...
+    generation: int  # the new kernel's
+    carried: tuple[str, ...] = ()  # variables carried over (restart_kernel(preserve_state=true))
+
+    def text(self) -> str:
+        """The mark as the notebook shows it."""
+        at = datetime.fromtimestamp(self.at, tz=UTC).strftime("%H:%M:%S UTC")
+        kept = (
+            f"; variables carried over: {', '.join(self.carried)}"
+            if self.carried
+            else "; variables from the cells above are gone"
+        )
+        return (
+            f"— kernel restarted at {at} ({self.why}); the cells below ran in a new kernel{kept} —"
+        )
+
+
+HistoryEntry = CellRecord | KernelReplaced
 
 MAX_HISTORY_BYTES = 64_000_000  # per session; the oldest cells go first
 MAX_HISTORY_CELLS = 1000  # cells kept for export_notebook; older ones are counted, not kept
 
 
 class CellHistory:
-    """The executed cells kept for export_notebook, bounded by count and by bytes held."""
+    """The executed cells kept for export_notebook, bounded by count and by bytes held, with a
+    mark wherever the kernel was replaced."""
 
     def __init__(
         self, max_cells: int = MAX_HISTORY_CELLS, max_bytes: int = MAX_HISTORY_BYTES
     ) -> None:
         self._max_cells = max_cells
         self._max_bytes = max_bytes
-        self._cells: list[CellRecord] = []
+        self._entries: list[HistoryEntry] = []
+        self._cells = 0
         self._bytes = 0
         self.dropped = 0  # oldest cells no longer kept
 
     def append(self, cell: CellRecord) -> None:
-        """Keep `cell`; drop the oldest cells while over a bound (the newest is always kept)."""
-        self._cells.append(cell)
+        """Keep `cell`; drop the oldest cells while over a bound (the newest is always kept).
+
+        A cell whose kernel was replaced while it ran (a timeout, exit(), a death) is recorded
+        after the replacement: it goes before the marks of the kernels newer than its own."""
+        at = len(self._entries)
+        while at > 0 and _newer(self._entries[at - 1], cell.generation):
+            at -= 1
+        self._entries.insert(at, cell)
+        self._cells += 1
         self._bytes += cell.size
-        while len(self._cells) > 1 and (
-            len(self._cells) > self._max_cells or self._bytes > self._max_bytes
+        while self._cells > 1 and (
+            len(self._entries) > self._max_cells or self._bytes > self._max_bytes
         ):
-            oldest = self._cells.pop(0)
+            self._drop_oldest()
+
+    def mark(self, replaced: KernelReplaced) -> None:
+        """Note that the kernel was replaced (nothing to mark before the first cell)."""
+        if self._cells:
+            self._entries.append(replaced)
+            while len(self._entries) > self._max_cells and self._cells > 1:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        oldest = self._entries.pop(0)
+        if isinstance(oldest, CellRecord):
             self._bytes -= oldest.size
+            self._cells -= 1
             self.dropped += 1
+        while self._entries and isinstance(self._entries[0], KernelReplaced):
+            self._entries.pop(0)  # a mark with no cell above it marks nothing
 
     @property
     def cells(self) -> tuple[CellRecord, ...]:
-        return tuple(self._cells)
+        return tuple(e for e in self._entries if isinstance(e, CellRecord))
+
+    @property
+    def entries(self) -> tuple[HistoryEntry, ...]:
+        """The cells and the kernel replacements between them, in order."""
+        return tuple(self._entries)
 
     @property
     def bytes_held(self) -> int:
         return self._bytes
+
+
+def _newer(entry: HistoryEntry, generation: int) -> bool:
+    return isinstance(entry, KernelReplaced) and entry.generation > generation

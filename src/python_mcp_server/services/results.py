@@ -142,6 +142,7 @@ def cell_record(code: str, outcome: CellOutcome, collector: OutputCollector) -> 
         outputs=collector.notebook,
         status=cell_status(outcome, collector),
         size=collector.nb_bytes + len(code),
+        generation=outcome.generation,
     )
 
 

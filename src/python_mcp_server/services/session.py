@@ -25,10 +25,16 @@ from python_mcp_server.kernels import ExecutionRun, ExitInfo, KernelLimits, Outp
 from python_mcp_server.services.kernel_start import ReadyKernel
 from python_mcp_server.services.lifecycle import Lifecycle, PublicState, SessionState
 from python_mcp_server.services.models import KernelLimitsInfo, SessionInfo
-from python_mcp_server.services.outcome import CellOutcome, KernelDeath, interrupt_landed
+from python_mcp_server.services.outcome import (
+    CellOutcome,
+    KernelDeath,
+    asked_to_exit,
+    interrupt_landed,
+)
 from python_mcp_server.services.records import (
     CellHistory,
     CellRecord,
+    KernelReplaced,
     RestartEvent,
     RestartOutcome,
     iso,
@@ -155,7 +161,7 @@ class KernelSession:
             state=self.public_state,
             kernel_pid=self.pid,
             python=self.python,
-            limits=_limits_info(self.limits),
+            limits=KernelLimitsInfo.of(self.limits),
         )
 
     def touch(self) -> None:
@@ -262,6 +268,7 @@ class KernelSession:
                 f"At {now_iso()} the kernel {dead.describe()} after a call; it was restarted "
                 "before the next one ran.",
                 told=True,
+                why=f"the kernel {dead.describe()}",
             )
             self._life.move(S.BUSY)
             kept = False
@@ -288,10 +295,14 @@ class KernelSession:
         except KernelDiedError as exc:
             return outcome.but(death=await self._after_death(exc, outcome.generation, kernel))
         outcome = outcome.but(reply=reply)
-        if _asked_to_exit(reply):
+        if asked_to_exit(reply):
             with anyio.move_on_after(_EXIT_GRACE_S):
                 await kernel.handle.wait_exit()
-            await self.restart(f"At {now_iso()} a cell called exit() or quit().", told=True)
+            await self.restart(
+                f"At {now_iso()} a cell called exit() or quit().",
+                told=True,
+                why="exit() was called",
+            )
             return outcome.but(exited=True, state_kept=False)
         return outcome
 
@@ -314,6 +325,7 @@ class KernelSession:
             await self.restart(
                 f"At {now_iso()} a cell ran past its time limit and did not stop when interrupted.",
                 told=True,
+                why="a cell ran past its time limit and ignored the interrupt",
             )
             return outcome.but(overran="restarted", state_kept=False)
         if reply is not None and not interrupt_landed(reply, sent):
@@ -331,7 +343,8 @@ class KernelSession:
         self._life.move(S.DEAD)
         if self._stopping:
             return KernelDeath(str(exc), "shutdown")
-        await self.restart(f"At {now_iso()}: {exc}", told=True)
+        why = str(exc)[:1].lower() + str(exc)[1:].rstrip(".")
+        await self.restart(f"At {now_iso()}: {exc}", told=True, why=why)
         info = kernel.exit_info()
         return KernelDeath(str(exc), "replaced", info.stderr_tail if info else "")
 
@@ -348,7 +361,8 @@ class KernelSession:
                     except (TimeoutError, KernelDiedError):
                         await self.restart(
                             "A cancelled cell could not be interrupted; the kernel was restarted "
-                            "and variables were lost."
+                            "and variables were lost.",
+                            why="a cancelled cell could not be interrupted",
                         )
             except Exception:  # background boundary: log, never keep the turn
                 logger.exception("cleanup after a cancelled call failed")
@@ -401,20 +415,25 @@ class KernelSession:
         return running
 
     async def restart(
-        self, reason: str | None = None, *, preserve_state: bool = False, told: bool = False
+        self,
+        reason: str | None = None,
+        *,
+        preserve_state: bool = False,
+        told: bool = False,
+        why: str = "restart_kernel was called",
     ) -> RestartOutcome:
         """Replace the kernel with a fresh one (from the pool when it has one).
 
         Variables are lost, unless `preserve_state`: then the user's picklable globals are moved
         into the new kernel and the outcome lists what was restored and what was dropped.
         `reason` is kept for get_kernel_health and, unless the caller `told` the user itself,
-        reported by the session's next call.
+        reported by the session's next call; `why`, short, marks the restart in the history.
         """
         async with self._restart_lock:  # one replacement at a time, or kernels leak
             self._check_open()
             transfer = self._kernels.state_transfer() if preserve_state else None
             try:
-                await self._swap(reason, told, transfer)
+                await self._swap(reason, told, transfer, why)
             finally:
                 if transfer is not None:
                     transfer.cleanup()
@@ -428,7 +447,9 @@ class KernelSession:
             problem=transfer.problem,
         )
 
-    async def _swap(self, reason: str | None, told: bool, transfer: StateTransfer | None) -> None:
+    async def _swap(
+        self, reason: str | None, told: bool, transfer: StateTransfer | None, why: str
+    ) -> None:
         old = self.kernel
         if transfer is not None:
             await self._save_state(transfer)
@@ -452,6 +473,8 @@ class KernelSession:
         if reason and not told:
             self._notices.append(reason)
         self._restarts.append(RestartEvent(time.time(), reason or _REQUESTED))
+        carried = tuple(sorted(transfer.restored)) if transfer is not None else ()
+        self.history.mark(KernelReplaced(time.time(), why, self._generation, carried))
         del self._restarts[:-_KEPT_RESTARTS]
         self._life.move(S.IDLE)
         logger.info("session %s restarted (kernel pid %s)", self.session_id, self.pid)
@@ -531,6 +554,7 @@ class KernelSession:
             await self.restart(
                 f"At {now_iso()} the kernel of session {self.session_id!r} {info.describe()} "
                 f"while idle; it was restarted automatically and all variables were lost.{detail}",
+                why=f"the kernel {info.describe()} while idle",
             )
 
     async def _recover_unresponsive(self, handle: object, stopped: Callable[[int], bool]) -> None:
@@ -559,17 +583,8 @@ class KernelSession:
                 f"while idle (no reply to {failures} kernel_info checks of "
                 f"{self._config.kernel_probe_timeout_s:g} s each{why}); it was restarted "
                 "automatically and all variables were lost.",
+                why="the kernel stopped answering while idle",
             )
-
-
-def _limits_info(limits: KernelLimits | None) -> KernelLimitsInfo | None:
-    if limits is None:
-        return None
-    return KernelLimitsInfo(
-        memory_mb=limits.memory_mb or None,
-        max_processes=limits.max_processes or None,
-        cpus=limits.cpus,
-    )
 
 
 async def _reply_after_interrupt(run: ExecutionRun, grace_s: float) -> Reply | None:
@@ -580,12 +595,3 @@ async def _reply_after_interrupt(run: ExecutionRun, grace_s: float) -> Reply | N
     with anyio.move_on_after(_REPLY_AFTER_IDLE_S):  # the reply comes on another socket
         return await run.wait()
     return None
-
-
-def _asked_to_exit(reply: Reply) -> bool:
-    """ipykernel answers `exit()` / `quit()` with an `ask_exit` payload, then shuts down."""
-    payload = reply.content.get("payload") or []
-    return any(
-        isinstance(p, dict) and p.get("source") == "ask_exit" and not p.get("keepkernel")
-        for p in payload
-    )
