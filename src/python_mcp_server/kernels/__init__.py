@@ -10,9 +10,11 @@ from python_mcp_server.kernels.backend import (
     OutputCallback,
     Reply,
 )
+from python_mcp_server.kernels.launching import KERNEL_MIN_PROCESSES
 from python_mcp_server.kernels.local import LocalBackend
 
 __all__ = [
+    "KERNEL_MIN_PROCESSES",
     "ExecutionRun",
     "ExitInfo",
     "KernelBackend",

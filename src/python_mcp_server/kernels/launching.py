@@ -10,6 +10,7 @@ between fork and exec, so nothing the kernel starts escapes its limits or its ki
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 from python_mcp_server.kernels.backend import KernelLimits, KernelSpec
 from python_mcp_server.procs import Cgroup, children, read_stat
 from python_mcp_server.procs.confine import ConfinedCommand
-from python_mcp_server.procs.limits import LimitGroup
+from python_mcp_server.procs.limits import LimitGroup, own_process_limits
 from python_mcp_server.procs.proc import command_name
 from python_mcp_server.sandbox.launch import Sandbox
 
@@ -228,3 +229,42 @@ class ScriptConfinement:
             pass_fds=(*launch.pass_fds, write_end),
             left_running=left_running,
         )
+
+
+# ipykernel's own threads (heartbeat, IO, control, zmq...) and its launch: a kernel allowed
+# fewer processes and threads than this cannot start
+KERNEL_MIN_PROCESSES = 16
+
+
+def start_failure(spec: KernelSpec, launch: KernelLaunch, exc: BaseException, tail: str) -> str:
+    """Why a kernel did not start, and what to do, for the model (read before the launch's
+    groups are removed)."""
+    head = f"The Python kernel ({spec.python}) failed to start: {exc}."
+    last = f" Its last output: {tail}" if tail else ""
+    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+        limits = "; ".join(
+            f"{x.source} is {x.limit}" + (f", {x.in_use} in use" if x.in_use is not None else "")
+            for x in own_process_limits()
+        )
+        return (
+            f"The Python kernel ({spec.python}) could not start: this server has reached its "
+            f"limit on processes and threads (starting one failed with EAGAIN"
+            + (f"; {limits}" if limits else "")
+            + "). Delete sessions you no longer need (delete_session) and let running scripts "
+            "end, or give the server a higher process limit; then try again."
+        )
+    if launch.limits is not None and launch.limits.processes_refused() > 0:
+        return (
+            f"The Python kernel ({spec.python}) could not start within its limit of "
+            f"{spec.limits.max_processes} processes and threads (the session's max_processes, "
+            f"or the server's --kernel-max-processes): ipykernel alone needs about "
+            f"{KERNEL_MIN_PROCESSES}. Create the session with a higher max_processes, or omit "
+            "it for the server's limit."
+        )
+    if launch.sandboxed and "Permission denied" in tail:
+        return (
+            f"{head}{last} In the sandbox the kernel runs as uid 65534: its interpreter and the "
+            "folders on the way to it must be readable by that user (or run the server with "
+            "--sandbox off)."
+        )
+    return f"{head}{last} Check that ipykernel is installed for that interpreter."

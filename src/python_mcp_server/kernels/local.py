@@ -41,6 +41,7 @@ from python_mcp_server.kernels.launching import (
     plain_launch,
     same_group,
     sandboxed_launch,
+    start_failure,
 )
 from python_mcp_server.kernels.messages import StatusOutput, StreamOutput, parse_iopub
 from python_mcp_server.kernels.reaper import kernel_tree
@@ -276,13 +277,9 @@ class LocalKernelHandle:
             if self._sandbox is not None:
                 self._sandbox.seal(launch.connection_file.parent, launch.connection_file)
         except (RuntimeError, OSError, TimeoutError) as exc:
-            tail = self._stderr_tail()
+            why = start_failure(self._spec, launch, exc, self._stderr_tail())
             await self.aclose()
-            raise KernelStartError(
-                f"The Python kernel ({self._spec.python}) failed to start: {exc}."
-                + (f" Its last output: {tail}" if tail else "")
-                + _start_hint(launch.sandboxed, tail)
-            ) from exc
+            raise KernelStartError(why) from exc
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._read_iopub()),
@@ -497,15 +494,6 @@ class LocalKernelHandle:
         self._mark_dead(info)
         with contextlib.suppress(OSError):
             self._stderr_path.unlink()
-
-
-def _start_hint(sandboxed: bool, tail: str) -> str:
-    if sandboxed and "Permission denied" in tail:
-        return (
-            " In the sandbox the kernel runs as uid 65534: its interpreter and the folders on the "
-            "way to it must be readable by that user (or run the server with --sandbox off)."
-        )
-    return " Check that ipykernel is installed for that interpreter."
 
 
 class LocalBackend:

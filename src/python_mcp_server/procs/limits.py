@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,14 @@ class LimitGroup:
                             return int(value)
         return 0
 
+    def processes_refused(self) -> int:
+        """How many new processes or threads the pids limit refused (fork or clone failed)."""
+        for folder in self.folders:
+            count = _events(folder / "pids.events", "max")
+            if count is not None:
+                return count
+        return 0
+
     def remove(self) -> None:
         """Remove the groups (their processes are gone: the kernel's cgroup.kill saw to that)."""
         for folder in self.folders:
@@ -180,3 +189,61 @@ class LimitGroup:
             except OSError as exc:
                 logger.warning("could not remove %s (%s)", folder, exc)
         self.folders = []
+
+
+def _events(path: Path, key: str) -> int | None:
+    """The counter `key` of an events file (`pids.events`: "max 3"), or None if unreadable."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in path.read_text().splitlines():
+            field, _, value = line.partition(" ")
+            if field == key:
+                return int(value)
+    return None
+
+
+@dataclass(frozen=True)
+class ProcessLimit:
+    """A limit on this process's processes and threads: where it comes from, and the numbers."""
+
+    source: str  # "its cgroup's pids.max", "ulimit -u"
+    limit: int
+    in_use: int | None = None
+
+
+def own_process_limits() -> list[ProcessLimit]:
+    """The limits on how many processes and threads this process (the server) may have: its
+    cgroup's pids.max (the nearest group up its tree that sets one), and RLIMIT_NPROC for a user
+    other than root (root is not held to it)."""
+    found = []
+    group = _own_pids_group()
+    while group is not None and (group / "pids.max").is_file():
+        with contextlib.suppress(OSError, ValueError):
+            value = (group / "pids.max").read_text().strip()
+            if value != "max":
+                current = (group / "pids.current").read_text().strip()
+                found.append(ProcessLimit("its cgroup's pids.max", int(value), int(current)))
+                break
+        group = group.parent
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if os.geteuid() != 0 and soft != resource.RLIM_INFINITY:
+        found.append(ProcessLimit("ulimit -u", soft))
+    return found
+
+
+def _own_pids_group() -> Path | None:
+    """This process's pids cgroup folder (v1 pids hierarchy, else the v2 group)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            return V1_ROOT / "pids" / path.lstrip("/")
+    for line in lines:
+        hierarchy, _, path = line.split(":", 2)
+        if hierarchy == "0":
+            for root in V2_ROOTS:
+                if (root / "cgroup.procs").is_file():
+                    return root / path.lstrip("/")
+    return None

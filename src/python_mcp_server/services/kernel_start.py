@@ -13,6 +13,7 @@ import anyio
 from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, KernelDiedError, ResourceLimitError
 from python_mcp_server.kernels import (
+    KERNEL_MIN_PROCESSES,
     ExitInfo,
     KernelBackend,
     KernelHandle,
@@ -95,6 +96,13 @@ class KernelStarter:
                 values[name] = ceiling
             elif value <= 0:
                 raise InvalidArgumentError(f"{name} must be above 0; got {value}.")
+            elif name == "max_processes" and value < KERNEL_MIN_PROCESSES:
+                raise InvalidArgumentError(
+                    f"max_processes={value} is too low: a kernel needs about "
+                    f"{KERNEL_MIN_PROCESSES} processes and threads just to start (ipykernel's "
+                    f"own); ask for at least {KERNEL_MIN_PROCESSES}, more if the code starts "
+                    "processes or threads."
+                )
             elif ceiling and value > ceiling:
                 flag = "--kernel-" + name.replace("_mb", "-mb").replace("_", "-")
                 raise InvalidArgumentError(
