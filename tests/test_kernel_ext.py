@@ -35,6 +35,7 @@ from python_mcp_server.kernel_ext import (
     variables,
 )
 from python_mcp_server.server import create_server
+from python_mcp_server.services import Services
 from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR, MODULE
 from python_mcp_server.services._probe import (
     RESULT_KEY,
@@ -595,3 +596,26 @@ async def test_code_that_breaks_sys_stdout_or_stderr_gets_them_put_back_and_is_t
     ]
     assert shown.structured_content is not None
     assert shown.structured_content["result"] == "42"
+
+
+@pytest.mark.anyio
+async def test_a_probe_stuck_in_a_users_repr_is_interrupted_and_the_kernel_goes_on(
+    config: ServerConfig,
+) -> None:
+    slow = (
+        "import time\n"
+        "class Slow:\n"
+        "    def __repr__(self):\n"
+        "        time.sleep(60)\n"
+        "        return 'slow'\n"
+        "slow = Slow()"
+    )
+    async with Services.open(config) as svc:
+        await svc.execution.run("default", slow)
+        session = svc.sessions.get("default")
+        async with session.turn():
+            with pytest.raises(TimeoutError):
+                await session.evaluate({"r": "repr(slow)"}, 1.0)
+        # the interrupt stopped the repr: the kernel takes the next cell at once
+        after = await svc.execution.run("default", "1 + 1", timeout_s=10)
+    assert (after.status, after.result) == ("ok", "2")

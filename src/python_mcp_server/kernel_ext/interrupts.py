@@ -4,13 +4,15 @@ ipykernel turns SIGINT into KeyboardInterrupt for the whole time it handles a re
 arrives in the kernel's code around the cell (parsing it, running hooks, building the reply:
 milliseconds, but a short time limit meets them) is caught by ipykernel, which then sends no
 reply at all, and the server cannot tell a finished cell from a stuck one. Here a SIGINT raises
-only while the user's code runs; one that arrives before it starts is raised as it starts, and
-one that arrives after it finished is dropped (the cell completed). The execute reply says which
+only while the user's code runs (a cell's code, or a probe, completion or inspection, which call
+the user's objects); one that arrives before a cell's code starts is raised as it starts, and one
+that arrives after it finished is dropped (the cell completed). The execute reply says which
 happened (`report`), so the server knows whether a cell it interrupted finished on its own.
 """
 
 from __future__ import annotations
 
+import inspect
 import signal
 import threading
 from collections.abc import Callable
@@ -67,6 +69,19 @@ class Guard:
 
         return guarded
 
+    def wrap_sync(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """A synchronous method that runs the user's objects (the server's probes call reprs
+        and lengths; completion and inspection call properties), counted as the user's code."""
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            self.depth += 1
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.depth -= 1
+
+        return guarded
+
 
 def install(shell: Any, before_request: Callable[[], None] | None = None) -> Guard | None:
     """Guard the kernel of `shell`; None when it is not an ipykernel shell we can guard.
@@ -88,4 +103,13 @@ def install(shell: Any, before_request: Callable[[], None] | None = None) -> Gua
 
     kernel.pre_handler_hook = guarded_pre_handler_hook
     shell.run_code = guard.wrap(run_code)
+    # the other requests that run the user's objects: probes' expressions, completion, inspection
+    for owner, name in (
+        (shell, "user_expressions"),
+        (kernel, "do_complete"),
+        (kernel, "do_inspect"),
+    ):
+        method = getattr(owner, name, None)
+        if method is not None and not inspect.iscoroutinefunction(method):
+            setattr(owner, name, guard.wrap_sync(method))
     return guard
