@@ -74,7 +74,8 @@ async def test_a_non_positive_timeout_and_a_missing_argument_are_named(
         missing = await error(client, "run_python_code", timeout_s=5)
         unknown = await error(client, "list_files", path=".", colour="blue")
     assert zero.startswith(
-        "Invalid arguments for run_python_code: timeout_s: Input should be greater than 0 (got 0)."
+        "Invalid arguments for run_python_code: timeout_s: Input should be a finite number of "
+        "seconds above 0 and at most 86400 (got 0)."
     )
     assert missing.startswith(
         "Invalid arguments for run_python_code: code: Missing required argument. "

@@ -432,6 +432,6 @@ async def test_a_time_limit_that_is_not_a_positive_finite_number_is_refused_nami
             result = response.json()["result"]
             assert result["isError"] is True
             assert result["content"][0]["text"].startswith(
-                "Invalid arguments for run_python_code: timeout_s: Value error, it must be a "
-                "finite number of seconds above 0 and at most 86400 (got "
+                "Invalid arguments for run_python_code: timeout_s: Input should be a finite "
+                "number of seconds above 0 and at most 86400 (got "
             ), literal

@@ -14,6 +14,7 @@ from fastmcp.exceptions import ToolError
 from fastmcp.tools import ToolResult
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from python_mcp_server.compat.fastmcp_private import inline_refs
 from python_mcp_server.errors import ServerError
@@ -62,7 +63,9 @@ def seconds_check(most: float | None = None) -> BeforeValidator:
     def check(value: Any) -> Any:
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if number and not (math.isfinite(value) and 0 < value <= (most or math.inf)):
-            raise ValueError(f"it must be a finite number of seconds above 0{limit}")
+            raise PydanticCustomError(
+                "seconds", f"Input should be a finite number of seconds above 0{limit}"
+            )
         return value
 
     return BeforeValidator(check)
