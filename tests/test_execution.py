@@ -82,6 +82,9 @@ async def test_a_timeout_interrupts_the_cell_and_keeps_the_variables(config: Ser
     assert (data["status"], data["state_kept"]) == ("timeout", True)
     assert data["message"] == "The code ran longer than 1 s; interrupted, state kept."
     assert data["error"]["ename"] == "KeyboardInterrupt"
+    # the traceback ends at the user's line, as with Python's own handler: no server frame
+    assert "time.sleep(60)" in data["error"]["traceback"][-2]
+    assert "kernel_ext" not in "".join(data["error"]["traceback"])
     assert after.structured_content is not None
     assert after.structured_content["result"] == "'yes'"
     assert (config.workspace_root / "ran.txt").read_text() == "x"  # sent once, never re-sent

@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import traceback
 import types
 from dataclasses import replace
 from pathlib import Path
@@ -214,6 +215,23 @@ def test_an_interrupt_in_the_users_code_raises_and_one_after_it_is_dropped() -> 
     asyncio.run(guard.wrap(run_code_recorder([]))("user code"))
     guard.on_sigint(2, None)  # the cell had finished: dropped, reported as outside
     assert guard.report() == interrupts.OUTSIDE
+
+
+def test_an_interrupt_is_shown_without_the_guards_own_frame() -> None:
+    guard = interrupts.Guard()
+    guard.depth = 1
+
+    def users_code() -> None:
+        guard.on_sigint(2, None)
+
+    shown: list[Any] = []
+    show = interrupts.without_own_frame(lambda exc_tuple=None: shown.append(sys.exc_info()[2]))
+    try:
+        users_code()
+    except KeyboardInterrupt:
+        show()
+    frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(shown[0])]
+    assert frames[-1] == "users_code"
 
 
 def test_the_server_reads_the_cell_report_under_the_key_the_kernel_writes() -> None:

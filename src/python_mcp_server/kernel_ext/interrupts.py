@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -83,6 +84,26 @@ class Guard:
         return guarded
 
 
+def _drop_own_frame(error: BaseException | None) -> None:
+    """Cut `Guard.on_sigint`, where the KeyboardInterrupt was raised, off the end of its
+    traceback: the user sees the line their code was on, as with Python's own handler."""
+    tb = error.__traceback__ if isinstance(error, KeyboardInterrupt) else None
+    while tb is not None and tb.tb_next is not None:
+        if tb.tb_next.tb_next is None and tb.tb_next.tb_frame.f_code is Guard.on_sigint.__code__:
+            tb.tb_next = None
+        tb = tb.tb_next
+
+
+def without_own_frame(showtraceback: Callable[..., Any]) -> Callable[..., Any]:
+    """IPython's `showtraceback`, showing an interrupt without this module's frame."""
+
+    def show(exc_tuple: Any = None, *args: Any, **kwargs: Any) -> Any:
+        _drop_own_frame(exc_tuple[1] if exc_tuple else sys.exc_info()[1])
+        return showtraceback(exc_tuple, *args, **kwargs)
+
+    return show
+
+
 def install(shell: Any, before_request: Callable[[], None] | None = None) -> Guard | None:
     """Guard the kernel of `shell`; None when it is not an ipykernel shell we can guard.
     `before_request` also runs as each request starts."""
@@ -103,6 +124,9 @@ def install(shell: Any, before_request: Callable[[], None] | None = None) -> Gua
 
     kernel.pre_handler_hook = guarded_pre_handler_hook
     shell.run_code = guard.wrap(run_code)
+    showtraceback = getattr(shell, "showtraceback", None)
+    if showtraceback is not None:
+        shell.showtraceback = without_own_frame(showtraceback)
     # the other requests that run the user's objects: probes' expressions, completion, inspection
     for owner, name in (
         (shell, "user_expressions"),
