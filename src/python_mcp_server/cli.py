@@ -213,6 +213,14 @@ KernelAllowHostOption = Annotated[
         "*.DOMAIN; repeat the flag for more.",
     ),
 ]
+InstallAllowHostOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        envvar=f"{ENV}INSTALL_ALLOW_HOST",
+        help="A host the sandboxed package installer may reach besides the package indexes "
+        "its environment names (UV_INDEX_URL...): NAME, NAME:PORT or *.DOMAIN; repeatable.",
+    ),
+]
 ShowConfigOption = Annotated[
     bool,
     typer.Option(
@@ -248,6 +256,7 @@ def run(
     kernel_tmp_mb: KernelTmpOption = 1024,
     kernel_network: KernelNetworkOption = NetworkChoice.none,
     kernel_allow_host: KernelAllowHostOption = None,
+    install_allow_host: InstallAllowHostOption = None,
     show_config: ShowConfigOption = False,
     version: VersionOption = False,
 ) -> None:
@@ -285,6 +294,7 @@ def run(
         kernel_tmp_mb=kernel_tmp_mb,
         kernel_network=kernel_network.value,
         kernel_allow_hosts=tuple(kernel_allow_host or ()),
+        install_allow_hosts=tuple(install_allow_host or ()),
     )
     if show_config:
         typer.echo(config_json(config))

@@ -68,6 +68,7 @@ class ServerConfig:
     kernel_tmp_mb: int = 1024  # the private /tmp and /dev/shm of a sandboxed kernel
     kernel_network: KernelNetwork = "none"
     kernel_allow_hosts: tuple[str, ...] = ()
+    install_allow_hosts: tuple[str, ...] = ()  # beyond the package indexes, for installs
 
     @property
     def workspace_root(self) -> Path:

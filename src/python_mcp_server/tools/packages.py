@@ -27,7 +27,8 @@ INSTALLS = ToolAnnotations(
 
 
 def _render_install(res: InstallResult) -> str:
-    lines = [f"[{res.status}] {res.installer}, {res.duration_ms:.0f} ms"]
+    where = "sandboxed" if res.sandboxed else "not sandboxed"
+    lines = [f"[{res.status}] {res.installer} ({where}), {res.duration_ms:.0f} ms"]
     for p in res.packages:
         line = f"{p.requirement}: {p.status.replace('_', ' ')}"
         if p.version:
@@ -70,18 +71,30 @@ async def install_dependencies(
             "default (300 s unless configured).",
         ),
     ] = None,
+    allow_source_builds: Annotated[
+        bool,
+        Field(
+            description="Allow building packages that have no wheel for this Python and "
+            "platform from source, which runs their build code (in the installer's sandbox "
+            "when kernels are sandboxed). Off: wheels only."
+        ),
+    ] = False,
 ) -> ToolResult:
     """Install Python packages from the package index into the session kernel's interpreter.
 
     Use it when an import fails with ModuleNotFoundError. Uses uv (or pip) for the exact
     interpreter the kernel runs, so new packages can be imported in the running session right
-    away, without a restart. Returns, per package, whether it was installed, upgraded or
+    away, without a restart. Installs wheels only unless allow_source_builds is true; with
+    sandboxed kernels the installer runs in its own sandbox that reaches only the package
+    index. Returns, per package, whether it was installed, upgraded or
     already satisfied and its version, or why it failed (for example a misspelt name);
     `restart_needed` is true when an upgraded module was already imported (then call
     restart_kernel).
     """
     sid = resolve_session(ctx, session_id)
-    res = await services(ctx).packages.install(sid, packages, upgrade, timeout_s)
+    res = await services(ctx).packages.install(
+        sid, packages, upgrade, timeout_s, allow_source_builds
+    )
     return result(res, _render_install(res))
 
 
