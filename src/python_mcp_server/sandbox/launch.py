@@ -177,11 +177,8 @@ class Sandbox:
             env = {**env, PROXY_SOCKET_ENV: str(self._proxy)}
         argv += _binds(ro=roots, rw=rw)
         argv += ["--chdir", str(cwd), *self._env(python, env)]
-        fds: tuple[int, ...] = ()
-        if self._seccomp is not None:
-            fd = os.open(self._seccomp, os.O_RDONLY)
-            fds = (fd,)
-            argv += ["--seccomp", str(fd)]
+        seccomp, fds = self._seccomp_args()
+        argv += seccomp
         argv += ["--", *self._drop(), *kernel_argv]
         joins = [*(groups.procs_files() if groups is not None else [])]
         joins += [Path(p) / "cgroup.procs" for p in extra_cgroups]
@@ -214,13 +211,17 @@ class Sandbox:
         argv += _binds(ro=roots, rw=[*writable, self._proxy.parent])
         env = {**env, PROXY_SOCKET_ENV: str(self._proxy)}
         argv += ["--chdir", "/tmp", *self._env(python, env)]
-        fds: tuple[int, ...] = ()
-        if self._seccomp is not None:
-            fd = os.open(self._seccomp, os.O_RDONLY)
-            fds = (fd,)
-            argv += ["--seccomp", str(fd)]
+        seccomp, fds = self._seccomp_args()
+        argv += seccomp
         argv += ["--", python, "-I", str(relay), "--", *installer_argv]
         return SandboxLaunch(argv, {}, fds)
+
+    def _seccomp_args(self) -> tuple[list[str], tuple[int, ...]]:
+        """`--seccomp FD` and the descriptor of the filter program (the launch closes it)."""
+        if self._seccomp is None:
+            return [], ()
+        fd = os.open(self._seccomp, os.O_RDONLY)
+        return ["--seccomp", str(fd)], (fd,)
 
     def _namespaces(self, *, installer: bool = False) -> list[str]:
         args = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
