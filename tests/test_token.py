@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastmcp import Client
 
@@ -64,12 +65,16 @@ async def test_the_token_is_nowhere_a_kernel_or_a_script_can_find_it(
     with http_server(workspace, "--sandbox", "off", *args, env=env) as server:
         pid = server.process.pid
         code = f"REVERSED = {token[::-1]!r}\nSERVER = {pid}\n{FIND_TOKEN}"
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        async with httpx.AsyncClient(timeout=30) as plain:
+            refused = await plain.post(server.url, json=ping)
         async with Client(server.url, auth=token) as client:
             cell = await call(client, "run_python_code", code=code)
             await call(client, "save_script", name="find", code=code)
             script = await call(client, "run_script", name="find")
         shown = {name: Path(f"/proc/{pid}/{name}").read_bytes() for name in ("cmdline", "environ")}
         log = server.log_text()
+    assert refused.status_code == 401  # the server did take the token
     assert cell["status"] == "ok", cell
     assert json.loads(cell["stdout"]) == NOWHERE
     assert _script_report(script) == NOWHERE
