@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,42 @@ async def test_the_token_is_nowhere_a_kernel_or_a_script_can_find_it(
 def _script_report(result: dict[str, Any]) -> dict[str, bool]:
     assert result["exit_code"] == 0, result
     return dict(json.loads(result["stdout"]))
+
+
+# blanks only the token: the child prints what its /proc files show after blanking, and what a
+# process it starts inherits
+BLANK_THEN_SHOW = """\
+import json, os, subprocess, sys
+from python_mcp_server.procs.startup_text import blank_startup_secret
+os.environ.pop('PYTHON_MCP_SERVER_AUTH_TOKEN')
+found = blank_startup_secret(sys.argv[1], '--auth-token', ['PYTHON_MCP_SERVER_AUTH_TOKEN'])
+inherited = subprocess.run(['env'], capture_output=True, text=True, check=True).stdout
+print(json.dumps({
+    'found': [found.argv, found.environ],
+    'cmdline': open('/proc/self/cmdline', 'rb').read().decode().split('\\0')[:-1],
+    'environ': open('/proc/self/environ', 'rb').read().decode().split('\\0')[:-1],
+    'inherited': inherited.splitlines(),
+}))
+"""
+
+
+def test_blanking_touches_the_token_only() -> None:
+    token = secrets.token_hex(12)
+    argv = [token, f"--auth-token={token}", f"x{token}"]
+    env = {"PYTHON_MCP_SERVER_AUTH_TOKEN": token, "OTHER": f"pre-{token}", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-c", BLANK_THEN_SHOW, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    )
+    shown = json.loads(proc.stdout)
+    stars = "*" * len(token)
+    assert shown["found"] == [True, True]
+    assert shown["cmdline"][-3:] == [stars, f"--auth-token={stars}", f"x{token}"]
+    assert f"PYTHON_MCP_SERVER_AUTH_TOKEN={stars}" in shown["environ"]
+    assert f"OTHER=pre-{token}" in shown["environ"]
+    assert f"OTHER=pre-{token}" in shown["inherited"]
+    assert not [line for line in shown["inherited"] if line.startswith("PYTHON_MCP_SERVER_AUTH")]
