@@ -39,7 +39,9 @@ ALLOWED: dict[str, set[str]] = {
     "transports": {"errors", "config", "text", "middleware", "compat"},
     "server": {"errors", "config", "runtime", "tools", "middleware", "transports", "compat"},
     "launch": {"errors", "config", "services", "server"},
-    "cli": {"errors", "config", "launch"},
+    # procs: blanking the token out of the server's own /proc command line and environment
+    "auth_token": {"errors", "config", "procs"},
+    "cli": {"errors", "config", "launch", "auth_token"},
     "__init__": {"errors", "config"},
     "__main__": {"cli"},
     # runs inside kernels, whose interpreter may lack python_mcp_server: the stdlib only

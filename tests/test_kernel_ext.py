@@ -460,7 +460,8 @@ def test_the_relay_runs_a_command_behind_the_proxy_and_passes_its_exit_code() ->
     code, out = _relay_run("--", sys.executable, "-c", show)
     assert code == 3
     first, second = out.split()
-    assert first == second and first.startswith("http://127.0.0.1:")
+    assert first == second
+    assert first.startswith("http://127.0.0.1:")
     assert int(first.rsplit(":", 1)[1]) > 0
 
 

@@ -13,7 +13,7 @@ SandboxMode = Literal["auto", "on", "off"]
 KernelNetwork = Literal["none", "allowlist", "full"]
 
 # server settings that child processes (kernels, scripts, installers) must not inherit
-SECRET_ENV_VARS = ("PYTHON_MCP_SERVER_AUTH_TOKEN",)
+SECRET_ENV_VARS = ("PYTHON_MCP_SERVER_AUTH_TOKEN", "PYTHON_MCP_SERVER_AUTH_TOKEN_FILE")
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 

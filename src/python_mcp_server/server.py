@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -115,12 +116,26 @@ class _Uvicorn(uvicorn.Server):
     """uvicorn whose signals are handled by `serve`.
 
     Plain uvicorn re-raises a captured SIGTERM once it has stopped, which would end the process
-    before the caller shuts the kernels down.
+    before the caller shuts the kernels down. The "serving" line is logged once the port is bound.
     """
+
+    def __init__(self, config: uvicorn.Config, mcp_path: str) -> None:
+        super().__init__(config)
+        self.mcp_path = mcp_path
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Bind, then say where: the port is the one bound (with --port 0, the one picked)."""
+        await super().startup(sockets)
+        bound = [sock for server in self.servers for sock in server.sockets or ()]
+        if self.started and bound:
+            host = self.config.host
+            url_host = f"[{host}]" if ":" in host else host
+            port = bound[0].getsockname()[1]
+            logger.info("serving MCP on http://%s:%s%s", url_host, port, self.mcp_path)
 
 
 async def _until_signal(stop: Callable[[int], None]) -> None:
@@ -233,12 +248,12 @@ async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Service
             lifespan="on",
             timeout_graceful_shutdown=3,  # running cells get 1 s to stop, then their kernel
             ws="none",
-        )
+        ),
+        config.path,
     )
     failed: str | int | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_until_signal, _HttpStop(server, tg, services))
-        logger.info("serving MCP on http://%s:%s%s", config.host, config.port, config.path)
         try:
             await server.serve()
         except SystemExit as exc:  # uvicorn's way to say it could not start; it logged why

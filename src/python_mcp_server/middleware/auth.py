@@ -12,7 +12,7 @@ OPEN_PATHS = frozenset({"/health"})
 UNAUTHORIZED = -32001
 MESSAGE = (
     "Unauthorized: this server needs its token. Send 'Authorization: Bearer <token>' with the "
-    "value of --auth-token (PYTHON_MCP_SERVER_AUTH_TOKEN); with the FastMCP Client, pass "
+    "server's token (from --auth-token-file or --auth-token); with the FastMCP Client, pass "
     "auth='<token>'."
 )
 
