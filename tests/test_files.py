@@ -682,3 +682,19 @@ async def test_a_symlink_loop_is_a_clear_error(config: ServerConfig, workspace: 
     async with Client(create_server(config)) as client:
         message = await error(client, "write_file", path="loop_a", content="x")
     assert "symbolic links" in message or "symlink" in message
+
+
+async def test_reading_a_fifo_is_refused_instead_of_hanging(
+    config: ServerConfig, workspace: Path
+) -> None:
+    os.mkfifo(workspace / "pipe")
+    async with Client(create_server(config)) as client:
+        with anyio.fail_after(20):
+            message = await error(client, "read_file", path="pipe")
+            with pytest.raises(MCPError) as caught:
+                await client.read_resource("workspace://pipe")
+    expected = (
+        "'pipe' is not a regular file (a pipe, socket or device); only regular files can be "
+        "read. Choose another path."
+    )
+    assert (message, str(caught.value)) == (expected, expected)
