@@ -698,3 +698,19 @@ async def test_reading_a_fifo_is_refused_instead_of_hanging(
         "read. Choose another path."
     )
     assert (message, str(caught.value)) == (expected, expected)
+
+
+async def test_a_link_inside_is_written_and_read_through_and_stays_a_link(
+    config: ServerConfig, workspace: Path
+) -> None:
+    (workspace / "data").mkdir()
+    (workspace / "data" / "a.txt").write_text("old")
+    (workspace / "alias").symlink_to("data/a.txt")
+    async with Client(create_server(config)) as client:
+        written = await call(client, "write_file", path="alias", content="new")
+        appended = await call(client, "write_file", path="alias", content="+", append=True)
+        read = await call(client, "read_file", path="alias")
+    assert (written["path"], written["created"]) == ("data/a.txt", False)
+    assert (appended["path"], appended["created"]) == ("data/a.txt", False)
+    assert (read["path"], read["content"]) == ("data/a.txt", "new+")
+    assert (workspace / "alias").is_symlink()

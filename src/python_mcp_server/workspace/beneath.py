@@ -299,18 +299,17 @@ class Beneath:
             return size, f.read(cap + 1) if size <= cap else b""
 
     def stat_file(self, parts: list[str]) -> tuple[tuple[str, ...], os.stat_result] | None:
-        """The real path and `stat` of the regular file `parts` lead to; None when there is
-        none there (missing, a folder, something else, or outside the root)."""
-        user_path = "/".join(parts)
+        """The real path and `lstat` of the regular file `parts` lead to (links followed while
+        they stay beneath); None when there is none there (missing, a folder, something else,
+        or outside the root). Nothing is opened."""
         try:
-            fd, real = self.open(user_path, parts, os.O_RDONLY)
+            with self.locate("/".join(parts), parts) as target:
+                st = target.stat
+                if st is None or not stat.S_ISREG(st.st_mode):
+                    return None
+                return target.parts, st
         except (OSError, PathOutsideWorkspaceError):
             return None
-        try:
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        return (real, st) if stat.S_ISREG(st.st_mode) else None
 
     def _open_no_links(self, parts: list[str], flags: int, mode: int) -> int | None:
         """openat2's one-call open of a path with no symlink on the way; None when it cannot
