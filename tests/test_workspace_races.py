@@ -172,7 +172,7 @@ swaps
 
 
 @pytest.mark.anyio
-@pytest.mark.slow  # a kernel start and 600 tool calls: 6 s on an idle machine, more under load
+@pytest.mark.slow  # a kernel start and 600 tool calls: 7 to 16 s here, with other work running
 @pytest.mark.timeout(120)
 async def test_a_cell_swapping_a_file_for_a_link_never_gets_the_tools_outside(
     config: ServerConfig, workspace: Path, outside: Path
