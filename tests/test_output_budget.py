@@ -115,3 +115,23 @@ async def test_printing_50_mb_leaves_server_memory_flat_and_the_result_small(
     assert len(data["stdout"]) < 2 * 20_000
     (uri,) = data["output_files"]
     assert spill_path(workspace, uri).stat().st_size == 50_000_000
+
+
+async def test_an_output_folder_turned_into_an_outward_link_is_not_written_through(
+    small: ServerConfig, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    plant = (
+        "import os, shutil\n"
+        "shutil.rmtree('outputs/default', ignore_errors=True)\n"
+        f"os.symlink({str(outside)!r}, 'outputs/default')"
+    )
+    async with Client(create_server(small)) as client:
+        planted = await run(client, plant)
+        data = await run(client, "print('x' * 5000)")
+    assert planted["status"] == "ok", planted
+    assert list(outside.iterdir()) == []
+    assert data["status"] == "ok"
+    assert not data.get("output_files")
+    assert len(data["stdout"]) < 1100

@@ -12,15 +12,14 @@ reply's metadata (`METADATA_KEY`), else with `DRAIN_EXPRESSION`.
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import logging
 import mimetypes
 import os
 import re
 import secrets
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -29,10 +28,13 @@ from python_mcp_server.errors import (
     ArtifactNotFoundError,
     FileTooLargeError,
     InvalidArgumentError,
+    PathOutsideWorkspaceError,
+    ServerError,
 )
 from python_mcp_server.services._kernel_ext import MODULE, call_expression
 from python_mcp_server.services.models import ArtifactInfo
-from python_mcp_server.workspace.paths import resolve_inside
+from python_mcp_server.workspace.beneath import Beneath
+from python_mcp_server.workspace.paths import relative_parts
 
 logger = logging.getLogger(__name__)
 
@@ -91,15 +93,17 @@ def guess_mime(name: str) -> str:
 
 
 class ArtifactStore:
-    """Session output folders, the kernel:// names of their files, and changed-file details."""
+    """Session output folders, the kernel:// names of their files, and changed-file details.
+
+    Every file is opened from the workspace root's descriptor (`Beneath`), so a cell that turns
+    `outputs/` or a session folder into a symlink cannot make the server write or read outside
+    the workspace: the write fails (and is logged by its caller), the read is refused.
+    """
 
     def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self._root = config.workspace_root
-        self._outputs = self._root / OUTPUTS_DIR
-
-    def session_dir(self, session_id: str) -> Path:
-        return self._outputs / session_id
+        self._beneath = Beneath(self._root)
 
     def uri(self, session_id: str, filename: str) -> str:
         return f"kernel://{quote(session_id, safe='')}/{quote(filename, safe='')}"
@@ -107,22 +111,24 @@ class ArtifactStore:
     def new_name(self, stem: str, suffix: str, token: str | None = None) -> str:
         return f"{stem}-{token or secrets.token_hex(4)}{suffix}"
 
+    def _create(self, session_id: str, filename: str) -> int:
+        try:
+            return self._beneath.create([OUTPUTS_DIR, session_id, filename])
+        except PathOutsideWorkspaceError as exc:  # callers log an OSError and go on
+            raise OSError(errno.EXDEV, str(exc)) from exc
+
     def write(self, session_id: str, filename: str, data: bytes | str) -> str:
         """Write a session file and return its kernel:// URI."""
-        folder = self.session_dir(session_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / filename
         if isinstance(data, str):
-            path.write_text(data, encoding="utf-8", errors="replace")
-        else:
-            path.write_bytes(data)
+            data = data.encode("utf-8", errors="replace")
+        with os.fdopen(self._create(session_id, filename), "wb") as f:
+            f.write(data)
         return self.uri(session_id, filename)
 
     def open_text(self, session_id: str, filename: str) -> TextIO:
         """A text file in the session folder, for output that arrives in pieces."""
-        folder = self.session_dir(session_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        return (folder / filename).open("w", encoding="utf-8", errors="replace")
+        fd = self._create(session_id, filename)
+        return os.fdopen(fd, "w", encoding="utf-8", errors="replace")
 
     def read(self, session_id: str, filename: str) -> tuple[bytes, str]:
         """The bytes and mime type of `kernel://{session_id}/{filename}`."""
@@ -134,44 +140,37 @@ class ArtifactStore:
                     "letter or digit. Use the URI exactly as a run_python_code result gave it."
                 )
         rel = f"{OUTPUTS_DIR}/{session_id}/{filename}"
-        try:
-            path = resolve_inside(Path(os.path.realpath(self._root)), rel, need_name=True)
-            st = path.stat()
-        except OSError:
-            raise ArtifactNotFoundError(session_id, filename) from None
-        if not stat.S_ISREG(st.st_mode):
-            raise ArtifactNotFoundError(session_id, filename)
         cap = self._config.max_resource_bytes
-        if st.st_size > cap:
-            raise FileTooLargeError(
-                rel, st.st_size, cap, f"Read it in pieces with read_file({rel!r}, offset=...)."
-            )
         try:
-            data = path.read_bytes()
-        except OSError:
+            size, data = self._beneath.read([OUTPUTS_DIR, session_id, filename], cap)
+        except OSError:  # a refusal (a symlink leading outside) says so instead
             raise ArtifactNotFoundError(session_id, filename) from None
+        if size > cap or len(data) > cap:
+            raise FileTooLargeError(
+                rel,
+                max(size, len(data)),
+                cap,
+                f"Read it in pieces with read_file({rel!r}, offset=...).",
+            )
         return data, guess_mime(filename)
 
     def describe_changed(self, rel_paths: list[str]) -> list[ArtifactInfo]:
         """Size and type of the files a cell wrote; gone, outside or not-a-file paths are left out."""
         infos: list[ArtifactInfo] = []
-        root = Path(os.path.realpath(self._root))
         for rel in rel_paths[:MAX_CHANGED_FILES]:
-            real = Path(os.path.realpath(root / rel))
-            if root not in real.parents:
-                continue
             try:
-                st = real.stat()
-            except OSError:
+                parts = relative_parts(self._root, rel, need_name=True, from_disk=True)
+            except ServerError:
                 continue
-            if not real.is_file():
+            found = self._beneath.stat_file(parts)
+            if found is None:
                 continue
-            name = real.relative_to(root).as_posix()
+            name = "/".join(found[0])
             infos.append(
                 ArtifactInfo(
                     path=name,
                     uri=f"workspace://{quote(name, safe='/', errors='surrogateescape')}",
-                    size=st.st_size,
+                    size=found[1].st_size,
                     mime_type=guess_mime(name),
                 )
             )
