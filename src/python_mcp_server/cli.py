@@ -221,6 +221,30 @@ InstallAllowHostOption = Annotated[
         "its environment names (UV_INDEX_URL...): NAME, NAME:PORT or *.DOMAIN; repeatable.",
     ),
 ]
+EnvDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar=f"{ENV}ENV_DIR",
+        help="Where sessions' own environments live (create_session with dependencies); "
+        "default ~/.cache/python-mcp-server/envs. Best on the file system of uv's cache.",
+    ),
+]
+EnvKeepOption = Annotated[
+    float,
+    typer.Option(
+        envvar=f"{ENV}ENV_KEEP_S",
+        min=0,
+        help="Seconds an environment no session uses is kept, so a recreated session is fast.",
+    ),
+]
+EnvMaxOption = Annotated[
+    int,
+    typer.Option(
+        envvar=f"{ENV}ENV_MAX_MB",
+        min=0,
+        help="Disk the environments may take beyond uv's cache, in MB (0 = no bound).",
+    ),
+]
 ShowConfigOption = Annotated[
     bool,
     typer.Option(
@@ -257,6 +281,9 @@ def run(
     kernel_network: KernelNetworkOption = NetworkChoice.none,
     kernel_allow_host: KernelAllowHostOption = None,
     install_allow_host: InstallAllowHostOption = None,
+    env_dir: EnvDirOption = None,
+    env_keep_s: EnvKeepOption = 600.0,
+    env_max_mb: EnvMaxOption = 10_000,
     show_config: ShowConfigOption = False,
     version: VersionOption = False,
 ) -> None:
@@ -295,6 +322,9 @@ def run(
         kernel_network=kernel_network.value,
         kernel_allow_hosts=tuple(kernel_allow_host or ()),
         install_allow_hosts=tuple(install_allow_host or ()),
+        env_dir=env_dir,
+        env_keep_s=env_keep_s,
+        env_max_mb=env_max_mb,
     )
     if show_config:
         typer.echo(config_json(config))

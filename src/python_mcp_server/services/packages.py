@@ -62,6 +62,10 @@ class InstallResult(BaseModel):
         default_factory=list,
         description="Hosts the sandboxed installer tried to reach that are not a package index.",
     )
+    environment: Literal["own", "base"] = Field(
+        description="'own': installed into the session's own environment, which no other "
+        "session sees; 'base': into the server's environment, shared by every session on it."
+    )
     command: str
     duration_ms: float
     output_tail: str = Field(description="The end of the installer's output.")
@@ -140,6 +144,7 @@ class PackageService:
             )
             after = await evaluate(session, "refresh", {k: v[1] for k, v in before.items()})
         returncode, output = run.returncode, run.output
+        own = session.environment is not None
         if installer == "pip" and "No module named pip" in output:
             raise PackageError(
                 f"Neither uv nor pip is available for {python}. Install uv on the server's "
@@ -163,11 +168,24 @@ class PackageService:
             sandboxed=self._sandbox is not None,
             source_builds=allow_source_builds,
             refused_hosts=run.refused,
+            environment="own" if own else "base",
             command=shlex.join(argv),
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             output_tail=_tail(output),
-            message=_message(status, outcomes, restart, old, new, timeout, run.refused),
+            message=_message(status, outcomes, restart, old, new, timeout, run.refused)
+            + _where(own, status),
         )
+
+
+def _where(own: bool, status: str) -> str:
+    if status != "ok":
+        return ""
+    if own:
+        return " They went into this session's own environment; other sessions do not see them."
+    return (
+        " They went into the server's base environment, shared by every session without an "
+        "environment of its own (create_session with dependencies gives a session its own)."
+    )
 
 
 def _outcome(

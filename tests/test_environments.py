@@ -1,0 +1,216 @@
+"""Per-session environments (`create_session(dependencies=..., python=...)`), against real kernels
+and a real uv.
+
+Packages come from wheels built here into a find-links folder, and uv runs offline
+(`UV_OFFLINE`), so these tests need no registry: the kernel runtime layer is found in uv's cache,
+where installing this project put it. One environment folder serves the whole module, so the
+runtime layer is built once; tests that remove layers use a folder of their own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.server import create_server
+from tests.conftest import sandboxed
+from tests.helpers import call, error
+from tests.test_packages import build_wheel
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+PATHS = "import sys\nprint([p for p in sys.path if 'layers' in p or 'venvs' in p])"
+
+
+@pytest.fixture(scope="module")
+def env_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("envs")
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A find-links folder uv reads instead of the index (offline); one for the module, since
+    the index settings are part of every layer's hash."""
+    folder = tmp_path_factory.mktemp("wheels")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UV_FIND_LINKS", str(folder))
+        patch.setenv("UV_OFFLINE", "1")
+        yield folder
+
+
+@pytest.fixture
+def name() -> str:
+    return f"pmsenv_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def env_config(config: ServerConfig, env_dir: Path) -> ServerConfig:
+    return replace(config, env_dir=env_dir, allow_local_package_paths=True)
+
+
+async def run(client: Client[Any], session_id: str, code: str) -> dict[str, Any]:
+    return await call(client, "run_python_code", session_id=session_id, code=code)
+
+
+def layers(env_dir: Path) -> list[str]:
+    folder = env_dir / "layers"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def venvs(env_dir: Path) -> list[str]:
+    folder = env_dir / "venvs"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+async def test_a_session_gets_its_dependencies_and_the_base_does_not(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    async with Client(create_server(env_config)) as client:
+        info = await call(client, "create_session", session_id="own", dependencies=[name])
+        mine = await run(client, "own", f"import {name}\n{name}.VERSION")
+        base = await run(client, "default", f"import {name}")
+        listed = await call(client, "list_installed_packages", session_id="own")
+    assert (info["environment"], info["dependencies"]) == ("own", [name])
+    assert (mine["status"], mine["result"]) == ("ok", "'1.0'")
+    assert base["error"]["ename"] == "ModuleNotFoundError"
+    names = {p["name"].lower().replace("_", "-") for p in listed["packages"]}
+    assert {name.replace("_", "-"), "ipykernel"} <= names
+    assert "fastmcp" not in names  # the server's own packages stay out
+
+
+async def test_sessions_asking_for_the_same_packages_share_one_layer(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    before = set(layers(env_config.env_root))
+    async with Client(create_server(env_config)) as client:
+        await call(client, "create_session", session_id="a", dependencies=[name])
+        await call(client, "create_session", session_id="b", dependencies=[name])
+        a = await run(client, "a", PATHS)
+        b = await run(client, "b", PATHS)
+    a_paths, b_paths = eval(a["stdout"]), eval(b["stdout"])
+    assert a_paths[0] != b_paths[0]  # each its own venv
+    assert a_paths[1:] == b_paths[1:]  # the same layers behind
+    assert len(set(layers(env_config.env_root)) - before) == 1  # one new layer for both
+
+
+async def test_installs_go_into_the_sessions_own_environment_only(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    wheel = build_wheel(env_config.workspace_root, name, "1.0")
+    async with Client(create_server(env_config)) as client:
+        await call(client, "create_session", session_id="a", dependencies=[])
+        await call(client, "create_session", session_id="b", dependencies=[])
+        res = await call(client, "install_dependencies", session_id="a", packages=[wheel.name])
+        in_a = await run(client, "a", f"import {name}\n{name}.VERSION")
+        in_b = await run(client, "b", f"import {name}")
+        in_base = await run(client, "default", f"import {name}")
+    assert (res["status"], res["environment"]) == ("ok", "own")
+    assert "own environment" in res["message"]
+    assert in_a["result"] == "'1.0'"
+    assert in_b["error"]["ename"] == "ModuleNotFoundError"
+    assert in_base["error"]["ename"] == "ModuleNotFoundError"
+
+
+@pytest.mark.skipif(not sandboxed(), reason="the read-only mount is the sandbox's")
+async def test_the_kernel_cannot_write_its_environment(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    code = (
+        "import sys\nbad = []\n"
+        "for p in sys.path:\n"
+        "    if 'venvs' in p or 'layers' in p:\n"
+        "        try:\n"
+        "            open(p + '/planted.py', 'w')\n"
+        "            bad.append(p)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "bad"
+    )
+    async with Client(create_server(env_config)) as client:
+        await call(client, "create_session", session_id="a", dependencies=[name])
+        res = await run(client, "a", code)
+    assert res["result"] == "[]"
+
+
+async def test_a_missing_package_names_it_and_leaves_nothing_behind(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    async with Client(create_server(env_config)) as client:
+        before = venvs(env_config.env_root)
+        message = await error(client, "create_session", session_id="x", dependencies=[name])
+        sessions = await call(client, "list_sessions")
+        after = venvs(env_config.env_root)
+        again = await call(client, "create_session", session_id="x")
+    assert f"No package named {name.replace('_', '-')!r}" in message
+    assert "check the spelling" in message
+    assert [s["session_id"] for s in sessions["sessions"]] == []
+    assert after == before
+    assert again["environment"] == "base"
+
+
+async def test_a_version_that_does_not_exist_and_a_conflict_say_so(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    dist = name.replace("_", "-")
+    async with Client(create_server(env_config)) as client:
+        missing = await error(client, "create_session", dependencies=[f"{name}==9.9"])
+        conflict = await error(client, "create_session", dependencies=[f"{name}<1", f"{name}>=1"])
+        bad = await error(client, "create_session", dependencies=["not a requirement"])
+    assert f"No release matching '{dist}==9.9'" in missing
+    assert "cannot be installed together" in conflict
+    assert dist in conflict
+    assert "is refused" in bad
+
+
+async def test_a_python_the_host_lacks_is_refused_with_the_list(
+    env_config: ServerConfig,
+) -> None:
+    async with Client(create_server(env_config)) as client:
+        message = await error(client, "create_session", python="3.99")
+        nonsense = await error(client, "create_session", python="/bin/sh")
+    assert message.startswith("Python 3.99 is not installed on this server; it has ")
+    assert "is not a Python version" in nonsense
+
+
+async def test_building_an_environment_reports_progress(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    messages: list[str] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(create_server(env_config)) as client:
+        await client.call_tool(
+            "create_session", {"dependencies": [name]}, progress_handler=progress
+        )
+    assert any(name in m and m.startswith("Building an environment layer") for m in messages)
+    assert messages[-1] == "Starting the session's kernel"
+
+
+async def test_deleting_a_session_keeps_a_layer_another_session_uses(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    config = replace(env_config, env_keep_s=0)
+    async with Client(create_server(config)) as client:
+        await call(client, "create_session", session_id="a", dependencies=[name])
+        await call(client, "create_session", session_id="b", dependencies=[name])
+        venv_a = eval((await run(client, "a", PATHS))["stdout"])[0]
+        await call(client, "delete_session", session_id="a")
+        await call(client, "restart_kernel", session_id="b")
+        still = await run(client, "b", f"import {name}\n{name}.VERSION")
+    assert not Path(venv_a).exists()
+    assert still["result"] == "'1.0'"
