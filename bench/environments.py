@@ -101,7 +101,7 @@ def approaches(packages: list[str], modules: list[str], folder: Path) -> list[tu
     interp = choose(None, sys.executable)
     runtime = runtime_requirements(interp)
     code = "import ipykernel.kernelapp, " + ", ".join(modules)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for compile_ in (False, True):
         venv = folder / f"full-{compile_}"
         build = _run(venv_argv(uv, interp, venv))

@@ -9,6 +9,7 @@ runtime layer is built once; tests that remove layers use a folder of their own.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -214,3 +215,33 @@ async def test_deleting_a_session_keeps_a_layer_another_session_uses(
         still = await run(client, "b", f"import {name}\n{name}.VERSION")
     assert not Path(venv_a).exists()
     assert still["result"] == "'1.0'"
+
+
+async def test_the_environment_and_its_lock_are_described_and_exported(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    dist = name.replace("_", "-")
+    async with Client(create_server(env_config)) as client:
+        await call(client, "create_session", session_id="a", dependencies=[name])
+        await run(client, "a", "x = 1")
+        plain = await call(client, "get_environment_info", session_id="a")
+        locked = await call(client, "get_environment_info", session_id="a", include_lock=True)
+        base = await call(client, "get_environment_info", session_id="default")
+        await call(client, "export_notebook", session_id="a", path="a.ipynb")
+        health = await call(client, "get_kernel_health")
+    notebook = json.loads((env_config.workspace_root / "a.ipynb").read_text())
+    mine = plain["session"]
+    assert (mine["environment"], mine["requirements"], mine["lock"]) == ("own", [name], None)
+    assert [x["kind"] for x in mine["layers"]] == ["packages", "runtime"]
+    assert plain["pythons"][0] == mine["python_version"]
+    lock = locked["session"]["lock"]
+    assert f"{dist}==1.0" in lock
+    assert any(line.startswith("ipykernel==") for line in lock)
+    assert base["session"]["environment"] == "base"
+    recorded = notebook["metadata"]["python_mcp_server"]["environment"]
+    assert (recorded["environment"], recorded["requirements"]) == ("own", [name])
+    assert f"{dist}==1.0" in recorded["lock"]
+    assert health["environments"]["layers"] >= 2
+    assert health["environments"]["session_environments"] == 1
+    assert health["environments"]["disk_bytes"] > 0

@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import anyio.to_thread
 from pydantic import BaseModel, Field
@@ -62,6 +63,7 @@ from python_mcp_server.services._requirements import Requested, parse_requiremen
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], Awaitable[None]]
+LayerKind = Literal["packages", "runtime"]
 _VENV_TIMEOUT_S = 60.0
 _MANIFEST = "manifest.json"
 _STAGING = "python-mcp-server-staging"
@@ -72,7 +74,7 @@ class Layer:
     """One shared, read-only layer of packages."""
 
     key: str
-    kind: str  # "packages" or "runtime"
+    kind: LayerKind
     site: Path
     python: str
     requirements: list[str]
@@ -121,6 +123,33 @@ class EnvironmentUsage(BaseModel):
     )
     max_bytes: int | None = Field(description="The bound (--env-max-mb); None: unbounded.")
     keep_s: float = Field(description="How long an unused environment is kept (--env-keep-s).")
+
+
+class LayerInfo(BaseModel):
+    kind: LayerKind
+    key: str = Field(description="Content hash; sessions with the same one share the layer.")
+    requirements: list[str]
+
+
+class SessionEnvironmentInfo(BaseModel):
+    """One session's environment, and how to make it again."""
+
+    session_id: str
+    environment: Literal["own", "base"] = Field(
+        description="'own': the session's own (create_session with dependencies or python); "
+        "'base': the server's, shared by every session without one."
+    )
+    python_version: str
+    python: str = Field(description="The interpreter its kernel runs.")
+    requirements: list[str] | None = Field(
+        default=None, description="What its own environment was created with."
+    )
+    layers: list[LayerInfo] = Field(default_factory=list)
+    lock: list[str] | None = Field(
+        default=None,
+        description="Every distribution it holds now, as name==version lines (`uv pip freeze` "
+        "form): pass them as dependencies to create_session to make it again. Only when asked.",
+    )
 
 
 class EnvironmentStore:
@@ -192,7 +221,7 @@ class EnvironmentStore:
         requirements: list[str],
         requested: list[Requested],
         progress: Progress | None,
-        kind: str = "packages",
+        kind: LayerKind = "packages",
     ) -> Layer:
         key = layer_key(interpreter, requirements, False)
         async with self._locks.setdefault(key, asyncio.Lock()):
@@ -211,7 +240,7 @@ class EnvironmentStore:
     async def _build(
         self,
         key: str,
-        kind: str,
+        kind: LayerKind,
         interpreter: Interpreter,
         requirements: list[str],
         requested: list[Requested],
@@ -273,7 +302,7 @@ class EnvironmentStore:
         self,
         staging: Path,
         key: str,
-        kind: str,
+        kind: LayerKind,
         interpreter: Interpreter,
         requirements: list[str],
     ) -> Layer:
@@ -312,7 +341,7 @@ class EnvironmentStore:
             data = json.loads((folder / _MANIFEST).read_text())
             return Layer(
                 key=data["key"],
-                kind=data["kind"],
+                kind="runtime" if data["kind"] == "runtime" else "packages",
                 site=folder / "site",
                 python=data["python"],
                 requirements=list(data["requirements"]),
@@ -344,10 +373,47 @@ class EnvironmentStore:
 
     # ------------------------------------------------------------- describe
 
-    async def lock(self, env: SessionEnvironment) -> list[str]:
-        """What the environment holds now, as `name==version` lines (`uv pip freeze` form)."""
-        found = await anyio.to_thread.run_sync(resolved, env.paths())
-        return [f"{name}=={version}" for name, version in found.items()]
+    async def lock(self, env: SessionEnvironment | None, python: str) -> list[str]:
+        """What an environment holds now, as `name==version` lines (`uv pip freeze` form): a
+        session's own (its venv, then its layers), or the interpreter's (`uv pip freeze`)."""
+        if env is not None:
+            found = await anyio.to_thread.run_sync(resolved, env.paths())
+            return [f"{name}=={version}" for name, version in found.items()]
+        uv = uv_binary()
+        if uv is None:
+            return []
+        argv = [uv, "pip", "freeze", "--python", python]
+        run = await run_installer(argv, _VENV_TIMEOUT_S, self._config.workspace_root, python)
+        lines = run.output.splitlines() if run.returncode == 0 else []
+        return sorted((x.strip() for x in lines if "==" in x), key=str.lower)
+
+    async def describe(
+        self, session_id: str, env: SessionEnvironment | None, python: str, with_lock: bool
+    ) -> SessionEnvironmentInfo:
+        """A session's environment: what it was made with, its layers, and (asked) its lock."""
+        lock = await self.lock(env, python) if with_lock else None
+        if env is not None:
+            return SessionEnvironmentInfo(
+                session_id=session_id,
+                environment="own",
+                python_version=env.interpreter.version,
+                python=env.python,
+                requirements=list(env.requirements),
+                layers=[
+                    LayerInfo(kind=x.kind, key=x.key, requirements=x.requirements)
+                    for x in env.layers
+                ],
+                lock=lock,
+            )
+        known = await anyio.to_thread.run_sync(interpreters, self._config.kernel_python)
+        version = known[0].version if known else "unknown"
+        return SessionEnvironmentInfo(
+            session_id=session_id,
+            environment="base",
+            python_version=version,
+            python=python,
+            lock=lock,
+        )
 
     async def usage(self) -> EnvironmentUsage:
         layers, disk = await anyio.to_thread.run_sync(self._disk)
