@@ -245,3 +245,48 @@ async def test_the_environment_and_its_lock_are_described_and_exported(
     assert health["environments"]["layers"] >= 2
     assert health["environments"]["session_environments"] == 1
     assert health["environments"]["disk_bytes"] > 0
+
+
+def pep723(body: str, code: str) -> str:
+    return (
+        "# /// script\n" + "".join(f"# {line}\n" for line in body.splitlines()) + "# ///\n" + code
+    )
+
+
+async def test_a_script_runs_in_the_environment_its_metadata_declares(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    code = pep723(
+        f'requires-python = ">=3.9"\ndependencies = ["{name}"]',
+        f"import sys, {name}\nprint({name}.VERSION, sys.prefix)\n",
+    )
+    async with Client(create_server(env_config)) as client:
+        await call(client, "save_script", name="needs.py", code=code)
+        res = await call(client, "run_script", name="needs.py")
+        await call(client, "save_script", name="plain.py", code=f"import {name}\n")
+        plain = await call(client, "run_script", name="plain.py")
+        base = await run(client, "default", f"import {name}")
+        leftover = venvs(env_config.env_root)
+    version, prefix = res["stdout"].split()
+    assert (res["exit_code"], version) == (0, "1.0")
+    assert "inline metadata (PEP 723)" in res["message"]
+    assert not Path(prefix).exists()  # the ephemeral venv is gone
+    assert prefix.split("/")[-1] not in leftover
+    assert plain["exit_code"] == 1
+    assert "ModuleNotFoundError" in plain["stderr"]
+    assert base["error"]["ename"] == "ModuleNotFoundError"
+
+
+async def test_script_metadata_that_cannot_be_honoured_says_why(
+    env_config: ServerConfig,
+) -> None:
+    too_new = pep723('requires-python = ">=3.99"', "print(1)\n")
+    broken = pep723("dependencies = [", "print(1)\n")
+    async with Client(create_server(env_config)) as client:
+        await call(client, "save_script", name="new.py", code=too_new)
+        await call(client, "save_script", name="broken.py", code=broken)
+        new_message = await error(client, "run_script", name="new.py")
+        broken_message = await error(client, "run_script", name="broken.py")
+    assert new_message.startswith("The script requires Python >=3.99, and this server has ")
+    assert "is not valid TOML" in broken_message
