@@ -10,12 +10,15 @@ runtime layer is built once; tests that remove layers use a folder of their own.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from fastmcp import Client
 
@@ -290,3 +293,94 @@ async def test_script_metadata_that_cannot_be_honoured_says_why(
         broken_message = await error(client, "run_script", name="broken.py")
     assert new_message.startswith("The script requires Python >=3.99, and this server has ")
     assert "is not valid TOML" in broken_message
+
+
+@pytest.fixture
+def fresh_env_dir(tmp_path: Path, env_dir: Path) -> Path:
+    """An environment folder of its own, holding hard-linked copies of the module's layers (so
+    the kernel runtime layer need not be built again)."""
+    folder = tmp_path / "envs"
+    if (env_dir / "layers").is_dir():
+        shutil.copytree(env_dir / "layers", folder / "layers", copy_function=os.link)
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+async def test_a_layer_no_session_uses_goes_after_the_keep_time(
+    env_config: ServerConfig, fresh_env_dir: Path, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    config = replace(env_config, env_dir=fresh_env_dir, env_keep_s=1)
+    async with Client(create_server(config)) as client:
+        await call(client, "create_session", session_id="a", dependencies=[name])
+        mine = eval((await run(client, "a", PATHS))["stdout"])
+        await call(client, "delete_session", session_id="a")
+        venv_gone = not Path(mine[0]).exists()
+        with anyio.fail_after(20):
+            while any(Path(p).exists() for p in mine[1:]):
+                await anyio.sleep(0.1)
+    assert venv_gone
+    assert layers(fresh_env_dir) == []
+
+
+async def test_a_restart_sweeps_what_no_session_can_use(
+    env_config: ServerConfig, fresh_env_dir: Path
+) -> None:
+    dead = fresh_env_dir / "venvs" / "4194305-deadbeef"  # above any pid
+    (dead / "lib").mkdir(parents=True)
+    old = fresh_env_dir / "layers" / ("0" * 20)
+    (old / "site").mkdir(parents=True)
+    (old / "manifest.json").write_text("{}")
+    os.utime(old / "manifest.json", (1, 1))
+    cut_short = fresh_env_dir / "layers" / ("1" * 20)
+    (cut_short / "site").mkdir(parents=True)
+    kept = set(layers(fresh_env_dir)) - {old.name, cut_short.name}
+    async with Client(create_server(replace(env_config, env_dir=fresh_env_dir))) as client:
+        await call(client, "ping")
+    assert venvs(fresh_env_dir) == []
+    assert set(layers(fresh_env_dir)) == kept  # recent layers stay for the next session
+
+
+async def test_past_the_disk_bound_a_new_environment_is_refused(
+    env_config: ServerConfig, fresh_env_dir: Path, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0")
+    config = replace(env_config, env_dir=fresh_env_dir, env_max_mb=1)
+    async with Client(create_server(config)) as client:
+        await call(client, "create_session", session_id="a", dependencies=[])
+        message = await error(client, "create_session", session_id="b", dependencies=[name])
+        sessions = await call(client, "list_sessions")
+    assert "--env-max-mb" in message
+    assert "Delete sessions you no longer need" in message
+    assert [s["session_id"] for s in sessions["sessions"]] == ["a"]
+
+
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UV_OFFLINE", raising=False)
+    monkeypatch.delenv("UV_FIND_LINKS", raising=False)
+
+
+@pytest.mark.network
+@pytest.mark.usefixtures("online")
+async def test_a_package_the_index_lacks_is_named(env_config: ServerConfig) -> None:
+    missing = f"pms-no-such-package-{uuid.uuid4().hex[:8]}"
+    async with Client(create_server(env_config)) as client:
+        message = await error(client, "create_session", dependencies=[missing])
+    assert message.startswith(f"No package named {missing!r} was found in the package index.")
+
+
+@pytest.mark.network
+@pytest.mark.usefixtures("online")
+@pytest.mark.timeout(300)
+async def test_a_session_on_another_python_with_a_registry_package(
+    env_config: ServerConfig,
+) -> None:
+    async with Client(create_server(env_config)) as client:
+        info = await call(client, "get_environment_info")
+        other = next((v for v in info["pythons"][1:] if v.startswith("3.12")), None)
+        if other is None:
+            pytest.skip("this host has no Python 3.12")
+        await call(client, "create_session", session_id="p", dependencies=["six"], python="3.12")
+        res = await run(client, "p", "import sys, six\nsys.version_info[:2], six.__name__")
+    assert res["result"] == "((3, 12), 'six')"
