@@ -384,3 +384,23 @@ async def test_a_session_on_another_python_with_a_registry_package(
         await call(client, "create_session", session_id="p", dependencies=["six"], python="3.12")
         res = await run(client, "p", "import sys, six\nsys.version_info[:2], six.__name__")
     assert res["result"] == "((3, 12), 'six')"
+
+
+async def test_an_install_reports_progress(env_config: ServerConfig, name: str) -> None:
+    wheel = build_wheel(env_config.workspace_root, name, "1.0")
+    messages: list[str] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(create_server(env_config)) as client:
+        await call(client, "create_session", session_id="a", dependencies=[])
+        await client.call_tool(
+            "install_dependencies",
+            {"session_id": "a", "packages": [wheel.name]},
+            progress_handler=progress,
+        )
+    assert messages == [
+        f"Installing {wheel.name} into its own environment of session 'a'",
+        "The installer finished (exit code 0)",
+    ]

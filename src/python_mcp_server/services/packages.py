@@ -21,6 +21,7 @@ from python_mcp_server.errors import InvalidArgumentError, PackageError
 from python_mcp_server.services._installer import InstallSandbox, find_installer, run_installer
 from python_mcp_server.services._probe import evaluate, locked
 from python_mcp_server.services._requirements import Requested, parse_requirements
+from python_mcp_server.services.environments import Progress
 from python_mcp_server.services.sessions import SessionManager
 
 MAX_INSTALL_TIMEOUT_S = 3600.0
@@ -114,8 +115,10 @@ class PackageService:
         upgrade: bool = False,
         timeout_s: float | None = None,
         allow_source_builds: bool = False,
+        progress: Progress | None = None,
     ) -> InstallResult:
-        """Install `packages` into the session kernel's interpreter and make them importable."""
+        """Install `packages` into the session kernel's interpreter and make them importable;
+        `progress` hears when the installer starts and ends."""
         timeout = self._config.install_timeout_s if timeout_s is None else timeout_s
         if not 0 < timeout <= MAX_INSTALL_TIMEOUT_S:
             raise InvalidArgumentError(
@@ -137,11 +140,17 @@ class PackageService:
             )
         argv += [r.argument for r in requested]
         started = time.perf_counter()
+        where = "its own environment" if session.environment is not None else "the base environment"
         async with locked(session, wait_s=timeout):
             before = await evaluate(session, "versions")
+            if progress is not None:
+                wanted = ", ".join(r.raw for r in requested)
+                await progress(f"Installing {wanted} into {where} of session {session_id!r}")
             run = await run_installer(
                 argv, timeout, self._config.workspace_root, python, self._sandbox
             )
+            if progress is not None:
+                await progress(f"The installer finished (exit code {run.returncode})")
             after = await evaluate(session, "refresh", {k: v[1] for k, v in before.items()})
         returncode, output = run.returncode, run.output
         own = session.environment is not None

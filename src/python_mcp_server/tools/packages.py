@@ -16,6 +16,7 @@ from python_mcp_server.tools._common import (
     READ_ONLY,
     SessionArg,
     ToolFunction,
+    progress_reporter,
     resolve_session,
     result,
     schema,
@@ -93,7 +94,7 @@ async def install_dependencies(
     """
     sid = resolve_session(ctx, session_id)
     res = await services(ctx).packages.install(
-        sid, packages, upgrade, timeout_s, allow_source_builds
+        sid, packages, upgrade, timeout_s, allow_source_builds, progress_reporter(ctx)
     )
     return result(res, _render_install(res))
 
