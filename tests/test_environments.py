@@ -404,3 +404,19 @@ async def test_an_install_reports_progress(env_config: ServerConfig, name: str) 
         f"Installing {wheel.name} into its own environment of session 'a'",
         "The installer finished (exit code 0)",
     ]
+
+
+async def test_an_unreachable_index_says_so(
+    env_config: ServerConfig, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UV_OFFLINE", raising=False)
+    monkeypatch.delenv("UV_FIND_LINKS", raising=False)
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")
+    async with Client(create_server(env_config)) as client:
+        message = await error(client, "create_session", session_id="x", dependencies=[name])
+        sessions = await call(client, "list_sessions")
+    assert message.startswith(
+        f"The package index could not be reached for {name}, so nothing was installed"
+    )
+    assert sessions["sessions"] == []

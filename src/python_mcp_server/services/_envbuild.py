@@ -185,13 +185,13 @@ def explain_failure(requested: list[Requested], output: str, interpreter: Interp
             f"from wheels only: {_causes(output)} Pick a version that ships wheels, or another "
             "python."
         )
+    names = ", ".join(r.raw for r in requested) or "the kernel runtime"
     if any(marker in flat for marker in _UNREACHABLE):
         return (
-            "The package index could not be reached, so nothing was installed: "
+            f"The package index could not be reached for {names}, so nothing was installed: "
             f"{_causes(output)} Try again later; packages already in uv's cache install "
             "without the index."
         )
-    names = ", ".join(r.raw for r in requested) or "the kernel runtime"
     return f"The environment for {names} could not be built on {where}: {_causes(output)}"
 
 

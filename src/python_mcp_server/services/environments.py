@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import anyio
 import anyio.to_thread
 from pydantic import BaseModel, Field
 
@@ -282,7 +283,8 @@ class EnvironmentStore:
                 self._place, staging, key, kind, interpreter, requirements
             )
         finally:
-            await anyio.to_thread.run_sync(shutil.rmtree, staging, True)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(shutil.rmtree, staging, True)
         logger.info(
             "environment layer %s (%s) built in %.2f s, %d KB of its own",
             key,
@@ -367,7 +369,8 @@ class EnvironmentStore:
             await anyio.to_thread.run_sync(link_layers, folder, [x.site for x in layers])
             folder.chmod(0o755)
         except BaseException:
-            await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
             raise
         return folder
 
