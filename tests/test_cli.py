@@ -464,6 +464,7 @@ def test_every_setting_comes_from_its_environment_variable(tmp_path: Path) -> No
         "kernel_network": ("full", "full"),
         "kernel_allow_hosts": ("pypi.org", ["pypi.org"]),
         "install_allow_hosts": ("mirror.example.org", ["mirror.example.org"]),
+        "env_dir": ("/srv/envs", "/srv/envs"),
         "kernel_cpus": ("1.5", 1.5),
     }
     defaults = ServerConfig()

@@ -355,6 +355,30 @@ KernelPythonOption = Annotated[
         "Interpreter the kernels and scripts run (it needs ipykernel); default: this server's own.",
     ),
 ]
+EnvDirOption = Annotated[
+    Path | None,
+    _option(
+        "--env-dir",
+        "Where sessions' own environments live (create_session with dependencies); "
+        "default ~/.cache/python-mcp-server/envs. Best on the file system of uv's cache.",
+    ),
+]
+EnvKeepOption = Annotated[
+    float,
+    _option(
+        "--env-keep",
+        "Seconds an environment no session uses is kept, so a recreated session is fast.",
+        min=0,
+    ),
+]
+EnvMaxOption = Annotated[
+    int,
+    _option(
+        "--env-max-mb",
+        "Disk the environments may take beyond uv's cache, in MB (0 = no bound).",
+        min=0,
+    ),
+]
 ShowConfigOption = Annotated[
     bool,
     typer.Option(
@@ -408,6 +432,9 @@ def run(  # each parameter is named as the ServerConfig setting it sets
     image_max_bytes: ImageMaxBytesOption = _DEFAULTS.image_max_bytes,
     progress_keepalive_s: ProgressKeepaliveOption = _DEFAULTS.progress_keepalive_s,
     kernel_python: KernelPythonOption = None,
+    env_dir: EnvDirOption = _DEFAULTS.env_dir,
+    env_keep_s: EnvKeepOption = _DEFAULTS.env_keep_s,
+    env_max_mb: EnvMaxOption = _DEFAULTS.env_max_mb,
     show_config: ShowConfigOption = False,
     version: VersionOption = False,
 ) -> None:

@@ -69,7 +69,15 @@ class ServerConfig:
     kernel_network: KernelNetwork = "none"
     kernel_allow_hosts: tuple[str, ...] = ()
     install_allow_hosts: tuple[str, ...] = ()  # beyond the package indexes, for installs
+    env_dir: Path | None = None  # per-session environments; None: ~/.cache/python-mcp-server/envs
+    env_keep_s: float = 600.0  # how long an environment no session uses is kept
+    env_max_mb: int = 10_000  # disk the environments may take beyond uv's cache; 0 = no bound
 
     @property
     def workspace_root(self) -> Path:
         return self.workspace_dir.expanduser().resolve()
+
+    @property
+    def env_root(self) -> Path:
+        folder = self.env_dir or Path("~/.cache/python-mcp-server/envs")
+        return folder.expanduser().resolve()

@@ -78,7 +78,7 @@ def find_installer(python: str, *, source_builds: bool = False) -> tuple[Install
 
 
 @cache
-def _uv_cache_dir(uv: str) -> Path | None:
+def uv_cache_dir(uv: str) -> Path | None:
     """uv's cache folder as the server's environment configures it (made if missing)."""
     try:
         out = subprocess.run(
@@ -115,13 +115,18 @@ class InstallSandbox:
 
     @asynccontextmanager
     async def confine(
-        self, argv: list[str], python: str, environ: Mapping[str, str]
+        self,
+        argv: list[str],
+        python: str,
+        environ: Mapping[str, str],
+        target: Path | None = None,
     ) -> AsyncIterator[tuple[list[str], tuple[int, ...], EgressProxy]]:
-        """The sandboxed argv, the descriptors it must inherit, and its egress proxy."""
+        """The sandboxed argv, the descriptors it must inherit, and its egress proxy. It writes
+        `target` (default: the interpreter's environment) and the installer's cache."""
         prefixes = interpreter_prefixes(python)
         if prefixes is None:
             raise PackageError(f"The kernel's interpreter {python} cannot run.")
-        target = install_target(*prefixes)
+        target = target or install_target(*prefixes)
         if target is None:
             raise PackageError(
                 f"The kernel's interpreter {python} is the system's Python (prefix "
@@ -133,9 +138,11 @@ class InstallSandbox:
         env = {k: v for k, v in environ.items() if k.startswith(_INSTALLER_ENV_PREFIXES)}
         env = {k: v for k, v in env.items() if k not in SECRET_ENV_VARS} | _QUIET_ENV
         writable = [target]
-        cache_dir = _uv_cache_dir(argv[0]) if Path(argv[0]).name == "uv" else None
+        cache_dir = uv_cache_dir(argv[0]) if Path(argv[0]).name == "uv" else None
         if cache_dir is not None:
-            writable.append(cache_dir)
+            # one mount for the cache and a target inside it (an environment layer being built),
+            # so uv can hard-link from one to the other
+            writable = [cache_dir] if _under_any(target, [cache_dir]) else [target, cache_dir]
             # a cache on another mount cannot be hard-linked from: copy, without a warning
             env |= {"UV_CACHE_DIR": str(cache_dir), "UV_LINK_MODE": "copy"}
         else:
@@ -181,13 +188,15 @@ async def run_installer(
     cwd: Path,
     python: str,
     sandbox: InstallSandbox | None = None,
+    target: Path | None = None,
 ) -> InstallerRun:
-    """Run the installer, sandboxed when `sandbox` is given. Never a shell."""
+    """Run the installer, sandboxed when `sandbox` is given (writing only `target`, default the
+    interpreter's environment, and the cache). Never a shell."""
     if sandbox is None:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS} | _QUIET_ENV
         code, output = await _run(argv, limit_s, cwd, env, ())
         return InstallerRun(code, output)
-    async with sandbox.confine(argv, python, os.environ) as (sandboxed, fds, proxy):
+    async with sandbox.confine(argv, python, os.environ, target) as (sandboxed, fds, proxy):
         code, output = await _run(sandboxed, limit_s, cwd, {}, fds)
         refused = [f"{r.host}:{r.port} ({r.reason})" for r in proxy.refused]
     return InstallerRun(code, output, list(dict.fromkeys(refused)))

@@ -151,6 +151,14 @@ class SessionInfo(BaseModel):
     limits: KernelLimitsInfo | None = Field(
         default=None, description="Enforced limits; None when kernels are not sandboxed."
     )
+    environment: Literal["base", "own"] = Field(
+        default="base",
+        description="'own': the session has an environment of its own (create_session with "
+        "dependencies or python), where its installs go; 'base': the server's, shared.",
+    )
+    dependencies: list[str] | None = Field(
+        default=None, description="The requirements its own environment was created with."
+    )
 
 
 class SessionList(BaseModel):

@@ -21,6 +21,7 @@ from python_mcp_server.errors import InvalidArgumentError, PackageError
 from python_mcp_server.services._installer import InstallSandbox, find_installer, run_installer
 from python_mcp_server.services._probe import evaluate, locked
 from python_mcp_server.services._requirements import Requested, parse_requirements
+from python_mcp_server.services.environments import Progress
 from python_mcp_server.services.sessions import SessionManager
 
 MAX_INSTALL_TIMEOUT_S = 3600.0
@@ -61,6 +62,10 @@ class InstallResult(BaseModel):
     refused_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts the sandboxed installer tried to reach that are not a package index.",
+    )
+    environment: Literal["own", "base"] = Field(
+        description="'own': installed into the session's own environment, which no other "
+        "session sees; 'base': into the server's environment, shared by every session on it."
     )
     command: str
     duration_ms: float
@@ -110,8 +115,10 @@ class PackageService:
         upgrade: bool = False,
         timeout_s: float | None = None,
         allow_source_builds: bool = False,
+        progress: Progress | None = None,
     ) -> InstallResult:
-        """Install `packages` into the session kernel's interpreter and make them importable."""
+        """Install `packages` into the session kernel's interpreter and make them importable;
+        `progress` hears when the installer starts and ends."""
         timeout = self._config.install_timeout_s if timeout_s is None else timeout_s
         if not 0 < timeout <= MAX_INSTALL_TIMEOUT_S:
             raise InvalidArgumentError(
@@ -133,13 +140,20 @@ class PackageService:
             )
         argv += [r.argument for r in requested]
         started = time.perf_counter()
+        where = "its own environment" if session.environment is not None else "the base environment"
         async with locked(session, wait_s=timeout):
             before = await evaluate(session, "versions")
+            if progress is not None:
+                wanted = ", ".join(r.raw for r in requested)
+                await progress(f"Installing {wanted} into {where} of session {session_id!r}")
             run = await run_installer(
                 argv, timeout, self._config.workspace_root, python, self._sandbox
             )
+            if progress is not None:
+                await progress(f"The installer finished (exit code {run.returncode})")
             after = await evaluate(session, "refresh", {k: v[1] for k, v in before.items()})
         returncode, output = run.returncode, run.output
+        own = session.environment is not None
         if installer == "pip" and "No module named pip" in output:
             raise PackageError(
                 f"Neither uv nor pip is available for {python}. Install uv on the server's "
@@ -163,11 +177,24 @@ class PackageService:
             sandboxed=self._sandbox is not None,
             source_builds=allow_source_builds,
             refused_hosts=run.refused,
+            environment="own" if own else "base",
             command=shlex.join(argv),
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             output_tail=_tail(output),
-            message=_message(status, outcomes, restart, old, new, timeout, run.refused),
+            message=_message(status, outcomes, restart, old, new, timeout, run.refused)
+            + _where(own, status),
         )
+
+
+def _where(own: bool, status: str) -> str:
+    if status != "ok":
+        return ""
+    if own:
+        return " They went into this session's own environment; other sessions do not see them."
+    return (
+        " They went into the server's base environment, shared by every session without an "
+        "environment of its own (create_session with dependencies gives a session its own)."
+    )
 
 
 def _outcome(

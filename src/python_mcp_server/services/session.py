@@ -22,6 +22,7 @@ import anyio
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, ServerError
 from python_mcp_server.kernels import ExecutionRun, ExitInfo, KernelLimits, OutputCallback, Reply
+from python_mcp_server.services.environments import SessionEnvironment
 from python_mcp_server.services.kernel_start import ReadyKernel
 from python_mcp_server.services.lifecycle import Lifecycle, PublicState, SessionState
 from python_mcp_server.services.models import KernelLimitsInfo, SessionInfo
@@ -89,6 +90,7 @@ class KernelSession:
         self._stopping = False  # the server is shutting down
         self._restarts: list[RestartEvent] = []
         self.history = CellHistory()
+        self.environment: SessionEnvironment | None = None  # None: the server's, shared
 
     # ------------------------------------------------------------------ what it is
 
@@ -155,6 +157,8 @@ class KernelSession:
             kernel_pid=self.pid,
             python=self.python,
             limits=_limits_info(self.limits),
+            environment="base" if self.environment is None else "own",
+            dependencies=None if self.environment is None else list(self.environment.requirements),
         )
 
     def touch(self) -> None:

@@ -34,6 +34,11 @@ from python_mcp_server.errors import (
 )
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend, KernelLimits
+from python_mcp_server.services.environments import (
+    EnvironmentStore,
+    Progress,
+    SessionEnvironment,
+)
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.pool import KernelPool
 from python_mcp_server.services.sandboxing import SandboxRuntime
@@ -67,6 +72,7 @@ class SessionManager:
         self.kernels = KernelStarter(config, backend, self.monitor.available_mb)
         self.kernels.sandboxed = self.sandbox.enabled
         self.kernels.workspace_owner = self.sandbox.workspace_owner
+        self.environments = EnvironmentStore(config, self.sandbox.plan)
         self._sessions: dict[str, KernelSession] = {}
         self._starting: dict[str, KernelSession] = {}
         self._expired: OrderedDict[str, float] = OrderedDict()
@@ -78,6 +84,7 @@ class SessionManager:
 
     async def __aenter__(self) -> Self:
         self._config.workspace_root.mkdir(parents=True, exist_ok=True)
+        await self.environments.sweep()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         self.kernels.pool.refill()
         return self
@@ -133,6 +140,8 @@ class SessionManager:
             for result in results:
                 if isinstance(result, BaseException):
                     logger.error("kernel shutdown failed", exc_info=result)
+            for session in sessions:
+                await self.environments.release(session.environment)
         if scope.cancelled_caught:
             logger.error("kernels did not shut down within %s s", _CLOSE_TIMEOUT_S)
 
@@ -191,7 +200,12 @@ class SessionManager:
         memory_mb: int | None = None,
         max_processes: int | None = None,
         cpus: float | None = None,
+        dependencies: list[str] | None = None,
+        python: str | None = None,
+        progress: Progress | None = None,
     ) -> KernelSession:
+        """A new session; with `dependencies` or `python`, in an environment of its own (built
+        first; removed again if the kernel does not start)."""
         if session_id is None:
             session_id = f"s-{secrets.token_urlsafe(12)}"
         elif not _SESSION_ID.fullmatch(session_id):
@@ -200,7 +214,18 @@ class SessionManager:
                 "'.', starting with a letter or digit; or omit it to get a generated id."
             )
         limits = self._limits(memory_mb, max_processes, cpus)
-        return await self._create(session_id, description, limits)
+        if dependencies is None and python is None:
+            return await self._create(session_id, description, limits)
+        self._check_room(session_id)
+        env = await self.environments.create(dependencies or [], python, progress)
+        try:
+            if progress is not None:
+                await progress("Starting the session's kernel")
+            return await self._create(session_id, description, limits, env)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.environments.release(env)
+            raise
 
     def _limits(
         self, memory_mb: int | None, max_processes: int | None, cpus: float | None
@@ -217,25 +242,37 @@ class SessionManager:
             return None
         return self.kernels.limits_for(memory_mb, max_processes, cpus)
 
-    async def _create(
-        self, session_id: str, description: str | None, limits: KernelLimits | None = None
-    ) -> KernelSession:
+    def _check_room(self, session_id: str) -> None:
         if session_id in self._sessions or session_id in self._starting:
             raise SessionExistsError(session_id)
         live = len(self._sessions) + len(self._starting)
         if live >= self._config.max_sessions:
             raise SessionLimitError(self._config.max_sessions, self.ids())
         self.kernels.check_memory()
+
+    async def _create(
+        self,
+        session_id: str,
+        description: str | None,
+        limits: KernelLimits | None = None,
+        env: SessionEnvironment | None = None,
+    ) -> KernelSession:
+        self._check_room(session_id)
         if limits is None and self.sandbox.enabled:
             limits = self.kernels.default_limits
         session = KernelSession(
             session_id,
             description,
             config=self._config,
-            kernels=self.kernels,
+            kernels=(
+                self.kernels
+                if env is None
+                else self.kernels.for_environment(env.python, env.read_only)
+            ),
             gone=self._gone,
             limits=limits,
         )
+        session.environment = env
         self._starting[session_id] = session
         try:
             await session.start()
@@ -260,6 +297,7 @@ class SessionManager:
             assert caller is not None
             del self._targets[caller]
         await session.close()
+        await self.environments.release(session.environment)
         logger.info("session %s deleted", session_id)
         return was_current
 
@@ -304,6 +342,7 @@ class SessionManager:
                 logger.error("checking a session failed", exc_info=outcome)
         if not self._closing:
             self.kernels.pool.discard_dead()
+            await self.environments.collect()
         self.monitor.forget({pid for s in self._sessions.values() if (pid := s.pid)})
 
     def _stopped(self, pid: int) -> bool:
@@ -313,6 +352,7 @@ class SessionManager:
         self._sessions.pop(session.session_id, None)
         _remember(self._expired, session.session_id, time.time())
         await session.close()
+        await self.environments.release(session.environment)
         logger.info("session %s expired after idling", session.session_id)
 
 

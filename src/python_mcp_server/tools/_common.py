@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -98,3 +99,16 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise ToolError(str(exc), log_level=logging.INFO) from exc
 
     return wrapper
+
+
+def progress_reporter(ctx: Context) -> Callable[[str], Awaitable[None]] | None:
+    """Sends each message as a progress notification, when the client asked for progress."""
+    rc = ctx.request_context
+    if rc is None or not rc.meta or "progressToken" not in (rc.meta or {}):
+        return None
+    sent = itertools.count(1)
+
+    async def report(message: str) -> None:
+        await ctx.report_progress(next(sent), None, message)
+
+    return report

@@ -16,6 +16,7 @@ from python_mcp_server.tools._common import (
     READ_ONLY,
     SessionArg,
     ToolFunction,
+    progress_reporter,
     resolve_session,
     result,
     schema,
@@ -93,7 +94,7 @@ async def install_dependencies(
     """
     sid = resolve_session(ctx, session_id)
     res = await services(ctx).packages.install(
-        sid, packages, upgrade, timeout_s, allow_source_builds
+        sid, packages, upgrade, timeout_s, allow_source_builds, progress_reporter(ctx)
     )
     return result(res, _render_install(res))
 
@@ -112,14 +113,31 @@ async def list_installed_packages(ctx: Context, session_id: SessionArg = None) -
 
 
 @tool(annotations=READ_ONLY, output_schema=schema(EnvironmentInfo))
-async def get_environment_info(ctx: Context) -> ToolResult:
+async def get_environment_info(
+    ctx: Context,
+    session_id: Annotated[
+        str | None,
+        Field(
+            description="Also describe this session's environment: its own (what it was "
+            "created with, its layers) or the server's shared one."
+        ),
+    ] = None,
+    include_lock: Annotated[
+        bool,
+        Field(
+            description="With session_id: list every distribution it holds as name==version "
+            "(`uv pip freeze` form), to recreate it with create_session(dependencies=...)."
+        ),
+    ] = False,
+) -> ToolResult:
     """Describe the execution environment: Python, platform, CPU, memory, limits.
 
     Use it to learn which Python version and platform your code runs on, how much memory
     and how many CPUs are there, where the workspace is, and the limits in force (timeouts,
-    session count, output and file size caps). Starts no kernel.
+    session count, output and file size caps); `pythons` lists the versions create_session
+    can give a session. Starts no kernel (unless session_id is 'default' before first use).
     """
-    return result(await services(ctx).environment.info())
+    return result(await services(ctx).environment.info(session_id or None, include_lock))
 
 
 TOOLS: Final[tuple[ToolFunction, ...]] = (
