@@ -29,6 +29,7 @@ from python_mcp_server.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
     DomainErrorMiddleware,
+    HeaderWhitespaceMiddleware,
     TimingMiddleware,
 )
 from python_mcp_server.runtime import Services, lifespan_for
@@ -83,7 +84,7 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
 def http_app(mcp: FastMCP[Any], config: ServerConfig, *, keepalive_s: float = 15.0) -> Any:
     """The Starlette app serving `mcp` at `config.path`. A stateless-era call silent for
     `keepalive_s` seconds gets its answer as an event stream with pings."""
-    middleware = []
+    middleware = [ASGIMiddleware(HeaderWhitespaceMiddleware)]
     if config.auth_token:
         middleware.append(ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token))
     middleware.append(ASGIMiddleware(BodyLimitMiddleware))

@@ -1,0 +1,109 @@
+"""What real HTTP clients send and expect: older protocol versions, OAuth-first clients, header
+values with surrounding spaces, log notifications.
+
+The server runs in this process under uvicorn (httptools, as in production) on a loopback port;
+the clients are raw sockets and httpx, the FastMCP Client and the MCP SDK's client."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+import uvicorn
+
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.server import create_server, http_app
+from tests.servers import free_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
+
+MODERN = "2026-07-28"
+ACCEPT = "application/json, text/event-stream"
+
+
+@asynccontextmanager
+async def serving(config: ServerConfig) -> AsyncIterator[str]:
+    """The server's HTTP app under uvicorn in this event loop; yields the base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            http_app(create_server(config), config),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+        )
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        with anyio.fail_after(60):
+            while not server.started:
+                await anyio.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+
+
+def modern_meta() -> dict[str, Any]:
+    return {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+
+
+def raw_post(base: str, headers: list[str], body: dict[str, Any]) -> tuple[int, str]:
+    """POST `body` to /mcp over a plain socket, with `headers` sent byte for byte (httpx refuses
+    a header value with a trailing space); returns the status and the body."""
+    host, port = base.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    head = [
+        "POST /mcp HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Accept: {ACCEPT}",
+        f"Content-Length: {len(data)}",
+        "Connection: close",
+        *headers,
+    ]
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2].decode()
+
+
+# -------------------------------------------------------------------- header values with spaces
+
+
+@pytest.mark.parametrize(
+    "padded",
+    ["Mcp-Name: ping ", "Mcp-Method: tools/call ", f"MCP-Protocol-Version: {MODERN} "],
+    ids=["Mcp-Name", "Mcp-Method", "MCP-Protocol-Version"],
+)
+async def test_mcp_headers_with_a_trailing_space_are_accepted(
+    config: ServerConfig, padded: str
+) -> None:
+    headers = {
+        "mcp-name": "Mcp-Name: ping",
+        "mcp-method": "Mcp-Method: tools/call",
+        "mcp-protocol-version": f"MCP-Protocol-Version: {MODERN}",
+    }
+    headers[padded.split(":")[0].lower()] = padded
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "ping", "arguments": {}, "_meta": modern_meta()},
+    }
+    async with serving(config) as base:
+        status, text = await anyio.to_thread.run_sync(raw_post, base, list(headers.values()), body)
+    assert status == 200, text
+    assert json.loads(text)["result"]["structuredContent"]["ok"] is True
