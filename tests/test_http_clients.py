@@ -10,9 +10,11 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import uvicorn
 
@@ -107,3 +109,92 @@ async def test_mcp_headers_with_a_trailing_space_are_accepted(
         status, text = await anyio.to_thread.run_sync(raw_post, base, list(headers.values()), body)
     assert status == 200, text
     assert json.loads(text)["result"]["structuredContent"]["ok"] is True
+
+
+# ------------------------------------------------------------------------- OAuth-first clients
+
+TOKEN = "s3cret"
+DISCOVERY = [
+    "/.well-known/oauth-protected-resource/mcp",
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/openid-configuration",
+]
+
+
+async def test_oauth_discovery_and_registration_get_404_with_how_to_send_the_token(
+    config: ServerConfig,
+) -> None:
+    registration = {"redirect_uris": ["http://127.0.0.1:33418/"], "client_name": "an editor"}
+    async with serving(replace(config, auth_token=TOKEN)) as base, httpx.AsyncClient() as http:
+        discovery = [(await http.get(base + path)).status_code for path in DISCOVERY]
+        registered = await http.post(base + "/register", json=registration)
+    assert discovery == [404] * len(DISCOVERY)
+    assert registered.status_code == 404
+    assert registered.json()["error"] == "invalid_request"
+    description = registered.json()["error_description"]
+    assert description.startswith("This server does not use OAuth")
+    assert '--header "Authorization: Bearer <token>"' in description
+
+
+async def test_a_401_names_an_error_only_when_a_credential_came(config: ServerConfig) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "ping", "arguments": {}, "_meta": modern_meta()},
+    }
+    headers = {
+        "Accept": ACCEPT,
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "ping",
+    }
+    async with serving(replace(config, auth_token=TOKEN)) as base, httpx.AsyncClient() as http:
+        missing = await http.post(base + "/mcp", json=body, headers=headers)
+        wrong = await http.post(
+            base + "/mcp", json=body, headers={**headers, "Authorization": "Bearer nope"}
+        )
+    assert (missing.status_code, wrong.status_code) == (401, 401)
+    assert missing.headers["www-authenticate"] == 'Bearer realm="python-mcp-server"'
+    assert wrong.headers["www-authenticate"] == (
+        'Bearer realm="python-mcp-server", error="invalid_token"'
+    )
+    assert missing.json()["error"]["message"].startswith(
+        "Unauthorized: this server needs its token"
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Using in-memory token storage")
+async def test_a_client_that_tries_oauth_first_fails_at_once_with_how_to_send_the_token(
+    config: ServerConfig,
+) -> None:
+    """FastMCP's OAuth client runs the MCP SDK's flow, as editors do: discovery, then dynamic
+    client registration. It must end there, with our message, before any browser opens."""
+    from fastmcp import Client
+
+    async with serving(replace(config, auth_token=TOKEN)) as base:
+        with (
+            anyio.fail_after(30),
+            pytest.raises(RuntimeError, match="does not use OAuth") as failed,
+        ):
+            async with Client(base + "/mcp", auth="oauth") as client:
+                await client.ping()
+    assert "Authorization: Bearer <token>" in str(failed.value)
+
+
+async def test_the_mcp_sdk_client_sends_the_token_as_the_readme_shows(config: ServerConfig) -> None:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    timeout = httpx2.Timeout(30, read=300)
+    async with (
+        serving(replace(config, auth_token=TOKEN)) as base,
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        Client(streamable_http_client(base + "/mcp", http_client=http)) as client,
+    ):
+        res = await client.call_tool("ping", {})
+    assert res.structured_content is not None
+    assert res.structured_content["ok"] is True
