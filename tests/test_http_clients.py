@@ -198,3 +198,83 @@ async def test_the_mcp_sdk_client_sends_the_token_as_the_readme_shows(config: Se
         res = await client.call_tool("ping", {})
     assert res.structured_content is not None
     assert res.structured_content["ok"] is True
+
+
+# ------------------------------------------------------------- clients of older protocol versions
+
+SPILL = "print('x' * 500)"  # past max_output_chars: the full text goes to a file, linked
+
+
+def handshake_session(http: httpx.Client, url: str, version: str) -> dict[str, str]:
+    """`initialize` at `version` and `notifications/initialized`; the headers of later requests."""
+    init = http.post(
+        url,
+        headers={"Accept": ACCEPT},
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": version,
+                "capabilities": {},
+                "clientInfo": {"name": "an older client", "version": "0"},
+            },
+        },
+    )
+    assert rpc_result(init)["protocolVersion"] == version
+    headers = {"Accept": ACCEPT, "Mcp-Session-Id": init.headers["mcp-session-id"]}
+    if version >= "2025-06-18":
+        headers["MCP-Protocol-Version"] = version
+    done = http.post(
+        url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"}
+    )
+    assert done.status_code == 202
+    return headers
+
+
+def rpc_result(response: httpx.Response) -> dict[str, Any]:
+    """The result of the JSON-RPC answer in a JSON or event-stream reply."""
+    if response.headers["content-type"].startswith("application/json"):
+        answer = response.json()
+    else:
+        events = [
+            json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")
+        ]
+        answer = next(event for event in events if "id" in event)
+    assert "result" in answer, answer
+    return dict(answer["result"])
+
+
+def call_at(url: str, version: str) -> dict[str, Any]:
+    with httpx.Client(timeout=60) as http:
+        headers = handshake_session(http, url, version)
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "run_python_code", "arguments": {"code": SPILL}},
+        }
+        return rpc_result(http.post(url, headers=headers, json=call))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("version", ["2024-11-05", "2025-03-26"])
+async def test_clients_before_2025_06_18_get_links_as_text(
+    config: ServerConfig, version: str
+) -> None:
+    async with serving(replace(config, max_output_chars=100)) as base:
+        result = await anyio.to_thread.run_sync(call_at, base + "/mcp", version)
+    types = [block["type"] for block in result["content"]]
+    uri = result["structuredContent"]["output_files"][0]
+    assert uri.startswith("kernel://")
+    assert types == ["text", "text"]
+    assert uri in result["content"][1]["text"]
+
+
+@pytest.mark.kernel
+async def test_clients_from_2025_06_18_get_resource_links(config: ServerConfig) -> None:
+    async with serving(replace(config, max_output_chars=100)) as base:
+        result = await anyio.to_thread.run_sync(call_at, base + "/mcp", "2025-06-18")
+    link = result["content"][-1]
+    assert link["type"] == "resource_link"
+    assert link["uri"] == result["structuredContent"]["output_files"][0]

@@ -30,6 +30,7 @@ from python_mcp_server.middleware import (
     BodyLimitMiddleware,
     DomainErrorMiddleware,
     HeaderWhitespaceMiddleware,
+    LinksAsTextMiddleware,
     TimingMiddleware,
 )
 from python_mcp_server.runtime import Services, lifespan_for
@@ -67,7 +68,7 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
         version=__version__,
         lifespan=lifespan_for(config, services),
         mask_error_details=True,
-        middleware=[DomainErrorMiddleware(), TimingMiddleware()],
+        middleware=[DomainErrorMiddleware(), TimingMiddleware(), LinksAsTextMiddleware()],
     )
     for tool in TOOLS:
         mcp.add_tool(domain_errors(tool))
