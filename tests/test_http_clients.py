@@ -278,3 +278,97 @@ async def test_clients_from_2025_06_18_get_resource_links(config: ServerConfig) 
     link = result["content"][-1]
     assert link["type"] == "resource_link"
     assert link["uri"] == result["structuredContent"]["output_files"][0]
+
+
+# ------------------------------------------------------------------------------ log messages
+
+LONG_PRINT = "print('x' * 500)"  # over max_output_chars=100: the server notes the cut
+OVER_BUDGET = "stdout was 501 characters, over the budget of 100"
+
+
+def log_text(message: Any) -> str:
+    data = message.data
+    return str(data.get("msg") if isinstance(data, dict) else data)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_the_servers_notes_about_a_call_reach_the_fastmcp_log_handler(
+    config: ServerConfig, mode: str
+) -> None:
+    from fastmcp import Client
+
+    received: list[Any] = []
+
+    async def on_log(message: Any) -> None:
+        received.append(message)
+
+    async with (
+        serving(replace(config, max_output_chars=100)) as base,
+        Client(base + "/mcp", log_handler=on_log, mode=mode) as client,
+    ):
+        res = await client.call_tool("run_python_code", {"code": LONG_PRINT})
+    assert res.structured_content is not None
+    assert OVER_BUDGET in res.structured_content["message"]
+    notes = [(m.level, m.logger, log_text(m)) for m in received]
+    assert len(notes) == 1, notes
+    level, logger, text = notes[0]
+    assert (level, logger) == ("warning", "python-mcp-server")
+    assert text.startswith(OVER_BUDGET)
+
+
+@pytest.mark.kernel
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # setLevel
+async def test_log_messages_follow_the_level_a_2025_session_set(config: ServerConfig) -> None:
+    from fastmcp import Client
+
+    received: list[Any] = []
+
+    async def on_log(message: Any) -> None:
+        received.append(message)
+
+    async with (
+        serving(replace(config, max_output_chars=100)) as base,
+        Client(base + "/mcp", log_handler=on_log, mode="legacy") as client,
+    ):
+        await client.set_logging_level("error")
+        await client.call_tool("run_python_code", {"code": LONG_PRINT})
+        quiet = len(received)
+        await client.set_logging_level("warning")
+        await client.call_tool("run_python_code", {"code": LONG_PRINT})
+    assert quiet == 0
+    assert [m.level for m in received] == ["warning"]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(("level", "expected"), [("error", 0), ("warning", 1), (None, 0)])
+async def test_log_messages_follow_the_level_a_2026_request_asks_for(
+    config: ServerConfig, level: str | None, expected: int
+) -> None:
+    meta = modern_meta()
+    if level is not None:
+        meta["io.modelcontextprotocol/logLevel"] = level
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "run_python_code", "arguments": {"code": LONG_PRINT}, "_meta": meta},
+    }
+    headers = {
+        "Accept": ACCEPT,
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "run_python_code",
+    }
+    async with (
+        serving(replace(config, max_output_chars=100)) as base,
+        httpx.AsyncClient(timeout=60) as http,
+    ):
+        response = await http.post(base + "/mcp", json=body, headers=headers)
+    lines = [
+        json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")
+    ]
+    logs = [event for event in lines if event.get("method") == "notifications/message"]
+    assert len(logs) == expected, response.text
+    assert all(log["params"]["level"] == "warning" for log in logs)
+    assert OVER_BUDGET in rpc_result(response)["structuredContent"]["message"]
