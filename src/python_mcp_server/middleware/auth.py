@@ -27,7 +27,7 @@ MESSAGE: Final = (
 )
 NO_OAUTH: Final = (
     "This server does not use OAuth: configure the client to send the header "
-    "'Authorization: Bearer <token>' with the value of --auth-token. Claude Code: claude mcp add "
+    "'Authorization: Bearer <token>' with the server's token. Claude Code: claude mcp add "
     '--transport http <name> <url> --header "Authorization: Bearer <token>"; VS Code and '
     'Cursor: "headers": {"Authorization": "Bearer <token>"} in mcp.json.'
 )
