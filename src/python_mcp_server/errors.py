@@ -22,7 +22,8 @@ ServerError                        the model can act on this (reaches it as an `
 ├── InvalidArgumentError           a value the schema allows but the tool cannot use
 │   └── InvalidTextError           text with unpaired surrogates (not encodable as UTF-8)
 ├── ArtifactNotFoundError          a kernel:// file that a session never produced
-└── ResourceLimitError             host memory below the floor, and similar limits
+├── ResourceLimitError             host memory below the floor, and similar limits
+└── ServerStoppingError            the server is shutting down: no new cells or sessions
 ```
 """
 
@@ -57,6 +58,14 @@ class InvalidTextError(InvalidArgumentError):
 
 class ResourceLimitError(ServerError):
     """A host or server limit refuses the request."""
+
+
+class ServerStoppingError(ServerError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down, so it starts no new code or session; call again once "
+            "it is back (variables are not kept across a server restart)."
+        )
 
 
 class KernelError(ServerError):

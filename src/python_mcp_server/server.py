@@ -30,11 +30,14 @@ from python_mcp_server.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
     DomainErrorMiddleware,
+    HeaderWhitespaceMiddleware,
+    LinksAsTextMiddleware,
     TimingMiddleware,
 )
 from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
 from python_mcp_server.transports import (
+    CountRequests,
     Inbound,
     InFlight,
     LineReader,
@@ -48,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 _REPEAT_WINDOW_S = 1.0  # signals this close together count as one
 _FLUSH_S = 5.0  # at the end of stdio input, time left to write the last answers
-_STOP_GRACE_S = 3.0  # after a signal, time for interrupted calls to be answered (stdio)
+_DRAIN_S = 5.0  # after a signal, most time for calls to be answered and followed up
+_QUIET_S = 1.0  # after the last answer, time for a client's follow-up requests
 
 INSTRUCTIONS = """\
 Runs Python in persistent Jupyter kernels. Call run_python_code to execute code; variables persist
@@ -67,7 +71,7 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
         version=__version__,
         lifespan=lifespan_for(config, services),
         mask_error_details=True,
-        middleware=[DomainErrorMiddleware(), TimingMiddleware()],
+        middleware=[DomainErrorMiddleware(), TimingMiddleware(), LinksAsTextMiddleware()],
     )
     for tool in TOOLS:
         mcp.add_tool(domain_errors(tool))
@@ -81,10 +85,19 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
     return mcp
 
 
-def http_app(mcp: FastMCP[Any], config: ServerConfig, *, keepalive_s: float = 15.0) -> Any:
+def http_app(
+    mcp: FastMCP[Any],
+    config: ServerConfig,
+    *,
+    keepalive_s: float = 15.0,
+    in_flight: InFlight | None = None,
+) -> Any:
     """The Starlette app serving `mcp` at `config.path`. A stateless-era call silent for
-    `keepalive_s` seconds gets its answer as an event stream with pings."""
-    middleware = []
+    `keepalive_s` seconds gets its answer as an event stream with pings. `in_flight`, when
+    given, holds the requests being answered."""
+    middleware = [ASGIMiddleware(HeaderWhitespaceMiddleware)]
+    if in_flight is not None:
+        middleware.insert(0, ASGIMiddleware(CountRequests, in_flight=in_flight))
     if config.auth_token:
         middleware.append(ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token))
     middleware.append(ASGIMiddleware(BodyLimitMiddleware))
@@ -183,8 +196,9 @@ async def _serve_stdio(mcp: FastMCP[Any], services: Services | None) -> None:
 
 
 class _StdioStop:
-    """What a signal does to the stdio server: interrupt running cells and give their calls up to
-    `_STOP_GRACE_S` to be answered, then stop; a second signal stops at once."""
+    """What a signal does to the stdio server: interrupt running cells and give their calls, and
+    the requests a client sends right after an answer (see `transports.in_flight`), up to
+    `_DRAIN_S` to be answered, then stop; a second signal stops at once."""
 
     def __init__(
         self,
@@ -207,10 +221,10 @@ class _StdioStop:
         self._tg.start_soon(self._stop)
 
     async def _stop(self) -> None:
-        with anyio.move_on_after(_STOP_GRACE_S):
+        with anyio.move_on_after(_DRAIN_S):
             if self._services is not None:
                 await self._services.sessions.interrupt_running()
-            await self._in_flight.drained()
+            await self._in_flight.quiet(_QUIET_S)
         self._serving.cancel()
 
 
@@ -237,9 +251,10 @@ async def _serve_lines(mcp: FastMCP[Any], wire_in: int, wire_out: int, in_flight
 
 
 async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:
+    in_flight = InFlight()
     server = _Uvicorn(
         uvicorn.Config(
-            http_app(mcp, config),
+            http_app(mcp, config, in_flight=in_flight),
             host=config.host,
             port=config.port,
             log_level=config.log_level.lower(),
@@ -253,7 +268,7 @@ async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Service
     )
     failed: str | int | None = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_until_signal, _HttpStop(server, tg, services))
+        tg.start_soon(_until_signal, _HttpStop(server, tg, services, in_flight))
         try:
             await server.serve()
         except SystemExit as exc:  # uvicorn's way to say it could not start; it logged why
@@ -271,21 +286,36 @@ async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Service
 
 class _HttpStop:
     """What a signal does to the HTTP server: interrupt running cells so their calls still get
-    an answer, then ask uvicorn to stop. A second signal skips uvicorn's grace period, unless it is
-    the same Ctrl-C delivered twice (the terminal signals the whole process group, and `uv run`
-    forwards it too)."""
+    an answer, keep serving until those answers and the requests clients send right after one
+    (see `transports.in_flight`) are answered, then ask uvicorn to stop. New cells and sessions
+    are refused meanwhile. A second signal stops at once, unless it is the same Ctrl-C delivered
+    twice (the terminal signals the whole process group, and `uv run` forwards it too)."""
 
-    def __init__(self, server: uvicorn.Server, tg: TaskGroup, services: Services | None) -> None:
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        tg: TaskGroup,
+        services: Services | None,
+        in_flight: InFlight,
+    ) -> None:
         self._server = server
         self._tg = tg
         self._services = services
+        self._in_flight = in_flight
         self._first = 0.0
 
     def __call__(self, signum: int) -> None:
-        if self._services is not None and not self._server.should_exit:
-            self._tg.start_soon(self._services.sessions.interrupt_running)
         now = time.monotonic()
-        if self._first and now - self._first > _REPEAT_WINDOW_S:
+        if not self._first:
+            self._first = now
+            self._tg.start_soon(self._drain)
+        elif now - self._first > _REPEAT_WINDOW_S:
             self._server.force_exit = True
-        self._first = self._first or now
+            self._server.should_exit = True
+
+    async def _drain(self) -> None:
+        with anyio.move_on_after(_DRAIN_S):
+            if self._services is not None:
+                await self._services.sessions.interrupt_running()
+            await self._in_flight.quiet(_QUIET_S)
         self._server.should_exit = True

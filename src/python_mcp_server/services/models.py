@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from pydantic.json_schema import SkipJsonSchema
 
 
@@ -98,6 +99,17 @@ class ExecutionResult(BaseModel):
     output_files: list[str] = Field(
         default_factory=list, description="URIs of full outputs that were too long to inline."
     )
+    _notes: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The notes `message` joins, one per thing the server did, for clients that take them
+        as log messages (not part of the result itself)."""
+        return self._notes
+
+    def with_notes(self, notes: Iterable[str]) -> ExecutionResult:
+        self._notes = tuple(notes)
+        return self
 
 
 class KernelLimitsInfo(BaseModel):

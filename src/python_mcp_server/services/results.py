@@ -163,4 +163,4 @@ def build_result(
         displays=outputs.rich.displays,
         files=outputs.files,
         output_files=collector.spill_uris(),
-    )
+    ).with_notes(notes)

@@ -27,6 +27,7 @@ from python_mcp_server.errors import (
     InvalidArgumentError,
     KernelNotFoundError,
     ServerError,
+    ServerStoppingError,
     SessionDeletedError,
     SessionExistsError,
     SessionExpiredError,
@@ -81,6 +82,7 @@ class SessionManager:
         self._create_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
+        self._stopping = False  # the server is shutting down: no new cells or sessions
 
     async def __aenter__(self) -> Self:
         self._config.workspace_root.mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,7 @@ class SessionManager:
         grace period, instead of being cut off. The kernel of a cell still running `grace_s`
         later (it ignores the interrupt) is stopped, so its call ends too.
         """
+        self._stopping = True
         running = [s for s in self._sessions.values() if s.running and not s.closed]
         for session in running:
             await session.interrupt_for_shutdown()
@@ -170,6 +173,8 @@ class SessionManager:
 
     async def acquire(self, session_id: str) -> KernelSession:
         """The session to run on: `default` is started on first use, any other must exist."""
+        if self._stopping:
+            raise ServerStoppingError
         if session_id == DEFAULT_SESSION and session_id not in self._sessions:
             async with self._create_lock:
                 if session_id not in self._sessions and session_id not in self._starting:
@@ -206,6 +211,8 @@ class SessionManager:
     ) -> KernelSession:
         """A new session; with `dependencies` or `python`, in an environment of its own (built
         first; removed again if the kernel does not start)."""
+        if self._stopping:
+            raise ServerStoppingError
         if session_id is None:
             session_id = f"s-{secrets.token_urlsafe(12)}"
         elif not _SESSION_ID.fullmatch(session_id):

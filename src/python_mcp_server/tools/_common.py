@@ -6,12 +6,14 @@ import functools
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastmcp import Context
 from fastmcp.exceptions import ToolError
 from fastmcp.tools import ToolResult
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -22,6 +24,8 @@ from python_mcp_server.text import escape_surrogates, on_strings
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+LOGGER_NAME = "python-mcp-server"  # names the log messages sent to clients
 
 ToolFunction = Callable[..., Awaitable[Any]]
 """A tool or resource: a module-level async function carrying FastMCP's `@tool` or `@resource`
@@ -79,6 +83,20 @@ def result(model: BaseModel, text: str | None = None) -> ToolResult:
     return ToolResult(
         content=[TextContent(type="text", text=escape_surrogates(body))], structured_content=data
     )
+
+
+async def tell_client(ctx: Context, notes: Iterable[str]) -> None:
+    """Send each note the server made about this call (a restart, a time or output limit, lost
+    state) to the client as a `warning` log message, as the logging capability promises. It is
+    sent only at or above the level the client asked for: `logging/setLevel` on a 2025-11-25
+    session, the request's own `io.modelcontextprotocol/logLevel` on 2026-07-28 (none: nothing
+    sent). The notes are in the result too, for clients that show no log messages."""
+    for note in notes:
+        # The SDK marks its log call deprecated (2026-07-28 deprecates the logging capability)
+        # and warns on every call; a warning filter set to "error" must not fail the tool.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await ctx.warning(escape_surrogates(note), logger_name=LOGGER_NAME)
 
 
 def sendable(value: Any) -> Any:

@@ -25,6 +25,7 @@ from python_mcp_server.tools._common import (
     result,
     schema,
     sendable,
+    tell_client,
 )
 
 HTML_INLINE_CHARS = 2000
@@ -163,6 +164,7 @@ async def run_python_code(
     res = await services(ctx).execution.run(
         resolve_session(ctx, session_id), code, timeout_s, on_progress=on_progress
     )
+    await tell_client(ctx, res.notes)
     return ToolResult(
         content=execution_content(res), structured_content=sendable(res.model_dump(mode="json"))
     )

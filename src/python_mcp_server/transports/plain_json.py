@@ -2,8 +2,8 @@
 
 The MCP SDK runs every 2026-07-28 POST through its streaming path (a task group, a memory stream,
 a disconnect watcher and a deferral timer per request) even when the request has no
-progressToken: our tools send no other notification, so such a request never streams and its
-answer ends up as plain JSON anyway. That path costs about 0.3 ms of server CPU per call. This
+progressToken and asks for no log messages: our tools send no other notification, so such a
+request never streams and its answer ends up as plain JSON anyway. That path costs about 0.3 ms of server CPU per call. This
 wrapper hands those requests to the SDK's JSON mode, which answers in the request's own task,
 and keeps what the streaming path gives:
 
@@ -17,9 +17,10 @@ A client that accepts only `application/json` (the SDK's streaming path refuses 
 client, which cannot take a chunked stream. A wrong Content-Type or Accept, and a handshake-era
 request that has no session and is not `initialize`, get a JSON-RPC error that names the fix.
 
-Everything else reaches the SDK unchanged: requests with a progressToken, `subscriptions/listen`,
-other handshake-era and non-POST requests, and every request when the SDK lacks the entry point
-this relies on (`available` says which).
+Everything else reaches the SDK unchanged: requests with a progressToken, tool calls that ask for
+log messages (`io.modelcontextprotocol/logLevel`; the server's notes about a call go out as
+warnings), `subscriptions/listen`, other handshake-era and non-POST requests, and every request
+when the SDK lacks the entry point this relies on (`available` says which).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ _SSE_HEADERS: Final = [
 _PING: Final = b": ping\r\n\r\n"
 # A body naming either of these may stream: leave it to the SDK (a false match only costs speed).
 _STREAMING_MARKERS: Final = (b"progressToken", b"subscriptions/listen")
+_LOG_LEVEL: Final = b"io.modelcontextprotocol/logLevel"
 
 
 _HANDLER: Final = mcp_private.modern_handler()
@@ -114,7 +116,7 @@ class PlainJsonCalls:
         body = await _read_body(receive)
         if body is None:  # the client left before sending its request
             return
-        if takes_stream and any(marker in body for marker in _STREAMING_MARKERS):
+        if takes_stream and _may_stream(body):
             await self.app(scope, replay(body, receive), send)
             return
         await self._answer(manager, scope, body, receive, send, can_stream=takes_stream)
@@ -241,6 +243,14 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _may_stream(body: bytes) -> bool:
+    """Whether the request may get notifications: progress, a subscription, or log messages
+    about a tool call."""
+    if any(marker in body for marker in _STREAMING_MARKERS):
+        return True
+    return _LOG_LEVEL in body and b'"tools/call"' in body
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
