@@ -8,7 +8,7 @@ server's terminal or process group does not reach it). A server that ends normal
 and the shell exits. When the server dies the kernel closes the pipe: the read ends without a
 line and the shell execs this module, which kills the server's cgroups and what its recorded
 kernels left (`leftovers.py`), then removes the runtime folder. It costs the server one small
-process (a shell, about 1 MB) and no Python until it is needed.
+process (a shell, under 2 MB) and no Python until it is needed.
 """
 
 from __future__ import annotations
