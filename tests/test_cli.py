@@ -113,6 +113,12 @@ def test_every_flag_can_come_from_an_environment_variable(tmp_path: Path) -> Non
     }
 
 
+def test_the_bound_on_session_outputs_comes_from_a_flag_or_the_environment() -> None:
+    assert shown([])["max_outputs_mb"] == 1024
+    assert shown(["--max-outputs-mb", "0"])["max_outputs_mb"] == 0
+    assert shown([], env={"PYTHON_MCP_SERVER_MAX_OUTPUTS_MB": "64"})["max_outputs_mb"] == 64
+
+
 def test_mcp_workspace_dir_is_honoured(tmp_path: Path) -> None:
     assert shown([], env={"MCP_WORKSPACE_DIR": str(tmp_path)})["workspace_dir"] == str(tmp_path)
 

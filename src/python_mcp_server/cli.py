@@ -169,6 +169,15 @@ MaxOutputCharsOption = Annotated[
         min=200,
     ),
 ]
+MaxOutputsMbOption = Annotated[
+    int,
+    _option(
+        "--max-outputs-mb",
+        "MB all live sessions' output files (long output, full-size images) may take; a file "
+        "past it is not kept and the result says so (0 = no limit).",
+        min=0,
+    ),
+]
 MinFreeMemoryMbOption = Annotated[
     int,
     _option(
@@ -404,6 +413,7 @@ def run(  # each parameter is named as the ServerConfig setting it sets
     session_idle_timeout_s: SessionIdleTimeoutOption = _DEFAULTS.session_idle_timeout_s,
     kernel_pool_size: KernelPoolSizeOption = _DEFAULTS.kernel_pool_size,
     max_output_chars: MaxOutputCharsOption = _DEFAULTS.max_output_chars,
+    max_outputs_mb: MaxOutputsMbOption = _DEFAULTS.max_outputs_mb,
     min_free_memory_mb: MinFreeMemoryMbOption = _DEFAULTS.min_free_memory_mb,
     log_level: LogLevelOption = _DEFAULTS.log_level,
     auth_token: AuthTokenOption = None,

@@ -11,7 +11,9 @@ kernels and workspace layers both use it:
 - `cgroup`: a cgroup v2 group per kernel or script (`Cgroup`, `ProcessJail`), whose members die
   together, detached and double-forked ones included;
 - `startup_text`: blanking a secret (the server's token) out of what this process's own
-  `/proc/self/cmdline` and `/proc/self/environ` show (imported by its one user, not here).
+  `/proc/self/cmdline` and `/proc/self/environ` show (imported by its one user, not here);
+- `leftovers` and `watchdog`: what a server killed before it could clean up left (its runtime
+  folder, its kernels' processes and groups), ended by its watchdog or by the next server.
 
 Which processes belong to a kernel, or to a script, is decided by their owners
 (`kernels/reaper.py`, `workspace/_proctree.py`). Elsewhere than Linux `/proc` is missing, every

@@ -175,6 +175,7 @@ class KernelSession:
         try:
             self._kernel = await self._kernels.take(self.limits)
             self._life.move(S.IDLE)
+            self.touch()  # idle from now, not from before a kernel start that may take a while
         finally:
             self._started.set()
 
@@ -202,6 +203,7 @@ class KernelSession:
             self.touch()
             yield self
         finally:
+            self.touch()  # idle from the end of the call, however long it ran
             if self._settler is None:  # else the settle task frees the turn when it is done
                 self._turn.release()
 

@@ -35,6 +35,7 @@ from python_mcp_server.errors import (
 )
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend, KernelLimits
+from python_mcp_server.services.artifacts import ArtifactStore
 from python_mcp_server.services.environments import (
     EnvironmentStore,
     Progress,
@@ -44,6 +45,7 @@ from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.pool import KernelPool
 from python_mcp_server.services.sandboxing import SandboxRuntime
 from python_mcp_server.services.session import KernelSession
+from python_mcp_server.workspace.output_folder import OutputFolder
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class SessionManager:
         self.kernels.sandboxed = self.sandbox.enabled
         self.kernels.workspace_owner = self.sandbox.workspace_owner
         self.environments = EnvironmentStore(config, self.sandbox.plan)
+        self.outputs = ArtifactStore(config)  # each session's files, deleted when it ends
         self._sessions: dict[str, KernelSession] = {}
         self._starting: dict[str, KernelSession] = {}
         self._expired: OrderedDict[str, float] = OrderedDict()
@@ -147,6 +150,11 @@ class SessionManager:
                 await self.environments.release(session.environment)
         if scope.cancelled_caught:
             logger.error("kernels did not shut down within %s s", _CLOSE_TIMEOUT_S)
+        with anyio.CancelScope(shield=True):
+            for session in sessions:
+                await self._remove(
+                    self.outputs.end(session.session_id, "ended when the server stopped")
+                )
 
     # ---------------------------------------------------------------- sessions
 
@@ -288,6 +296,7 @@ class SessionManager:
             del self._starting[session_id]
         self._expired.pop(session_id, None)
         self._deleted.pop(session_id, None)
+        self.outputs.begin(session_id)
         logger.info("session %s started (kernel pid %s)", session_id, session.pid)
         return session
 
@@ -297,6 +306,7 @@ class SessionManager:
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
         _remember(self._deleted, session_id, None)
+        outputs = self.outputs.end(session_id, "was deleted (delete_session)")
         # other callers whose current session this was keep it, and are told it was deleted on
         # their next call rather than silently landing in the shared default kernel
         was_current = caller is not None and self._targets.get(caller) == session_id
@@ -305,8 +315,14 @@ class SessionManager:
             del self._targets[caller]
         await session.close()
         await self.environments.release(session.environment)
+        await self._remove(outputs)
         logger.info("session %s deleted", session_id)
         return was_current
+
+    async def _remove(self, outputs: OutputFolder | None) -> None:
+        """Delete the files of a session that ended (in a worker thread: they may be many)."""
+        if outputs is not None:
+            await anyio.to_thread.run_sync(self.outputs.remove, outputs)
 
     # ------------------------------------------------------ per-caller targets
 
@@ -358,8 +374,11 @@ class SessionManager:
     async def _expire(self, session: KernelSession) -> None:
         self._sessions.pop(session.session_id, None)
         _remember(self._expired, session.session_id, time.time())
+        idle = self._config.session_idle_timeout_s
+        outputs = self.outputs.end(session.session_id, f"expired after {idle:.0f} s without use")
         await session.close()
         await self.environments.release(session.environment)
+        await self._remove(outputs)
         logger.info("session %s expired after idling", session.session_id)
 
 

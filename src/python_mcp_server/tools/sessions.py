@@ -151,7 +151,8 @@ async def list_sessions(ctx: Context) -> ToolResult:
 async def delete_session(ctx: Context, session_id: SessionArg = None) -> ToolResult:
     """Shut a session's kernel down and forget the session; its variables are lost.
 
-    Use it when a task is done, to free memory and a session slot. Workspace files stay.
+    Use it when a task is done, to free memory and a session slot. Workspace files stay; the
+    session's outputs (the files behind its kernel:// links) are deleted with it.
     """
     sid = resolve_session(ctx, session_id)
     was_current = await services(ctx).sessions.delete(sid, caller_key(ctx))
