@@ -182,6 +182,29 @@ def test_the_sandbox_settings_come_from_flags_and_the_environment() -> None:
     }
 
 
+def test_the_http_limits_come_from_flags_and_the_environment() -> None:
+    keys = (
+        "header_timeout_s",
+        "body_timeout_s",
+        "max_connections",
+    )
+    assert {k: shown([])[k] for k in keys} == {
+        "header_timeout_s": 10.0,
+        "body_timeout_s": 60.0,
+        "max_connections": 1024,
+    }
+    env = {
+        "PYTHON_MCP_SERVER_HEADER_TIMEOUT": "3",
+        "PYTHON_MCP_SERVER_BODY_TIMEOUT": "20",
+        "PYTHON_MCP_SERVER_MAX_CONNECTIONS": "100",
+    }
+    assert {k: shown([], env=env)[k] for k in keys} == {
+        "header_timeout_s": 3.0,
+        "body_timeout_s": 20.0,
+        "max_connections": 100,
+    }
+
+
 def test_the_sandbox_defaults() -> None:
     config = shown([])
     assert (config["sandbox"], config["kernel_network"], config["kernel_allow_hosts"]) == (

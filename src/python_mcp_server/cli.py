@@ -213,6 +213,32 @@ KernelAllowHostOption = Annotated[
         "*.DOMAIN; repeat the flag for more.",
     ),
 ]
+HeaderTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        envvar=f"{ENV}HEADER_TIMEOUT",
+        min=0.1,
+        help="Seconds an HTTP client has to send a request's headers before its connection is "
+        "closed.",
+    ),
+]
+BodyTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        envvar=f"{ENV}BODY_TIMEOUT",
+        min=0.1,
+        help="Seconds an HTTP client has to send a request's whole body (answered 408 after).",
+    ),
+]
+MaxConnectionsOption = Annotated[
+    int,
+    typer.Option(
+        envvar=f"{ENV}MAX_CONNECTIONS",
+        min=1,
+        help="Most HTTP connections held at once (fewer if the open-files limit is lower); past "
+        "it idle connections are closed, and when none is idle requests get 503.",
+    ),
+]
 ShowConfigOption = Annotated[
     bool,
     typer.Option(
@@ -248,6 +274,9 @@ def run(
     kernel_tmp_mb: KernelTmpOption = 1024,
     kernel_network: KernelNetworkOption = NetworkChoice.none,
     kernel_allow_host: KernelAllowHostOption = None,
+    header_timeout: HeaderTimeoutOption = 10.0,
+    body_timeout: BodyTimeoutOption = 60.0,
+    max_connections: MaxConnectionsOption = 1024,
     show_config: ShowConfigOption = False,
     version: VersionOption = False,
 ) -> None:
@@ -285,6 +314,9 @@ def run(
         kernel_tmp_mb=kernel_tmp_mb,
         kernel_network=kernel_network.value,
         kernel_allow_hosts=tuple(kernel_allow_host or ()),
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
+        max_connections=max_connections,
     )
     if show_config:
         typer.echo(config_json(config))

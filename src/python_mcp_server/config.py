@@ -68,6 +68,10 @@ class ServerConfig:
     kernel_tmp_mb: int = 1024  # the private /tmp and /dev/shm of a sandboxed kernel
     kernel_network: KernelNetwork = "none"
     kernel_allow_hosts: tuple[str, ...] = ()
+    # HTTP connections: headers and bodies that do not arrive in time, how many are held
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    max_connections: int = 1024
 
     @property
     def workspace_root(self) -> Path:

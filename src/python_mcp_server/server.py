@@ -34,11 +34,14 @@ from python_mcp_server.middleware import (
 from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
 from python_mcp_server.transports import (
+    ConnectionGuard,
     Inbound,
     InFlight,
     LineReader,
     PlainJsonCalls,
     claimed_stdio,
+    connection_limits,
+    raise_open_files_limit,
     read_messages,
     write_messages,
 )
@@ -86,7 +89,7 @@ def http_app(mcp: FastMCP[Any], config: ServerConfig, *, keepalive_s: float = 15
     middleware = []
     if config.auth_token:
         middleware.append(ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token))
-    middleware.append(ASGIMiddleware(BodyLimitMiddleware))
+    middleware.append(ASGIMiddleware(BodyLimitMiddleware, timeout_s=config.body_timeout_s))
     app = mcp.http_app(
         path=config.path,
         middleware=middleware,
@@ -221,24 +224,43 @@ async def _serve_lines(mcp: FastMCP[Any], wire_in: int, wire_out: int, in_flight
         tg.cancel_scope.deadline = anyio.current_time() + _FLUSH_S
 
 
-async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:
-    server = _Uvicorn(
-        uvicorn.Config(
-            http_app(mcp, config),
-            host=config.host,
-            port=config.port,
-            log_level=config.log_level.lower(),
-            log_config=None,
-            access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
-            lifespan="on",
-            timeout_graceful_shutdown=3,  # running cells get 1 s to stop, then their kernel
-            ws="none",
-        )
+def connection_guard(config: ServerConfig) -> ConnectionGuard:
+    """The guard on the HTTP server's connections, with the open-files limit raised first."""
+    kernels = config.max_sessions + config.kernel_pool_size
+    cap, backlog = connection_limits(config.max_connections, raise_open_files_limit(), kernels)
+    return ConnectionGuard(cap=cap, backlog=backlog, header_timeout_s=config.header_timeout_s)
+
+
+def uvicorn_config(app: Any, config: ServerConfig, guard: ConnectionGuard) -> uvicorn.Config:
+    """uvicorn's settings for serving `app`, its connections watched by `guard`."""
+    return uvicorn.Config(
+        app,
+        http=guard.protocol_class(),
+        backlog=guard.backlog,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level.lower(),
+        log_config=None,
+        access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
+        lifespan="on",
+        timeout_graceful_shutdown=3,  # running cells get 1 s to stop, then their kernel
+        ws="none",
     )
+
+
+async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:
+    guard = connection_guard(config)
+    server = _Uvicorn(uvicorn_config(http_app(mcp, config), config, guard))
     failed: str | int | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_until_signal, _HttpStop(server, tg, services))
-        logger.info("serving MCP on http://%s:%s%s", config.host, config.port, config.path)
+        logger.info(
+            "serving MCP on http://%s:%s%s (at most %d connections)",
+            config.host,
+            config.port,
+            config.path,
+            guard.cap,
+        )
         try:
             await server.serve()
         except SystemExit as exc:  # uvicorn's way to say it could not start; it logged why

@@ -1,6 +1,12 @@
 """The ways requests reach the server that we serve ourselves: stdio (one JSON-RPC message per
-line) and plain-JSON answers on the streamable-HTTP endpoint for calls that cannot stream."""
+line) and plain-JSON answers on the streamable-HTTP endpoint for calls that cannot stream; and the
+bounds on HTTP connections."""
 
+from python_mcp_server.transports.connections import (
+    ConnectionGuard,
+    connection_limits,
+    raise_open_files_limit,
+)
 from python_mcp_server.transports.plain_json import PlainJsonCalls
 from python_mcp_server.transports.stdio import (
     Inbound,
@@ -12,11 +18,14 @@ from python_mcp_server.transports.stdio import (
 )
 
 __all__ = [
+    "ConnectionGuard",
     "InFlight",
     "Inbound",
     "LineReader",
     "PlainJsonCalls",
     "claimed_stdio",
+    "connection_limits",
+    "raise_open_files_limit",
     "read_messages",
     "write_messages",
 ]
