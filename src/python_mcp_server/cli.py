@@ -239,6 +239,24 @@ MaxConnectionsOption = Annotated[
         "it idle connections are closed, and when none is idle requests get 503.",
     ),
 ]
+MaxMcpSessionsOption = Annotated[
+    int,
+    typer.Option(
+        envvar=f"{ENV}MAX_MCP_SESSIONS",
+        min=1,
+        help="Most 2025-11-25 MCP sessions (Mcp-Session-Id) kept; a new one ends the oldest "
+        "unused or longest idle session that is not serving a request.",
+    ),
+]
+McpSessionUnusedTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        envvar=f"{ENV}MCP_SESSION_UNUSED_TIMEOUT",
+        min=0.1,
+        help="Seconds a 2025-11-25 MCP session may go without a call after initialize before "
+        "it is ended.",
+    ),
+]
 ShowConfigOption = Annotated[
     bool,
     typer.Option(
@@ -277,6 +295,8 @@ def run(
     header_timeout: HeaderTimeoutOption = 10.0,
     body_timeout: BodyTimeoutOption = 60.0,
     max_connections: MaxConnectionsOption = 1024,
+    max_mcp_sessions: MaxMcpSessionsOption = 256,
+    mcp_session_unused_timeout: McpSessionUnusedTimeoutOption = 60.0,
     show_config: ShowConfigOption = False,
     version: VersionOption = False,
 ) -> None:
@@ -317,6 +337,8 @@ def run(
         header_timeout_s=header_timeout,
         body_timeout_s=body_timeout,
         max_connections=max_connections,
+        max_mcp_sessions=max_mcp_sessions,
+        mcp_session_unused_timeout_s=mcp_session_unused_timeout,
     )
     if show_config:
         typer.echo(config_json(config))

@@ -72,6 +72,9 @@ class ServerConfig:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
     max_connections: int = 1024
+    # 2025-11-25 (handshake) MCP sessions: how many are kept, how long one may go without a call
+    max_mcp_sessions: int = 256
+    mcp_session_unused_timeout_s: float = 60.0
 
     @property
     def workspace_root(self) -> Path:

@@ -35,6 +35,7 @@ from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
 from python_mcp_server.transports import (
     ConnectionGuard,
+    HandshakeSessions,
     Inbound,
     InFlight,
     LineReader,
@@ -85,7 +86,8 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
 
 def http_app(mcp: FastMCP[Any], config: ServerConfig, *, keepalive_s: float = 15.0) -> Any:
     """The Starlette app serving `mcp` at `config.path`. A stateless-era call silent for
-    `keepalive_s` seconds gets its answer as an event stream with pings."""
+    `keepalive_s` seconds gets its answer as an event stream with pings; the table of
+    handshake-era sessions is kept to `config.max_mcp_sessions`."""
     middleware = []
     if config.auth_token:
         middleware.append(ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token))
@@ -97,7 +99,11 @@ def http_app(mcp: FastMCP[Any], config: ServerConfig, *, keepalive_s: float = 15
     )
     for route in app.routes:
         if isinstance(route, Route) and route.path == config.path:
-            route.app = PlainJsonCalls(route.app, keepalive_s=keepalive_s)
+            route.app = HandshakeSessions(
+                PlainJsonCalls(route.app, keepalive_s=keepalive_s),
+                max_sessions=config.max_mcp_sessions,
+                unused_timeout_s=config.mcp_session_unused_timeout_s,
+            )
     return app
 
 

@@ -1,12 +1,13 @@
 """The ways requests reach the server that we serve ourselves: stdio (one JSON-RPC message per
 line) and plain-JSON answers on the streamable-HTTP endpoint for calls that cannot stream; and the
-bounds on HTTP connections."""
+bounds on HTTP connections and on handshake-era MCP sessions."""
 
 from python_mcp_server.transports.connections import (
     ConnectionGuard,
     connection_limits,
     raise_open_files_limit,
 )
+from python_mcp_server.transports.handshake_sessions import HandshakeSessions
 from python_mcp_server.transports.plain_json import PlainJsonCalls
 from python_mcp_server.transports.stdio import (
     Inbound,
@@ -19,6 +20,7 @@ from python_mcp_server.transports.stdio import (
 
 __all__ = [
     "ConnectionGuard",
+    "HandshakeSessions",
     "InFlight",
     "Inbound",
     "LineReader",
