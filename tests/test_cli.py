@@ -192,7 +192,7 @@ def test_the_http_limits_come_from_flags_and_the_environment() -> None:
     )
     assert {k: shown([])[k] for k in keys} == {
         "header_timeout_s": 10.0,
-        "body_timeout_s": 60.0,
+        "body_timeout_s": 30.0,
         "max_connections": 1024,
         "max_mcp_sessions": 256,
         "mcp_session_unused_timeout_s": 60.0,

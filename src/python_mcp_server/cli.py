@@ -293,7 +293,7 @@ def run(
     kernel_network: KernelNetworkOption = NetworkChoice.none,
     kernel_allow_host: KernelAllowHostOption = None,
     header_timeout: HeaderTimeoutOption = 10.0,
-    body_timeout: BodyTimeoutOption = 60.0,
+    body_timeout: BodyTimeoutOption = 30.0,
     max_connections: MaxConnectionsOption = 1024,
     max_mcp_sessions: MaxMcpSessionsOption = 256,
     mcp_session_unused_timeout: McpSessionUnusedTimeoutOption = 60.0,

@@ -70,7 +70,7 @@ class ServerConfig:
     kernel_allow_hosts: tuple[str, ...] = ()
     # HTTP connections: headers and bodies that do not arrive in time, how many are held
     header_timeout_s: float = 10.0
-    body_timeout_s: float = 60.0
+    body_timeout_s: float = 30.0
     max_connections: int = 1024
     # 2025-11-25 (handshake) MCP sessions: how many are kept, how long one may go without a call
     max_mcp_sessions: int = 256

@@ -25,7 +25,7 @@ DRAIN_LIMIT_BYTES = (
     64 * 1024 * 1024
 )  # past this an oversized body is not read; the connection closes
 INVALID_REQUEST = -32600
-DEFAULT_BODY_TIMEOUT_S = 60.0
+DEFAULT_BODY_TIMEOUT_S = 30.0
 
 
 def too_large_message(size: int, *, at_least: bool = False) -> str:
