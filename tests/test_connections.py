@@ -24,17 +24,25 @@ from tests.test_http import modern_call, rpc_body
 
 pytestmark = [pytest.mark.timeout(120)]
 
-OPEN_FILES = 256  # the server's open-files limit in the flood test (soft and hard)
+OPEN_FILES = 256  # the server's hard open-files limit in the flood test (it starts at half)
 FLOOD = 400  # idle sockets held open at once: more than the server has descriptors
 WAIT_S = 30.0  # bound on every wait below
 
 
-def _with_open_files_limit(limit: int) -> list[str]:
-    """A command prefix that runs the server with `limit` open files (soft and hard)."""
+def _with_open_files_limit(soft: int, hard: int) -> list[str]:
+    """A command prefix that runs the server with these open-files limits."""
     prlimit = shutil.which("prlimit")
     if prlimit is None:
         pytest.skip("needs prlimit (util-linux) to start the server with few open files")
-    return [prlimit, f"--nofile={limit}:{limit}", "--"]
+    return [prlimit, f"--nofile={soft}:{hard}", "--"]
+
+
+def _open_files_limit(pid: int) -> int:
+    """The soft open-files limit of process `pid`."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError(f"no open-files limit in /proc/{pid}/limits")
 
 
 def _port(base: str) -> int:
@@ -143,8 +151,9 @@ def test_idle_sockets_beyond_the_descriptor_limit_do_not_starve_health_or_calls(
         "2",
         "--header-timeout",
         "2",
-        prefix=_with_open_files_limit(OPEN_FILES),
+        prefix=_with_open_files_limit(OPEN_FILES // 2, OPEN_FILES),
     ) as server:
+        raised = _open_files_limit(server.process.pid)
         port = _port(server.base)
         flood = Flood(port, FLOOD)
         try:
@@ -160,6 +169,7 @@ def test_idle_sockets_beyond_the_descriptor_limit_do_not_starve_health_or_calls(
         finally:
             flood.close()
         log = server.log_text()
+    assert raised == OPEN_FILES  # the soft limit was raised to the hard one at start
     assert health.status_code == 200
     assert rpc_body(call)["result"]["structuredContent"]["result"] == "42"
     assert rpc_body(ping)["result"]["isError"] is False

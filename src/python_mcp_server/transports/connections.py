@@ -47,15 +47,19 @@ SERVER_BUSY = -32000
 def raise_open_files_limit() -> int:
     """Lift the soft open-files limit to the hard one; the soft limit in force afterwards."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft == hard:
-        return soft
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError) as exc:
-        logger.info("open-files limit stays at %d (could not raise it to %d: %s)", soft, hard, exc)
-        return soft
-    logger.debug("open-files limit raised from %d to %d", soft, hard)
-    return hard
+    # an unlimited hard limit (macOS) still has a ceiling the kernel enforces: try a few
+    targets = [hard] if hard != resource.RLIM_INFINITY else [1 << 20, 1 << 16, 10240]
+    for target in targets:
+        if target <= soft:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            logger.debug("could not raise the open-files limit to %d: %s", target, exc)
+            continue
+        logger.debug("open-files limit raised from %d to %d", soft, target)
+        return target
+    return soft
 
 
 def connection_limits(max_connections: int, open_files: int, kernels: int) -> tuple[int, int]:
