@@ -214,6 +214,36 @@ def test_the_sandbox_settings_come_from_flags_and_the_environment() -> None:
     }
 
 
+def test_the_http_limits_come_from_flags_and_the_environment() -> None:
+    keys = (
+        "header_timeout_s",
+        "body_timeout_s",
+        "max_connections",
+        "max_mcp_sessions",
+        "mcp_session_unused_timeout_s",
+    )
+    assert {k: shown([])[k] for k in keys} == {
+        "header_timeout_s": 10.0,
+        "body_timeout_s": 30.0,
+        "max_connections": 1024,
+        "max_mcp_sessions": 256,
+        "mcp_session_unused_timeout_s": 60.0,
+    }
+    env = {
+        "PYTHON_MCP_SERVER_HEADER_TIMEOUT": "3",
+        "PYTHON_MCP_SERVER_BODY_TIMEOUT": "20",
+        "PYTHON_MCP_SERVER_MAX_CONNECTIONS": "100",
+    }
+    args = ["--max-mcp-sessions", "32", "--mcp-session-unused-timeout", "15"]
+    assert {k: shown(args, env=env)[k] for k in keys} == {
+        "header_timeout_s": 3.0,
+        "body_timeout_s": 20.0,
+        "max_connections": 100,
+        "max_mcp_sessions": 32,
+        "mcp_session_unused_timeout_s": 15.0,
+    }
+
+
 def test_the_sandbox_defaults() -> None:
     config = shown([])
     assert (config["sandbox"], config["kernel_network"], config["kernel_allow_hosts"]) == (

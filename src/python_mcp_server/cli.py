@@ -388,6 +388,49 @@ EnvMaxOption = Annotated[
         min=0,
     ),
 ]
+HeaderTimeoutOption = Annotated[
+    float,
+    _option(
+        "--header-timeout",
+        "Seconds an HTTP client has to send a request's headers before its connection is closed.",
+        min=0.1,
+    ),
+]
+BodyTimeoutOption = Annotated[
+    float,
+    _option(
+        "--body-timeout",
+        "Seconds an HTTP client has to send a request's whole body (answered 408 after).",
+        min=0.1,
+    ),
+]
+MaxConnectionsOption = Annotated[
+    int,
+    _option(
+        "--max-connections",
+        "Most HTTP connections held at once (fewer if the open-files limit is lower); past "
+        "it idle connections are closed, and when none is idle requests get 503.",
+        min=1,
+    ),
+]
+MaxMcpSessionsOption = Annotated[
+    int,
+    _option(
+        "--max-mcp-sessions",
+        "Most 2025-11-25 MCP sessions (Mcp-Session-Id) kept; a new one ends the oldest "
+        "unused or longest idle session that is not serving a request.",
+        min=1,
+    ),
+]
+McpSessionUnusedTimeoutOption = Annotated[
+    float,
+    _option(
+        "--mcp-session-unused-timeout",
+        "Seconds a 2025-11-25 MCP session may go without a call after initialize before "
+        "it is ended.",
+        min=0.1,
+    ),
+]
 ShowConfigOption = Annotated[
     bool,
     typer.Option(
@@ -445,6 +488,13 @@ def run(  # each parameter is named as the ServerConfig setting it sets
     env_dir: EnvDirOption = _DEFAULTS.env_dir,
     env_keep_s: EnvKeepOption = _DEFAULTS.env_keep_s,
     env_max_mb: EnvMaxOption = _DEFAULTS.env_max_mb,
+    header_timeout_s: HeaderTimeoutOption = _DEFAULTS.header_timeout_s,
+    body_timeout_s: BodyTimeoutOption = _DEFAULTS.body_timeout_s,
+    max_connections: MaxConnectionsOption = _DEFAULTS.max_connections,
+    max_mcp_sessions: MaxMcpSessionsOption = _DEFAULTS.max_mcp_sessions,
+    mcp_session_unused_timeout_s: McpSessionUnusedTimeoutOption = (
+        _DEFAULTS.mcp_session_unused_timeout_s
+    ),
     show_config: ShowConfigOption = False,
     version: VersionOption = False,
 ) -> None:

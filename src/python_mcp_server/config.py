@@ -73,6 +73,13 @@ class ServerConfig:
     env_dir: Path | None = None  # per-session environments; None: ~/.cache/python-mcp-server/envs
     env_keep_s: float = 600.0  # how long an environment no session uses is kept
     env_max_mb: int = 10_000  # disk the environments may take beyond uv's cache; 0 = no bound
+    # HTTP connections: headers and bodies that do not arrive in time, how many are held
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 1024
+    # 2025-11-25 (handshake) MCP sessions: how many are kept, how long one may go without a call
+    max_mcp_sessions: int = 256
+    mcp_session_unused_timeout_s: float = 60.0
 
     @property
     def workspace_root(self) -> Path:

@@ -37,12 +37,16 @@ from python_mcp_server.middleware import (
 from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
 from python_mcp_server.transports import (
+    ConnectionGuard,
     CountRequests,
+    HandshakeSessions,
     Inbound,
     InFlight,
     LineReader,
     PlainJsonCalls,
     claimed_stdio,
+    connection_limits,
+    raise_open_files_limit,
     read_messages,
     write_messages,
 )
@@ -93,14 +97,15 @@ def http_app(
     in_flight: InFlight | None = None,
 ) -> Any:
     """The Starlette app serving `mcp` at `config.path`. A stateless-era call silent for
-    `keepalive_s` seconds gets its answer as an event stream with pings. `in_flight`, when
-    given, holds the requests being answered."""
+    `keepalive_s` seconds gets its answer as an event stream with pings; the table of
+    handshake-era sessions is kept to `config.max_mcp_sessions`. `in_flight`, when given, holds
+    the requests being answered."""
     middleware = [ASGIMiddleware(HeaderWhitespaceMiddleware)]
     if in_flight is not None:
         middleware.insert(0, ASGIMiddleware(CountRequests, in_flight=in_flight))
     if config.auth_token:
         middleware.append(ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token))
-    middleware.append(ASGIMiddleware(BodyLimitMiddleware))
+    middleware.append(ASGIMiddleware(BodyLimitMiddleware, timeout_s=config.body_timeout_s))
     app = mcp.http_app(
         path=config.path,
         middleware=middleware,
@@ -108,7 +113,11 @@ def http_app(
     )
     for route in app.routes:
         if isinstance(route, Route) and route.path == config.path:
-            route.app = PlainJsonCalls(route.app, keepalive_s=keepalive_s)
+            route.app = HandshakeSessions(
+                PlainJsonCalls(route.app, keepalive_s=keepalive_s),
+                max_sessions=config.max_mcp_sessions,
+                unused_timeout_s=config.mcp_session_unused_timeout_s,
+            )
     return app
 
 
@@ -250,25 +259,39 @@ async def _serve_lines(mcp: FastMCP[Any], wire_in: int, wire_out: int, in_flight
         tg.cancel_scope.deadline = anyio.current_time() + _FLUSH_S
 
 
-async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:
-    in_flight = InFlight()
-    server = _Uvicorn(
-        uvicorn.Config(
-            http_app(mcp, config, in_flight=in_flight),
-            host=config.host,
-            port=config.port,
-            log_level=config.log_level.lower(),
-            log_config=None,
-            access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
-            lifespan="on",
-            timeout_graceful_shutdown=3,  # running cells get 1 s to stop, then their kernel
-            ws="none",
-        ),
-        config.path,
+def connection_guard(config: ServerConfig) -> ConnectionGuard:
+    """The guard on the HTTP server's connections, with the open-files limit raised first."""
+    kernels = config.max_sessions + config.kernel_pool_size
+    cap, backlog = connection_limits(config.max_connections, raise_open_files_limit(), kernels)
+    return ConnectionGuard(cap=cap, backlog=backlog, header_timeout_s=config.header_timeout_s)
+
+
+def uvicorn_config(app: Any, config: ServerConfig, guard: ConnectionGuard) -> uvicorn.Config:
+    """uvicorn's settings for serving `app`, its connections watched by `guard`."""
+    return uvicorn.Config(
+        app,
+        http=guard.protocol_class(),
+        backlog=guard.backlog,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level.lower(),
+        log_config=None,
+        access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
+        lifespan="on",
+        timeout_graceful_shutdown=3,  # running cells get 1 s to stop, then their kernel
+        ws="none",
     )
+
+
+async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:
+    guard = connection_guard(config)
+    in_flight = InFlight()
+    app = http_app(mcp, config, in_flight=in_flight)
+    server = _Uvicorn(uvicorn_config(app, config, guard), config.path)
     failed: str | int | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_until_signal, _HttpStop(server, tg, services, in_flight))
+        logger.info("HTTP: at most %d connections held at once", guard.cap)
         try:
             await server.serve()
         except SystemExit as exc:  # uvicorn's way to say it could not start; it logged why

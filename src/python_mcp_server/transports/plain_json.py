@@ -100,7 +100,7 @@ class PlainJsonCalls:
         ):
             await self.app(scope, receive, send)
             return
-        if not _stateless_era(scope):
+        if handshake_era(scope):
             await self._handshake_era(scope, receive, send)
             return
         request = Request(scope)
@@ -113,7 +113,7 @@ class PlainJsonCalls:
         if not takes_json:
             await _refuse(send, 406, _NEEDS_ACCEPT)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:  # the client left before sending its request
             return
         if takes_stream and _may_stream(body):
@@ -124,13 +124,13 @@ class PlainJsonCalls:
     async def _handshake_era(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session that is not `initialize` gets told both ways to start; the
         SDK's answer ("Missing session ID") names neither."""
-        if _header(scope, _SESSION_HEADER) is not None:
+        if header(scope, _SESSION_HEADER) is not None:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return
-        if b'"initialize"' not in body and _method(body) not in (None, "initialize"):
+        if b'"initialize"' not in body and method_of(body) not in (None, "initialize"):
             await _refuse(send, 400, _NEEDS_SESSION)
             return
         await self.app(scope, replay(body, receive), send)
@@ -234,7 +234,7 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
     scope.cancel()
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def read_body(receive: Receive) -> bytes | None:
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -253,16 +253,18 @@ def _may_stream(body: bytes) -> bool:
     return _LOG_LEVEL in body and b'"tools/call"' in body
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope["headers"] if key == name), None)
 
 
-def _stateless_era(scope: Scope) -> bool:
-    version = _header(scope, _VERSION_HEADER)
-    return version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS
+def handshake_era(scope: Scope) -> bool:
+    """Whether the request belongs to the handshake era (2025-11-25 and before): its
+    MCP-Protocol-Version is one of those versions, or absent."""
+    version = header(scope, _VERSION_HEADER)
+    return version is None or version.decode("latin-1") in HANDSHAKE_PROTOCOL_VERSIONS
 
 
-def _method(body: bytes) -> str | None:
+def method_of(body: bytes) -> str | None:
     """The method a JSON-RPC body names, or None if it does not parse as one request."""
     try:
         decoded = json.loads(body)
