@@ -50,11 +50,18 @@ def workspace(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def suite_env_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the suite's servers keep per-session environments: never the user's own cache."""
+    return tmp_path_factory.mktemp("envs")
+
+
 @pytest.fixture
-def config(workspace: Path) -> ServerConfig:
+def config(workspace: Path, suite_env_dir: Path) -> ServerConfig:
     """A test config: no warm pool (each test starts only the kernels it uses), short timeouts."""
     return ServerConfig(
         workspace_dir=workspace,
+        env_dir=suite_env_dir,
         execution_timeout_s=30,
         kernel_pool_size=0,
         interrupt_grace_s=3,

@@ -24,10 +24,12 @@ SLEEP_UNTIL_INTERRUPTED = (
 )
 
 # A cell that writes `started`, then loops forever, swallowing every KeyboardInterrupt.
+# `started` is written inside the `try`, so an interrupt sent once it exists is always caught.
 IGNORES_INTERRUPTS = (
-    "import time\nopen('started', 'w').close()\n"
+    "import os, time\n"
     "while True:\n"
     "    try:\n"
+    "        os.path.exists('started') or open('started', 'w').close()\n"
     "        time.sleep(1)\n"
     "    except KeyboardInterrupt:\n"
     "        pass"

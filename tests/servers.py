@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import uvicorn
 
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.server import create_server, http_app, uvicorn_config
+from python_mcp_server.transports import ConnectionGuard
 from tests.conftest import sandbox_mode
 
 
@@ -51,14 +57,22 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 @contextmanager
 def http_server(
-    workspace: Path, *args: str, startup_timeout_s: float = 60.0, env: dict[str, str] | None = None
+    workspace: Path,
+    *args: str,
+    startup_timeout_s: float = 60.0,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> Iterator[RunningServer]:
-    """`python -m python_mcp_server --port <free>` until it answers /health; SIGTERM at exit."""
+    """`python -m python_mcp_server --port <free>` until it answers /health; SIGTERM at exit.
+    `prefix` goes before the command (a program that execs it, such as `prlimit ... --`)."""
     port = free_port()
     log = workspace.parent / f"server-{port}.log"
-    cmd = server_command(
-        "--port", str(port), "--workspace-dir", str(workspace), "--kernel-pool-size", "0", *args
-    )
+    cmd = [
+        *prefix,
+        *server_command(
+            "--port", str(port), "--workspace-dir", str(workspace), "--kernel-pool-size", "0", *args
+        ),
+    ]
     with log.open("wb") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=server_env(env))
     base = f"http://127.0.0.1:{port}"
@@ -91,3 +105,27 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
             proc.kill()
             proc.wait(5)
     return int(proc.returncode)
+
+
+@contextmanager
+def threaded_http_server(config: ServerConfig, startup_timeout_s: float = 60.0) -> Iterator[str]:
+    """The server's HTTP app under uvicorn, as `serve` runs it (its connections watched by a
+    `ConnectionGuard` with `config`'s cap and header timeout), in a thread of this process, on a
+    free loopback port; yields the base URL. Quicker to start than a subprocess."""
+    config = dataclasses.replace(config, port=free_port())
+    guard = ConnectionGuard(cap=config.max_connections, header_timeout_s=config.header_timeout_s)
+    server = uvicorn.Server(uvicorn_config(http_app(create_server(config), config), config, guard))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the server thread ended before it started serving")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(startup_timeout_s)

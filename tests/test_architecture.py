@@ -39,7 +39,9 @@ ALLOWED: dict[str, set[str]] = {
     "transports": {"errors", "config", "text", "middleware", "compat"},
     "server": {"errors", "config", "runtime", "tools", "middleware", "transports", "compat"},
     "launch": {"errors", "config", "services", "server"},
-    "cli": {"errors", "config", "launch"},
+    # procs: blanking the token out of the server's own /proc command line and environment
+    "auth_token": {"errors", "config", "procs"},
+    "cli": {"errors", "config", "launch", "auth_token"},
     "__init__": {"errors", "config"},
     "__main__": {"cli"},
     # runs inside kernels, whose interpreter may lack python_mcp_server: the stdlib only
@@ -52,7 +54,7 @@ TOOL_MODULES = [
     module for name, module in vars(tools).items() if inspect.ismodule(module) and name != "_common"
 ]
 # other projects whose private names may be used only in compat/
-QUARANTINED = ("fastmcp", "mcp", "mcp_types")
+QUARANTINED = ("fastmcp", "mcp", "mcp_types", "uvicorn")
 # names without a leading underscore that are still not the project's public API
 NOT_PUBLIC = {
     "fastmcp.server.context.set_transport",
@@ -61,6 +63,7 @@ NOT_PUBLIC = {
     "fastmcp.utilities.json_schema",
     "mcp.server.streamable_http.check_accept_headers",
     "mcp.server.transport_security.DEFAULT_MAX_REQUEST_BODY_SIZE",
+    "uvicorn.protocols",  # uvicorn documents its settings, not its protocol classes
 }
 
 
@@ -163,8 +166,9 @@ def test_private_names_of_fastmcp_and_the_sdk_are_used_only_in_compat(path: Path
         return
     used = _private_uses(path.read_text())
     assert not used, (
-        f"{path.relative_to(SRC)} uses private FastMCP/MCP SDK names {used}; wrap each in "
-        "compat/fastmcp_private.py or compat/mcp_private.py with a contract test in test_compat.py"
+        f"{path.relative_to(SRC)} uses private FastMCP/MCP SDK/uvicorn names {used}; wrap each in "
+        "compat/fastmcp_private.py, compat/mcp_private.py or compat/uvicorn_private.py with a "
+        "contract test in test_compat.py"
     )
 
 
@@ -175,6 +179,7 @@ from mcp.server._streamable_http_modern import handle_modern_request
 from fastmcp.server.context import set_transport
 from fastmcp.utilities.json_schema import dereference_refs
 from mcp.server.streamable_http import StreamableHTTPServerTransport
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 mcp._lifespan_manager()
 getattr(manager, "_task_group", None)
 self._own = 1
@@ -185,6 +190,7 @@ self._own = 1
         "getattr(manager, '_task_group', None)",
         "mcp._lifespan_manager",
         "mcp.server._streamable_http_modern.handle_modern_request",
+        "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol",
     ]
     assert _private_uses("from python_mcp_server.middleware._responses import send_json\n") == []
 

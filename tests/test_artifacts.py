@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -191,35 +193,42 @@ async def test_a_file_with_spaces_and_accents_gets_a_uri_that_reads_back(
 
 
 async def test_a_symlink_in_an_output_folder_cannot_reach_outside_the_workspace(
-    config: ServerConfig, tmp_path: Path
+    config: ServerConfig, tmp_path: Path, workspace: Path
 ) -> None:
+    """Where a kernel can write its session's output folder (unsandboxed), a link it plants
+    there is still not followed out of the workspace."""
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret")
-    code = (
-        "import os\n"
-        "os.makedirs('outputs/anyone', exist_ok=True)\n"
-        f"os.symlink({str(secret)!r}, 'outputs/anyone/leak.txt')"
-    )
-    async with Client(create_server(config)) as client:
-        await client.call_tool("run_python_code", {"code": code})
+    small = dataclasses.replace(config, max_output_chars=200)
+    async with Client(create_server(small)) as client:
+        res = await client.call_tool("run_python_code", {"code": "print('x' * 300)"})
+        assert res.structured_content is not None
+        (uri,) = res.structured_content["output_files"]
+        (folder,) = (workspace / "outputs" / "default").iterdir()
+        (folder / "leak.txt").symlink_to(secret)
         with pytest.raises(MCPError) as caught:
-            await client.read_resource("kernel://anyone/leak.txt")
+            await client.read_resource("kernel://default/leak.txt")
+    assert uri.startswith("kernel://default/stdout-")
     assert "symlink" in str(caught.value)
     assert "top secret" not in str(caught.value)
 
 
-async def test_a_kernel_file_over_the_resource_cap_points_to_read_file(
+async def test_a_session_file_over_the_resource_cap_points_to_read_file(
     config: ServerConfig,
 ) -> None:
-    import dataclasses
-
-    small = dataclasses.replace(config, max_resource_bytes=10)
-    code = "import os\nos.makedirs('outputs/s', exist_ok=True)\nopen('outputs/s/big.txt', 'w').write('x' * 11)"
+    small = dataclasses.replace(config, max_resource_bytes=10, max_output_chars=200)
     async with Client(create_server(small)) as client:
-        await client.call_tool("run_python_code", {"code": code})
+        res = await client.call_tool("run_python_code", {"code": "print('x' * 300)"})
+        assert res.structured_content is not None
+        (uri,) = res.structured_content["output_files"]
         with pytest.raises(MCPError) as caught:
-            await client.read_resource("kernel://s/big.txt")
-    assert "Read it in pieces with read_file('outputs/s/big.txt', offset=...)" in str(caught.value)
+            await client.read_resource(uri)
+    name = uri.removeprefix("kernel://default/")
+    assert re.search(
+        rf"Read it in pieces with read_file\('outputs/default/[0-9-]+-[0-9a-f]{{6}}/{name}', "
+        r"offset=\.\.\.\)\.",
+        str(caught.value),
+    ), str(caught.value)
 
 
 async def test_writing_more_files_than_the_list_holds_says_how_many_more(

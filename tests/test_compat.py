@@ -12,12 +12,22 @@ from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
+import uvicorn
 from fastmcp import FastMCP
 from pydantic import BaseModel
 from starlette.requests import Request
 
-INSTALLED = {"fastmcp": f"fastmcp {version('fastmcp')}", "mcp": f"mcp {version('mcp')}"}
+from python_mcp_server.compat.uvicorn_private import watched_protocol
+from tests.servers import free_port
+
+INSTALLED = {
+    "fastmcp": f"fastmcp {version('fastmcp')}",
+    "mcp": f"mcp {version('mcp')}",
+    "uvicorn": f"uvicorn {version('uvicorn')}",
+}
 
 
 def _lookup(dotted: str, effect: str) -> Any:
@@ -147,3 +157,103 @@ def test_sdk_default_max_request_body_size_is_a_byte_count() -> None:
     limit = _lookup(symbol, effect)
     assert isinstance(limit, int), f"`{symbol}` is {limit!r}: {effect}."
     assert limit > 0, f"`{symbol}` is {limit!r}: {effect}."
+
+
+CONNECTIONS = (
+    "the HTTP server no longer bounds how long headers may take nor caps its connections "
+    "(compat/uvicorn_private.py, transports/connections.py)"
+)
+
+
+class _Recorder:
+    """A `ConnectionWatcher` that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.connection: Any = None
+        self.between_after_response: bool | None = None
+
+    def opened(self, connection: Any) -> None:
+        self.events.append("opened")
+        self.connection = connection
+
+    def request_started(self, connection: Any) -> None:
+        self.events.append(f"request (between requests: {connection.between_requests})")
+
+    def bytes_between_requests(self, connection: Any) -> None:
+        self.events.append("bytes")
+
+    def closed(self, connection: Any) -> None:
+        self.events.append("closed")
+
+
+async def _plain(scope: Any, receive: Any, send: Any, text: bytes) -> None:
+    if scope["type"] != "http":
+        return
+    headers = [(b"content-length", str(len(text)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
+
+
+async def _until(stream: anyio.abc.ByteStream, ending: bytes | None) -> bytes:
+    """What `stream` sends until it ends with `ending`, or (None) until the peer closes."""
+    data = b""
+    while ending is None or not data.endswith(ending):
+        try:
+            data += await stream.receive()
+        except anyio.EndOfStream:
+            break
+    return data
+
+
+@pytest.mark.anyio
+async def test_uvicorn_httptools_protocol_reports_a_connection_life_to_the_watcher() -> None:
+    symbol = "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol"
+    _lookup(symbol, CONNECTIONS)
+    recorder = _Recorder()
+
+    async def first(scope: Any, receive: Any, send: Any) -> None:
+        await _plain(scope, receive, send, b"first")
+
+    async def second(scope: Any, receive: Any, send: Any) -> None:
+        await _plain(scope, receive, send, b"second")
+
+    port = free_port()
+    config = uvicorn.Config(
+        first, port=port, http=watched_protocol(recorder), log_config=None, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        with anyio.fail_after(30):
+            while not server.started:
+                await anyio.sleep(0.01)
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            await stream.send(request[:10])
+            while recorder.events[-1:] != ["bytes"]:
+                await anyio.sleep(0.01)
+            await stream.send(request[10:])
+            answer = await _until(stream, b"first")
+            assert recorder.connection.between_requests, f"`{symbol}.cycle`: {CONNECTIONS}."
+            recorder.connection.refuse_requests(second)
+            await stream.send(request)
+            answer_after_swap = await _until(stream, b"second")
+            recorder.connection.answer_and_close(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            rest = await _until(stream, None)
+            while recorder.events[-1:] != ["closed"]:
+                await anyio.sleep(0.01)
+        server.should_exit = True
+    failure = (
+        f"{INSTALLED['uvicorn']} changed `{symbol}` (events {recorder.events}): {CONNECTIONS}."
+    )
+    assert recorder.events == [
+        "opened",
+        "bytes",
+        "request (between requests: False)",
+        "request (between requests: False)",
+        "closed",
+    ], failure
+    assert answer.endswith(b"first"), failure
+    assert answer_after_swap.endswith(b"second"), f"`{symbol}.app`: {failure}"
+    assert rest.startswith(b"HTTP/1.1 408"), f"`{symbol}.transport`: {failure}"

@@ -40,6 +40,11 @@ async def test_environment_info_describes_python_host_workspace_and_limits(
         info = data(await client.call_tool("get_environment_info", {}))
     host = {k: info.pop(k) for k in ("memory_total_bytes", "memory_available_bytes")}
     assert 0 < host["memory_available_bytes"] <= host["memory_total_bytes"]
+    assert info.pop("pythons")[0] == platform.python_version()
+    assert info.pop("session") is None
+    environments = info.pop("environments")
+    assert environments["folder"] == str(config.env_root)
+    assert environments["session_environments"] == 0
     plan = plan_sandbox(config)
     assert info.pop("sandbox") == {
         "mode": config.sandbox,

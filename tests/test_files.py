@@ -682,3 +682,35 @@ async def test_a_symlink_loop_is_a_clear_error(config: ServerConfig, workspace: 
     async with Client(create_server(config)) as client:
         message = await error(client, "write_file", path="loop_a", content="x")
     assert "symbolic links" in message or "symlink" in message
+
+
+async def test_reading_a_fifo_is_refused_instead_of_hanging(
+    config: ServerConfig, workspace: Path
+) -> None:
+    os.mkfifo(workspace / "pipe")
+    async with Client(create_server(config)) as client:
+        with anyio.fail_after(20):
+            message = await error(client, "read_file", path="pipe")
+            with pytest.raises(MCPError) as caught:
+                await client.read_resource("workspace://pipe")
+    expected = (
+        "'pipe' is not a regular file (a pipe, socket or device); only regular files can be "
+        "read. Choose another path."
+    )
+    assert (message, str(caught.value)) == (expected, expected)
+
+
+async def test_a_link_inside_is_written_and_read_through_and_stays_a_link(
+    config: ServerConfig, workspace: Path
+) -> None:
+    (workspace / "data").mkdir()
+    (workspace / "data" / "a.txt").write_text("old")
+    (workspace / "alias").symlink_to("data/a.txt")
+    async with Client(create_server(config)) as client:
+        written = await call(client, "write_file", path="alias", content="new")
+        appended = await call(client, "write_file", path="alias", content="+", append=True)
+        read = await call(client, "read_file", path="alias")
+    assert (written["path"], written["created"]) == ("data/a.txt", False)
+    assert (appended["path"], appended["created"]) == ("data/a.txt", False)
+    assert (read["path"], read["content"]) == ("data/a.txt", "new+")
+    assert (workspace / "alias").is_symlink()

@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.helpers import IGNORES_INTERRUPTS, SLEEP_UNTIL_INTERRUPTED, wait_for_file
+from tests.helpers import IGNORES_INTERRUPTS, SLEEP_UNTIL_INTERRUPTED, start_cell, wait_for_file
 from tests.servers import http_server
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -325,3 +325,51 @@ async def test_the_fastmcp_client_connects_with_the_token_as_the_readme_shows(
     assert res.structured_content is not None
     assert res.structured_content["result"] == "42"
     assert "auth='<token>'" in str(refused.value)
+
+
+HOLD = "import time\nopen('started', 'w').close()\ntime.sleep(120)"
+SHUTTING_DOWN = "The server is shutting down, so this cell was interrupted"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_the_fastmcp_client_gets_the_answer_of_a_call_running_at_shutdown(
+    workspace: Path, mode: str
+) -> None:
+    """The client lists the tools after the answer (to check it against the output schema, as it
+    has not listed them yet) and a 2025-11-25 client ends its session: both must still work."""
+    from fastmcp import Client
+
+    with http_server(workspace) as server:
+        async with Client(server.url, mode=mode) as client, anyio.create_task_group() as tg:
+            results = start_cell(tg, client, {"code": HOLD})
+            await wait_for_file(workspace / "started")
+            server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+    assert results, "the call got no answer"
+    assert results[0]["error"]["ename"] == "KeyboardInterrupt"
+    assert results[0]["message"].startswith(SHUTTING_DOWN)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+async def test_the_mcp_sdk_client_gets_the_answer_of_a_call_running_at_shutdown(
+    workspace: Path, mode: str
+) -> None:
+    from mcp import Client
+
+    answers: list[Any] = []
+
+    async def long_call(client: Client) -> None:
+        answers.append(await client.call_tool("run_python_code", {"code": HOLD}))
+
+    with http_server(workspace) as server:
+        async with Client(server.url, mode=mode) as client, anyio.create_task_group() as tg:
+            tg.start_soon(long_call, client)
+            await wait_for_file(workspace / "started")
+            server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+    assert answers, "the call got no answer"
+    data = answers[0].structured_content
+    assert data["error"]["ename"] == "KeyboardInterrupt"
+    assert data["message"].startswith(SHUTTING_DOWN)

@@ -637,3 +637,35 @@ async def test_a_probe_stuck_in_a_users_repr_is_interrupted_and_the_kernel_goes_
         # the interrupt stopped the repr: the kernel takes the next cell at once
         after = await svc.execution.run("default", "1 + 1", timeout_s=10)
     assert (after.status, after.result) == ("ok", "2")
+
+
+def _relay_run(*command: str, socket_path: str = "/nonexistent/egress.sock") -> tuple[int, str]:
+    env = {"PATH": os.environ["PATH"], "PYTHON_MCP_SERVER_PROXY_SOCKET": socket_path}
+    done = subprocess.run(
+        [sys.executable, "-I", str(KERNEL_EXT_DIR / "relay.py"), *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_the_relay_runs_a_command_behind_the_proxy_and_passes_its_exit_code() -> None:
+    show = (
+        "import os; print(os.environ['HTTPS_PROXY'], os.environ['http_proxy']); raise SystemExit(3)"
+    )
+    code, out = _relay_run("--", sys.executable, "-c", show)
+    assert code == 3
+    first, second = out.split()
+    assert first == second
+    assert first.startswith("http://127.0.0.1:")
+    assert int(first.rsplit(":", 1)[1]) > 0
+
+
+def test_the_relay_without_a_command_says_how_to_call_it() -> None:
+    assert _relay_run() == (2, "usage: relay.py -- COMMAND [ARG...]\n")
+    assert _relay_run("--")[0] == 2
+    code, out = _relay_run("--", "/nonexistent/installer")
+    assert (code, out.startswith("cannot run /nonexistent/installer:")) == (127, True)

@@ -248,3 +248,22 @@ async def test_restart_without_preserve_state_clears_every_variable(config: Serv
     )
     assert after.structured_content is not None
     assert after.structured_content["result"] == "False"
+
+
+async def test_once_the_server_is_stopping_new_cells_and_sessions_are_refused(
+    config: ServerConfig,
+) -> None:
+    """While the server lets the calls it interrupted be answered, nothing new starts."""
+    from python_mcp_server.services import Services
+
+    async with Services.open(config) as services, Client(create_server(config, services)) as client:
+        await services.sessions.interrupt_running()  # what a signal does first
+        cell = await client.call_tool("run_python_code", {"code": "1"}, raise_on_error=False)
+        new = await client.call_tool("create_session", {}, raise_on_error=False)
+        still = await client.call_tool("list_sessions", {})
+    for refused in (cell, new):
+        assert refused.is_error
+        assert refused.content[0].text.startswith(
+            "The server is shutting down, so it starts no new code or session; call again once"
+        )
+    assert still.structured_content is not None

@@ -35,6 +35,11 @@ EXAMPLES = (
     "'pandas>=2.0' or 'requests[socks]==2.32.3'."
 )
 
+BASE_NOTE = (
+    " They went into the server's base environment, shared by every session without an "
+    "environment of its own (create_session with dependencies gives a session its own)."
+)
+
 
 def data(res: Any) -> dict[str, Any]:
     assert not res.is_error, res.content[0].text
@@ -120,7 +125,10 @@ async def test_a_local_wheel_installs_and_imports_in_the_running_session(
             "reason": None,
         }
     ]
-    assert res["message"] == "All packages are installed and importable in the running kernel."
+    assert res["message"] == (
+        "All packages are installed and importable in the running kernel." + BASE_NOTE
+    )
+    assert res["environment"] == "base"
     assert (after["status"], after["result"], after["execution_count"]) == ("ok", "'1.0'", 2)
 
 
@@ -156,7 +164,7 @@ async def test_upgrading_an_imported_package_says_a_restart_is_needed(
         "All packages are installed and importable in the running kernel. Restart needed: "
         f"{dist} changed from 1.0 to 2.0 while {package_name} was already imported, so the "
         "kernel still runs the old code. Call restart_kernel (variables are lost) to use the "
-        "new version."
+        "new version." + BASE_NOTE
     )
 
 

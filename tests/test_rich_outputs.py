@@ -55,8 +55,11 @@ def decoded(image: ImageContent) -> Image.Image:
 
 
 def saved(workspace: Path, uri: str) -> Path:
+    """The file behind a kernel:// URI: in its session's one folder, `outputs/<session>/<run>/`
+    (which the session's end deletes)."""
     session, name = uri.removeprefix("kernel://").split("/")
-    return workspace / "outputs" / session / name
+    (path,) = (workspace / "outputs" / session).glob(f"*/{name}")
+    return path
 
 
 async def test_plt_show_returns_an_image_preview_and_a_link_to_the_full_png(
@@ -67,6 +70,7 @@ async def test_plt_show_returns_an_image_preview_and_a_link_to_the_full_png(
         res = await run(client, code)
         info = data(res)["images"][0]
         blob = (await client.read_resource(info["uri"]))[0]
+        full = saved(workspace, info["uri"]).read_bytes()  # while the session lives
     assert len(images(res)) == 1
     assert images(res)[0].mime_type == "image/png"
     assert decoded(images(res)[0]).size == (info["width"], info["height"])
@@ -75,7 +79,7 @@ async def test_plt_show_returns_an_image_preview_and_a_link_to_the_full_png(
     assert info["uri"].endswith(".png")
     assert isinstance(blob, BlobResourceContents)
     assert blob.mime_type == "image/png"
-    assert base64.b64decode(blob.blob) == saved(workspace, info["uri"]).read_bytes()
+    assert base64.b64decode(blob.blob) == full
     assert f"full resolution: {info['uri']}" in text(res)
 
 
@@ -145,14 +149,15 @@ async def test_a_large_figure_is_previewed_within_the_image_budget(
     )
     async with Client(create_server(config)) as client:
         res = await run(client, code)
-    info = data(res)["images"][0]
+        info = data(res)["images"][0]
+        with Image.open(saved(workspace, info["uri"])) as full:
+            full_size = full.size
     preview = decoded(images(res)[0])
     assert max(preview.size) <= config.image_max_side_px
     assert len(base64.b64decode(images(res)[0].data)) <= config.image_max_bytes
     assert info["preview_bytes"] <= config.image_max_bytes
     assert max(info["width"], info["height"]) > config.image_max_side_px
-    with Image.open(saved(workspace, info["uri"])) as full:
-        assert full.size == (info["width"], info["height"])
+    assert full_size == (info["width"], info["height"])
 
 
 async def test_a_dataframe_result_keeps_its_html_in_displays(config: ServerConfig) -> None:
@@ -174,9 +179,10 @@ async def test_a_long_html_display_is_cut_to_the_budget_and_saved_in_full(
     code = "from IPython.display import HTML, display\ndisplay(HTML('<p>' + 'y' * 5000 + '</p>'))"
     async with Client(create_server(small)) as client:
         res = await run(client, code)
-    (html,) = data(res)["displays"]
+        (html,) = data(res)["displays"]
+        full = saved(workspace, html["uris"][0]).read_text()
     assert (html["mime_type"], html["truncated"], len(html["content"])) == ("text/html", True, 1000)
-    assert saved(workspace, html["uris"][0]).read_text() == "<p>" + "y" * 5000 + "</p>"
+    assert full == "<p>" + "y" * 5000 + "</p>"
     assert links(res) == html["uris"]
 
 
@@ -200,14 +206,14 @@ async def test_a_plotly_figure_is_saved_as_html_and_json_and_linked(
     code = "import plotly.express as px\npx.bar(x=['a', 'b'], y=[1, 3], title='Counts')"
     async with Client(create_server(config)) as client:
         res = await run(client, code)
-    (fig,) = [d for d in data(res)["displays"] if d["mime_type"] == PLOTLY]
-    page, spec = fig["uris"]
+        (fig,) = [d for d in data(res)["displays"] if d["mime_type"] == PLOTLY]
+        page, spec = fig["uris"]
+        figure = json.loads(saved(workspace, spec).read_text())
+        html = saved(workspace, page).read_text()
     assert page.endswith(".html")
     assert spec.endswith(".json")
     assert links(res) == [page, spec]
-    figure = json.loads(saved(workspace, spec).read_text())
     assert figure["data"][0]["type"] == "bar"
-    html = saved(workspace, page).read_text()
     assert "Plotly.newPlot" in html
     assert "cdn.plot.ly/plotly-" in html
     assert '"bar"' in html

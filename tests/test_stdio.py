@@ -19,7 +19,14 @@ from fastmcp.client.transports import StdioTransport
 
 from python_mcp_server.transports.stdio import MAX_LINE_BYTES, LineReader, parse_line
 from tests.conftest import pid_alive
-from tests.helpers import IGNORES_INTERRUPTS, SLEEP_UNTIL_INTERRUPTED, kernel_pid, wait_for_file
+from tests.helpers import (
+    IGNORES_INTERRUPTS,
+    SLEEP_UNTIL_INTERRUPTED,
+    argv_of,
+    kernel_pid,
+    processes_naming,
+    wait_for_file,
+)
 from tests.servers import sandbox_env, server_command, server_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -245,3 +252,42 @@ async def test_a_line_over_the_limit_is_answered_and_the_next_one_read() -> None
     assert after is not None
     assert parse_line(after)[0] is not None
     assert end is None
+
+
+@pytest.mark.parametrize("library", ["fastmcp", "mcp"])
+async def test_a_client_library_gets_the_answer_of_a_call_running_at_shutdown(
+    workspace: Path, library: str
+) -> None:
+    """The client lists the tools after the answer (to check it against the output schema, as it
+    has not listed them yet): the server must still be there to answer."""
+    from mcp import Client as SdkClient
+    from mcp import StdioServerParameters
+
+    hold = "import time\nopen('started', 'w').close()\ntime.sleep(120)"
+    cmd = server_command(
+        "--transport", "stdio", "--workspace-dir", str(workspace), "--kernel-pool-size", "0"
+    )
+    client: Any = (
+        Client(StdioTransport(command=cmd[0], args=cmd[1:], env=server_env(), keep_alive=False))
+        if library == "fastmcp"
+        else SdkClient(StdioServerParameters(command=cmd[0], args=cmd[1:], env=server_env()))
+    )
+    answers: list[Any] = []
+
+    async def long_call() -> None:
+        answers.append(await client.call_tool("run_python_code", {"code": hold}))
+
+    async with client, anyio.create_task_group() as tg:
+        tg.start_soon(long_call)
+        await wait_for_file(workspace / "started")
+        servers = [
+            pid
+            for pid in processes_naming(str(workspace))
+            if argv_of(pid)[1:3] == ["-m", "python_mcp_server"]
+        ]
+        assert len(servers) == 1
+        os.kill(servers[0], signal.SIGTERM)
+    assert answers, "the call got no answer"
+    data = answers[0].structured_content
+    assert data["error"]["ename"] == "KeyboardInterrupt"
+    assert data["message"].startswith("The server is shutting down, so this cell was interrupted")

@@ -51,12 +51,16 @@ def settings(tmp_path: Path) -> ServerConfig:
 
 
 def renderer(settings: ServerConfig) -> DisplayRenderer:
-    return DisplayRenderer(settings, ArtifactStore(settings), SID, None)
+    store = ArtifactStore(settings)
+    store.begin(SID)
+    return DisplayRenderer(settings, store, SID, None)
 
 
 def saved(settings: ServerConfig, uri: str) -> Path:
+    """The file behind a kernel:// URI: in its session's one folder, `outputs/<session>/<run>/`."""
     session, name = uri.removeprefix("kernel://").split("/")
-    return settings.workspace_root / "outputs" / session / name
+    (path,) = (settings.workspace_root / "outputs" / session).glob(f"*/{name}")
+    return path
 
 
 # plotly

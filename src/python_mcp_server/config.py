@@ -13,7 +13,7 @@ SandboxMode = Literal["auto", "on", "off"]
 KernelNetwork = Literal["none", "allowlist", "full"]
 
 # server settings that child processes (kernels, scripts, installers) must not inherit
-SECRET_ENV_VARS = ("PYTHON_MCP_SERVER_AUTH_TOKEN",)
+SECRET_ENV_VARS = ("PYTHON_MCP_SERVER_AUTH_TOKEN", "PYTHON_MCP_SERVER_AUTH_TOKEN_FILE")
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 
@@ -53,6 +53,7 @@ class ServerConfig:
     max_output_chars: int = 20_000
     max_file_read_bytes: int = 1_000_000
     max_resource_bytes: int = 32_000_000
+    max_outputs_mb: int = 1024  # all live sessions' output files together; 0 = no limit
     max_file_write_bytes: int = 50_000_000
     max_list_entries: int = 500
     script_timeout_s: float = 300.0
@@ -68,7 +69,23 @@ class ServerConfig:
     kernel_tmp_mb: int = 1024  # the private /tmp and /dev/shm of a sandboxed kernel
     kernel_network: KernelNetwork = "none"
     kernel_allow_hosts: tuple[str, ...] = ()
+    install_allow_hosts: tuple[str, ...] = ()  # beyond the package indexes, for installs
+    env_dir: Path | None = None  # per-session environments; None: ~/.cache/python-mcp-server/envs
+    env_keep_s: float = 600.0  # how long an environment no session uses is kept
+    env_max_mb: int = 10_000  # disk the environments may take beyond uv's cache; 0 = no bound
+    # HTTP connections: headers and bodies that do not arrive in time, how many are held
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 1024
+    # 2025-11-25 (handshake) MCP sessions: how many are kept, how long one may go without a call
+    max_mcp_sessions: int = 256
+    mcp_session_unused_timeout_s: float = 60.0
 
     @property
     def workspace_root(self) -> Path:
         return self.workspace_dir.expanduser().resolve()
+
+    @property
+    def env_root(self) -> Path:
+        folder = self.env_dir or Path("~/.cache/python-mcp-server/envs")
+        return folder.expanduser().resolve()

@@ -22,7 +22,11 @@ ServerError                        the model can act on this (reaches it as an `
 ├── InvalidArgumentError           a value the schema allows but the tool cannot use
 │   └── InvalidTextError           text with unpaired surrogates (not encodable as UTF-8)
 ├── ArtifactNotFoundError          a kernel:// file that a session never produced
-└── ResourceLimitError             host memory below the floor, and similar limits
+├── OutputNotKeptError             a session output file was not kept (the result says why)
+│   ├── OutputLimitError           --max-outputs-mb reached
+│   └── SessionOutputsGoneError    the session ended: its outputs were deleted with it
+├── ResourceLimitError             host memory below the floor, and similar limits
+└── ServerStoppingError            the server is shutting down: no new cells or sessions
 ```
 """
 
@@ -57,6 +61,14 @@ class InvalidTextError(InvalidArgumentError):
 
 class ResourceLimitError(ServerError):
     """A host or server limit refuses the request."""
+
+
+class ServerStoppingError(ServerError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down, so it starts no new code or session; call again once "
+            "it is back (variables are not kept across a server restart)."
+        )
 
 
 class KernelError(ServerError):
@@ -193,11 +205,41 @@ class ScriptNotFoundError(WorkspaceError):
 
 
 class ArtifactNotFoundError(ServerError):
-    def __init__(self, session_id: str, filename: str) -> None:
+    def __init__(self, session_id: str, filename: str, earlier: bool = False) -> None:
+        past = (
+            f" An earlier session named {session_id!r} ended, and its outputs were deleted with "
+            "it; a link from that session no longer works."
+            if earlier
+            else ""
+        )
         super().__init__(
-            f"No file {filename!r} among the outputs of session {session_id!r}. Use a kernel:// "
-            "URI exactly as a run_python_code result gave it; files are listed in its images, "
-            "displays and output_files."
+            f"No file {filename!r} among the outputs of session {session_id!r}.{past} Use a "
+            "kernel:// URI exactly as a run_python_code result gave it; files are listed in its "
+            "images, displays and output_files."
         )
         self.session_id = session_id
         self.filename = filename
+
+
+class OutputNotKeptError(ServerError):
+    """A session output file the server did not keep; the result says so, and why."""
+
+
+class OutputLimitError(OutputNotKeptError):
+    def __init__(self, limit_mb: int) -> None:
+        super().__init__(
+            f"Session outputs are at this server's limit of {limit_mb} MB (--max-outputs-mb): "
+            "delete sessions you no longer need (their outputs go with them), or raise "
+            "--max-outputs-mb."
+        )
+        self.limit_mb = limit_mb
+
+
+class SessionOutputsGoneError(OutputNotKeptError):
+    def __init__(self, session_id: str, how: str) -> None:
+        super().__init__(
+            f"Session {session_id!r} {how}, and its outputs (the files behind its kernel:// "
+            "links) were deleted with it. Run the code again in a live session to make them "
+            "again."
+        )
+        self.session_id = session_id

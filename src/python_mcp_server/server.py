@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,16 +30,23 @@ from python_mcp_server.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
     DomainErrorMiddleware,
+    HeaderWhitespaceMiddleware,
+    LinksAsTextMiddleware,
     TimingMiddleware,
 )
 from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
 from python_mcp_server.transports import (
+    ConnectionGuard,
+    CountRequests,
+    HandshakeSessions,
     Inbound,
     InFlight,
     LineReader,
     PlainJsonCalls,
     claimed_stdio,
+    connection_limits,
+    raise_open_files_limit,
     read_messages,
     write_messages,
 )
@@ -47,7 +55,8 @@ logger = logging.getLogger(__name__)
 
 _REPEAT_WINDOW_S = 1.0  # signals this close together count as one
 _FLUSH_S = 5.0  # at the end of stdio input, time left to write the last answers
-_STOP_GRACE_S = 3.0  # after a signal, time for interrupted calls to be answered (stdio)
+_DRAIN_S = 5.0  # after a signal, most time for calls to be answered and followed up
+_QUIET_S = 1.0  # after the last answer, time for a client's follow-up requests
 
 INSTRUCTIONS = """\
 Runs Python in persistent Jupyter kernels. Call run_python_code to execute code; variables persist
@@ -66,7 +75,7 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
         version=__version__,
         lifespan=lifespan_for(config, services),
         mask_error_details=True,
-        middleware=[DomainErrorMiddleware(), TimingMiddleware()],
+        middleware=[DomainErrorMiddleware(), TimingMiddleware(), LinksAsTextMiddleware()],
     )
     for tool in TOOLS:
         mcp.add_tool(domain_errors(tool))
@@ -80,13 +89,23 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
     return mcp
 
 
-def http_app(mcp: FastMCP[Any], config: ServerConfig, *, keepalive_s: float = 15.0) -> Any:
+def http_app(
+    mcp: FastMCP[Any],
+    config: ServerConfig,
+    *,
+    keepalive_s: float = 15.0,
+    in_flight: InFlight | None = None,
+) -> Any:
     """The Starlette app serving `mcp` at `config.path`. A stateless-era call silent for
-    `keepalive_s` seconds gets its answer as an event stream with pings."""
-    middleware = []
+    `keepalive_s` seconds gets its answer as an event stream with pings; the table of
+    handshake-era sessions is kept to `config.max_mcp_sessions`. `in_flight`, when given, holds
+    the requests being answered."""
+    middleware = [ASGIMiddleware(HeaderWhitespaceMiddleware)]
+    if in_flight is not None:
+        middleware.insert(0, ASGIMiddleware(CountRequests, in_flight=in_flight))
     if config.auth_token:
         middleware.append(ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token))
-    middleware.append(ASGIMiddleware(BodyLimitMiddleware))
+    middleware.append(ASGIMiddleware(BodyLimitMiddleware, timeout_s=config.body_timeout_s))
     app = mcp.http_app(
         path=config.path,
         middleware=middleware,
@@ -94,7 +113,11 @@ def http_app(mcp: FastMCP[Any], config: ServerConfig, *, keepalive_s: float = 15
     )
     for route in app.routes:
         if isinstance(route, Route) and route.path == config.path:
-            route.app = PlainJsonCalls(route.app, keepalive_s=keepalive_s)
+            route.app = HandshakeSessions(
+                PlainJsonCalls(route.app, keepalive_s=keepalive_s),
+                max_sessions=config.max_mcp_sessions,
+                unused_timeout_s=config.mcp_session_unused_timeout_s,
+            )
     return app
 
 
@@ -115,12 +138,26 @@ class _Uvicorn(uvicorn.Server):
     """uvicorn whose signals are handled by `serve`.
 
     Plain uvicorn re-raises a captured SIGTERM once it has stopped, which would end the process
-    before the caller shuts the kernels down.
+    before the caller shuts the kernels down. The "serving" line is logged once the port is bound.
     """
+
+    def __init__(self, config: uvicorn.Config, mcp_path: str) -> None:
+        super().__init__(config)
+        self.mcp_path = mcp_path
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Bind, then say where: the port is the one bound (with --port 0, the one picked)."""
+        await super().startup(sockets)
+        bound = [sock for server in self.servers for sock in server.sockets or ()]
+        if self.started and bound:
+            host = self.config.host
+            url_host = f"[{host}]" if ":" in host else host
+            port = bound[0].getsockname()[1]
+            logger.info("serving MCP on http://%s:%s%s", url_host, port, self.mcp_path)
 
 
 async def _until_signal(stop: Callable[[int], None]) -> None:
@@ -168,8 +205,9 @@ async def _serve_stdio(mcp: FastMCP[Any], services: Services | None) -> None:
 
 
 class _StdioStop:
-    """What a signal does to the stdio server: interrupt running cells and give their calls up to
-    `_STOP_GRACE_S` to be answered, then stop; a second signal stops at once."""
+    """What a signal does to the stdio server: interrupt running cells and give their calls, and
+    the requests a client sends right after an answer (see `transports.in_flight`), up to
+    `_DRAIN_S` to be answered, then stop; a second signal stops at once."""
 
     def __init__(
         self,
@@ -192,10 +230,10 @@ class _StdioStop:
         self._tg.start_soon(self._stop)
 
     async def _stop(self) -> None:
-        with anyio.move_on_after(_STOP_GRACE_S):
+        with anyio.move_on_after(_DRAIN_S):
             if self._services is not None:
                 await self._services.sessions.interrupt_running()
-            await self._in_flight.drained()
+            await self._in_flight.quiet(_QUIET_S)
         self._serving.cancel()
 
 
@@ -221,24 +259,39 @@ async def _serve_lines(mcp: FastMCP[Any], wire_in: int, wire_out: int, in_flight
         tg.cancel_scope.deadline = anyio.current_time() + _FLUSH_S
 
 
-async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:
-    server = _Uvicorn(
-        uvicorn.Config(
-            http_app(mcp, config),
-            host=config.host,
-            port=config.port,
-            log_level=config.log_level.lower(),
-            log_config=None,
-            access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
-            lifespan="on",
-            timeout_graceful_shutdown=3,  # running cells get 1 s to stop, then their kernel
-            ws="none",
-        )
+def connection_guard(config: ServerConfig) -> ConnectionGuard:
+    """The guard on the HTTP server's connections, with the open-files limit raised first."""
+    kernels = config.max_sessions + config.kernel_pool_size
+    cap, backlog = connection_limits(config.max_connections, raise_open_files_limit(), kernels)
+    return ConnectionGuard(cap=cap, backlog=backlog, header_timeout_s=config.header_timeout_s)
+
+
+def uvicorn_config(app: Any, config: ServerConfig, guard: ConnectionGuard) -> uvicorn.Config:
+    """uvicorn's settings for serving `app`, its connections watched by `guard`."""
+    return uvicorn.Config(
+        app,
+        http=guard.protocol_class(),
+        backlog=guard.backlog,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level.lower(),
+        log_config=None,
+        access_log=config.log_level == "DEBUG",  # tool calls are logged by TimingMiddleware
+        lifespan="on",
+        timeout_graceful_shutdown=3,  # running cells get 1 s to stop, then their kernel
+        ws="none",
     )
+
+
+async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Services | None) -> None:
+    guard = connection_guard(config)
+    in_flight = InFlight()
+    app = http_app(mcp, config, in_flight=in_flight)
+    server = _Uvicorn(uvicorn_config(app, config, guard), config.path)
     failed: str | int | None = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_until_signal, _HttpStop(server, tg, services))
-        logger.info("serving MCP on http://%s:%s%s", config.host, config.port, config.path)
+        tg.start_soon(_until_signal, _HttpStop(server, tg, services, in_flight))
+        logger.info("HTTP: at most %d connections held at once", guard.cap)
         try:
             await server.serve()
         except SystemExit as exc:  # uvicorn's way to say it could not start; it logged why
@@ -256,21 +309,36 @@ async def _serve_http(mcp: FastMCP[Any], config: ServerConfig, services: Service
 
 class _HttpStop:
     """What a signal does to the HTTP server: interrupt running cells so their calls still get
-    an answer, then ask uvicorn to stop. A second signal skips uvicorn's grace period, unless it is
-    the same Ctrl-C delivered twice (the terminal signals the whole process group, and `uv run`
-    forwards it too)."""
+    an answer, keep serving until those answers and the requests clients send right after one
+    (see `transports.in_flight`) are answered, then ask uvicorn to stop. New cells and sessions
+    are refused meanwhile. A second signal stops at once, unless it is the same Ctrl-C delivered
+    twice (the terminal signals the whole process group, and `uv run` forwards it too)."""
 
-    def __init__(self, server: uvicorn.Server, tg: TaskGroup, services: Services | None) -> None:
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        tg: TaskGroup,
+        services: Services | None,
+        in_flight: InFlight,
+    ) -> None:
         self._server = server
         self._tg = tg
         self._services = services
+        self._in_flight = in_flight
         self._first = 0.0
 
     def __call__(self, signum: int) -> None:
-        if self._services is not None and not self._server.should_exit:
-            self._tg.start_soon(self._services.sessions.interrupt_running)
         now = time.monotonic()
-        if self._first and now - self._first > _REPEAT_WINDOW_S:
+        if not self._first:
+            self._first = now
+            self._tg.start_soon(self._drain)
+        elif now - self._first > _REPEAT_WINDOW_S:
             self._server.force_exit = True
-        self._first = self._first or now
+            self._server.should_exit = True
+
+    async def _drain(self) -> None:
+        with anyio.move_on_after(_DRAIN_S):
+            if self._services is not None:
+                await self._services.sessions.interrupt_running()
+            await self._in_flight.quiet(_QUIET_S)
         self._server.should_exit = True

@@ -6,7 +6,8 @@ clients (requests, urllib, httpx, pip, uv) take a proxy as `http://host:port`, n
 path, so this relay listens on `127.0.0.1:PORT` and copies each connection to the socket and
 back. `install_from_env` starts it from `PYTHON_MCP_SERVER_PROXY_SOCKET` (and optionally
 `PYTHON_MCP_SERVER_PROXY_PORT`) and points `HTTP(S)_PROXY` at it, so the kernel and every
-process it starts (`!pip install`) use it.
+process it starts (`!pip install`) use it. Run as a script, `python relay.py -- CMD...` does the
+same for one command (the package installer in its sandbox) and exits with the command's code.
 
 Threads, not asyncio: the kernel's own event loop belongs to IPython and the user. Two daemon
 threads per connection, one per direction, each with blocking reads and writes, so neither
@@ -18,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import MutableMapping
 
@@ -114,3 +117,22 @@ def install_from_env(environ: MutableMapping[str, str] | None = None) -> int | N
     port = start_relay(int(environ.get(PORT_ENV) or 0), socket_path)
     set_proxy_env(environ, port)
     return port
+
+
+def main(argv: list[str]) -> int:
+    """`relay.py -- CMD...`: run CMD with its HTTP(S) traffic relayed to the egress proxy."""
+    if "--" not in argv or argv.index("--") == len(argv) - 1:
+        sys.stderr.write("usage: relay.py -- COMMAND [ARG...]\n")
+        return 2
+    command = argv[argv.index("--") + 1 :]
+    install_from_env(os.environ)
+    try:
+        code = subprocess.call(command)
+    except OSError as exc:
+        sys.stderr.write(f"cannot run {command[0]}: {exc}\n")
+        return 127
+    return code if code >= 0 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -182,7 +182,16 @@ class ScriptConfinement:
         self._limits = limits
         self._supervisor = supervisor
 
-    def command(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> ConfinedCommand:
+    def command(
+        self,
+        argv: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        python: str | None = None,
+        read_only: tuple[Path, ...] = (),
+    ) -> ConfinedCommand:
+        python = python or self._python
         support = self._sandbox.plan.limits
         limits = self._limits
         name = f"{os.getpid()}-script-{secrets.token_hex(4)}"
@@ -193,16 +202,16 @@ class ScriptConfinement:
         )
         read_end, write_end = os.pipe()
         os.set_blocking(read_end, False)
-        supervised = [self._python, "-I", str(self._supervisor), str(write_end), "--", *argv]
+        supervised = [python, "-I", str(self._supervisor), str(write_end), "--", *argv]
         launch = self._sandbox.launch(
             supervised,
-            python=self._python,
+            python=python,
             session_dir=None,
             connection_file=None,
             workspace=self._workspace,
             cwd=cwd,
             env=env,
-            read_only=[self._supervisor.parent],
+            read_only=[self._supervisor.parent, *read_only],
             groups=groups,
         )
 

@@ -55,6 +55,9 @@ from python_mcp_server.procs import (
     read_stat,
     sweep_stale_cgroups,
 )
+from python_mcp_server.procs.leftovers import claim, forget, record, sweep_stale_folders
+from python_mcp_server.procs.limits import sweep_stale_limit_groups
+from python_mcp_server.procs.watchdog import Watchdog
 from python_mcp_server.sandbox.launch import Sandbox
 from python_mcp_server.text import HeadTail
 
@@ -64,6 +67,7 @@ _WATCH_INTERVAL_S = 0.2
 _DRAIN_S = 0.5
 _LATE_OUTPUT_CHARS = 10_000
 _SHUTDOWN_TIMEOUT_S = 10.0
+RUNTIME_PREFIX = "python-mcp-server-"
 
 
 class LocalRun:
@@ -209,6 +213,8 @@ class LocalKernelHandle:
             return
         stat = read_stat(self._pid)
         self._pid_start = stat.start if stat is not None else None
+        if self._pid_start is not None:  # for the watchdog, should the server die first
+            record(self._dir, self._id, self._pid, self._pid_start)
         if launch.sandboxed:
             self._cgroup = launch.cgroup
             return
@@ -490,6 +496,7 @@ class LocalKernelHandle:
             shutil.rmtree(self._dir / f"{self._id}-spec", ignore_errors=True)
         if kill_same(tree):
             logger.info("killed processes left by kernel pid %s", self._pid)
+        forget(self._dir, self._id)
         info = self._exit or ExitInfo(None)
         self._mark_dead(info)
         with contextlib.suppress(OSError):
@@ -497,7 +504,8 @@ class LocalKernelHandle:
 
 
 class LocalBackend:
-    """Starts kernels on this machine. Owns a private runtime folder for connection files.
+    """Starts kernels on this machine. Owns a private runtime folder for connection files, and a
+    watchdog that ends its kernels and removes the folder should the server be killed.
 
     With `use_cgroups` (the default) each kernel gets a cgroup v2 group when the machine allows
     it; otherwise, or when it does not, kernels are ended with a process-tree kill.
@@ -509,13 +517,23 @@ class LocalBackend:
         use_cgroups: bool = True,
         sandbox: Callable[[Path], Sandbox] | None = None,
     ) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="python-mcp-server-"))
+        top = Path(tempfile.gettempdir())
+        sweep_stale_folders(top, RUNTIME_PREFIX)  # of servers killed before they cleaned up
+        self._dir = Path(tempfile.mkdtemp(prefix=RUNTIME_PREFIX, dir=top))
+        claim(self._dir)
         self.sandbox = sandbox(self._dir) if sandbox is not None else None
         self._handles: weakref.WeakSet[LocalKernelHandle] = weakref.WeakSet()
         self.cgroup_parent = find_cgroup_parent() if use_cgroups else None
         if self.cgroup_parent is not None:
             sweep_stale_cgroups(self.cgroup_parent)
+        limits = self.sandbox.plan.limits if self.sandbox is not None else None
+        if limits is not None and limits.any:
+            sweep_stale_limit_groups(limits)
         logger.debug("kernel cgroups: %s", self.cgroup_parent or "unavailable")
+        parents = [self.cgroup_parent] if self.cgroup_parent is not None else []
+        if limits is not None:
+            parents += [p for p in (limits.memory, limits.pids, limits.cpu) if p is not None]
+        self._watchdog = Watchdog.start(self._dir, dict.fromkeys(parents))
 
     def jail_factory(self) -> Callable[[], ProcessJail] | None:
         """Cgroup jails for other processes the server starts (scripts), when cgroups work."""
@@ -546,3 +564,5 @@ class LocalBackend:
             with anyio.move_on_after(_SHUTDOWN_TIMEOUT_S, shield=True):
                 await asyncio.gather(*(h.aclose() for h in open_handles), return_exceptions=True)
         shutil.rmtree(self._dir, ignore_errors=True)
+        if self._watchdog is not None:
+            await self._watchdog.aclose()

@@ -1,12 +1,20 @@
-"""`BodyLimitMiddleware`: an oversized HTTP request gets a JSON-RPC error that says what to do.
+"""`BodyLimitMiddleware`: a request body that is too large, or too slow, gets a JSON-RPC error
+that says what to do.
 
 The MCP SDK refuses request bodies over 4 MiB with a bare `413 Request body too large`, which
 clients show as an unexplained failure. This guard answers first, with the same status and a
 message the model can act on.
+
+It also bounds how long a body may take: a client that sends its body a byte a second would
+otherwise hold its connection, and a slot under the connection cap, for as long as it likes. The
+whole body must arrive within `timeout_s` of the request's headers, or the request gets a 408 and
+its connection is closed. The body is read whole before the application sees it (the SDK reads
+every body whole anyway).
 """
 
 from __future__ import annotations
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from python_mcp_server.compat.mcp_private import MAX_REQUEST_BODY_BYTES
@@ -17,6 +25,7 @@ DRAIN_LIMIT_BYTES = (
     64 * 1024 * 1024
 )  # past this an oversized body is not read; the connection closes
 INVALID_REQUEST = -32600
+DEFAULT_BODY_TIMEOUT_S = 30.0
 
 
 def too_large_message(size: int, *, at_least: bool = False) -> str:
@@ -29,47 +38,89 @@ def too_large_message(size: int, *, at_least: bool = False) -> str:
     )
 
 
-class BodyLimitMiddleware:
-    """Refuse POST bodies over `MAX_BODY_BYTES` with a JSON-RPC error, after reading them.
+def too_slow_message(timeout_s: float, received: int, declared: int | None) -> str:
+    of = f" of {declared}" if declared is not None else ""
+    return (
+        f"The request body did not arrive within {timeout_s:g} s ({received}{of} bytes came), so "
+        "the server stopped waiting and closed the connection. Send each request at once; send a "
+        "large file in pieces (write_file with append=true)."
+    )
 
-    The body is read (and dropped) before answering: a server that answers and closes while the
-    client is still sending makes asynchronous clients fail with a connection error instead of
-    showing the message. Bodies without a declared length are counted as they arrive.
+
+class BodyLimitMiddleware:
+    """Read each request body whole, within `timeout_s`, before the application sees it.
+
+    A body over `MAX_BODY_BYTES` is read (and dropped) before it is refused: a server that
+    answers and closes while the client is still sending makes asynchronous clients fail with a
+    connection error instead of showing the message. Bodies without a declared length are
+    counted as they arrive. A request without a body passes straight through.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, timeout_s: float = DEFAULT_BODY_TIMEOUT_S) -> None:
         self.app = app
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
+        if scope["type"] != "http" or not has_body(scope):
             await self.app(scope, receive, send)
             return
         size = declared_size(scope)
-        if size is not None:
-            if size <= MAX_BODY_BYTES:
-                await self.app(scope, receive, send)
-                return
-            drained = await _drain(receive, 0)
-            await _refuse(send, size, keep_alive=drained)
+        body = _Body(receive)
+        with anyio.move_on_after(self.timeout_s):
+            await body.read(size)
+        if body.gone:
             return
-        # no Content-Length (chunked): take the body up to the limit, then hand it on
-        chunks: list[bytes] = []
-        total = 0
+        if body.too_large:
+            keep_alive = body.complete and not body.over_drain_limit
+            if size is not None and size > MAX_BODY_BYTES:
+                await _refuse(send, 413, too_large_message(size), keep_alive=keep_alive)
+            else:
+                message = too_large_message(body.crossed_at, at_least=body.more_after)
+                await _refuse(send, 413, message, keep_alive=keep_alive)
+            return
+        if not body.complete:
+            message = too_slow_message(self.timeout_s, body.received, size)
+            await _refuse(send, 408, message, keep_alive=False)
+            return
+        await self.app(scope, replay(b"".join(body.chunks), receive), send)
+
+
+class _Body:
+    """One request body as it is read: kept up to the limit, counted and dropped past it."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.chunks: list[bytes] = []
+        self.received = 0
+        self.complete = False
+        self.gone = False  # the client disconnected
+        self.too_large = False
+        self.crossed_at = 0  # bytes read when the limit was passed, and whether more followed
+        self.more_after = False
+        self.over_drain_limit = False
+
+    async def read(self, declared: int | None) -> None:
+        self.too_large = declared is not None and declared > MAX_BODY_BYTES
         while True:
-            message = await receive()
+            message = await self._receive()
             if message["type"] == "http.disconnect":
+                self.gone = not self.too_large
                 return
-            body = message.get("body", b"")
-            total += len(body)
-            more = bool(message.get("more_body"))
-            if total > MAX_BODY_BYTES:
-                drained = await _drain(receive, total) if more else True
-                await _refuse(send, total, keep_alive=drained, at_least=more)
-                return
-            chunks.append(body)
+            chunk = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            self.received += len(chunk)
+            if not self.too_large and self.received > MAX_BODY_BYTES:
+                self.too_large = True
+                self.crossed_at, self.more_after = self.received, more
+                self.chunks.clear()
+            elif not self.too_large:
+                self.chunks.append(chunk)
             if not more:
-                break
-        await self.app(scope, replay(b"".join(chunks), receive), send)
+                self.complete = True
+                return
+            if self.received > DRAIN_LIMIT_BYTES:
+                self.over_drain_limit = True
+                return
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
@@ -86,18 +137,6 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-async def _drain(receive: Receive, seen: int) -> bool:
-    """Read and drop the rest of the body; False when it is too big to read (close instead)."""
-    while seen <= DRAIN_LIMIT_BYTES:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return False
-        seen += len(message.get("body", b""))
-        if not message.get("more_body"):
-            return True
-    return False
-
-
 def declared_size(scope: Scope) -> int | None:
     for key, value in scope.get("headers", []):
         if key == b"content-length":
@@ -108,7 +147,17 @@ def declared_size(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(send: Send, size: int, *, keep_alive: bool, at_least: bool = False) -> None:
-    error = {"code": INVALID_REQUEST, "message": too_large_message(size, at_least=at_least)}
+def has_body(scope: Scope) -> bool:
+    """Whether the request carries a body: a Content-Length other than 0, or a Transfer-Encoding."""
+    for key, value in scope.get("headers", []):
+        if key == b"transfer-encoding":
+            return True
+        if key == b"content-length" and value.strip() != b"0":
+            return True
+    return False
+
+
+async def _refuse(send: Send, status: int, message: str, *, keep_alive: bool) -> None:
+    error = {"code": INVALID_REQUEST, "message": message}
     headers = () if keep_alive else ((b"connection", b"close"),)
-    await send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": error}, headers)
+    await send_json(send, status, {"jsonrpc": "2.0", "id": None, "error": error}, headers)

@@ -9,7 +9,11 @@ kernels and workspace layers both use it:
 - `kill`: signalling a process only while it is still the one we found, and freezing a tree
   round after round before killing it, so nothing forks past the kill;
 - `cgroup`: a cgroup v2 group per kernel or script (`Cgroup`, `ProcessJail`), whose members die
-  together, detached and double-forked ones included.
+  together, detached and double-forked ones included;
+- `startup_text`: blanking a secret (the server's token) out of what this process's own
+  `/proc/self/cmdline` and `/proc/self/environ` show (imported by its one user, not here);
+- `leftovers` and `watchdog`: what a server killed before it could clean up left (its runtime
+  folder, its kernels' processes and groups), ended by its watchdog or by the next server.
 
 Which processes belong to a kernel, or to a script, is decided by their owners
 (`kernels/reaper.py`, `workspace/_proctree.py`). Elsewhere than Linux `/proc` is missing, every

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -141,6 +142,36 @@ def sweep_stale_cgroups(parent: Path) -> int:
     if swept:
         logger.info("removed %s kernel cgroups left by earlier servers", swept)
     return swept
+
+
+def end_groups_of(parent: Path, server_pid: int, timeout_s: float = 5.0) -> int:
+    """Kill everything in the groups `parent/<server_pid>-*` (v2 kill groups, and v1 limit
+    groups: there each process is killed) and remove them, waiting (bounded) for them to empty.
+    For a server known to be dead; returns how many groups were removed."""
+    try:
+        found = [g for g in parent.iterdir() if g.name.startswith(f"{server_pid}-")]
+    except OSError:
+        return 0
+    groups = [Cgroup(g) for g in found if g.is_dir()]
+    removed = 0
+    deadline = time.monotonic() + timeout_s
+    while groups:
+        for group in groups:
+            if (group.path / "cgroup.kill").exists():
+                group.kill()
+            else:
+                for pid in group.pids():
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+        left = [g for g in groups if not g.remove()]  # rmdir fails until the group is empty
+        removed += len(groups) - len(left)
+        groups = left
+        if not groups or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    for group in groups:
+        logger.warning("cgroup %s could not be removed; pids %s", group.path, group.pids())
+    return removed
 
 
 class ProcessJail:

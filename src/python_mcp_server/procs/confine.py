@@ -31,6 +31,15 @@ class ConfinedCommand:
 
 
 class Confinement(Protocol):
-    def command(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> ConfinedCommand:
-        """`argv` wrapped so that it runs confined, in `cwd` with exactly `env` (plus basics)."""
+    def command(
+        self,
+        argv: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        python: str | None = None,
+        read_only: tuple[Path, ...] = (),
+    ) -> ConfinedCommand:
+        """`argv` wrapped so that it runs confined, in `cwd` with exactly `env` (plus basics);
+        `python` (default the kernels') runs it, `read_only` are further folders it reads."""
         ...

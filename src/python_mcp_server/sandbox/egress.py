@@ -40,6 +40,7 @@ import logging
 import os
 import socket
 import stat
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -48,16 +49,28 @@ from types import TracebackType
 from typing import Self
 
 from python_mcp_server.errors import ConfigError
+from python_mcp_server.procs.leftovers import claim
 from python_mcp_server.sandbox import _http
 from python_mcp_server.sandbox._http import BadRequestError, Request, Target
 from python_mcp_server.sandbox._streams import Activity, close, copy, pipe
 from python_mcp_server.sandbox.allowlist import AllowList, IPAddress, Rule, address_refusal
 
-__all__ = ["AllowList", "EgressProxy", "Refusal"]
+__all__ = ["AllowList", "EgressProxy", "Refusal", "proxy_folder"]
 
 logger = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024
+
+
+def proxy_folder() -> Path:
+    """A fresh folder for the proxy's socket, that the kernels' uid can reach. It names this
+    server as its owner, so the next server removes it should this one be killed."""
+    folder = Path(tempfile.mkdtemp(prefix="python-mcp-server-egress-"))
+    claim(folder)
+    folder.chmod(0o755)
+    return folder
+
+
 RECENT_REFUSALS = 100
 
 

@@ -41,9 +41,9 @@ _SYNTHETIC_ETC = {
 
 
 @cache
-def python_roots(python: str) -> tuple[Path, ...]:
-    """The folders an interpreter needs: its prefixes (a venv and the base it was made from)."""
-    roots = {Path(python).parent.parent, Path(python).resolve().parent.parent}
+def interpreter_prefixes(python: str) -> tuple[Path, Path] | None:
+    """An interpreter's `sys.prefix` and `sys.base_prefix` (they differ in a venv), or None when
+    it cannot run."""
     try:
         out = subprocess.run(
             [python, "-I", "-c", "import sys,json;print(json.dumps([sys.prefix,sys.base_prefix]))"],
@@ -52,9 +52,17 @@ def python_roots(python: str) -> tuple[Path, ...]:
             check=True,
             stdin=subprocess.DEVNULL,
         ).stdout
-        roots.update(Path(p).resolve() for p in json.loads(out))
+        prefix, base = json.loads(out)
+        return Path(prefix).resolve(), Path(base).resolve()
     except (OSError, subprocess.SubprocessError, ValueError):
-        pass  # the kernel start then reports the interpreter's own error
+        return None  # the kernel start (or the install) then reports the interpreter's own error
+
+
+@cache
+def python_roots(python: str) -> tuple[Path, ...]:
+    """The folders an interpreter needs: its prefixes (a venv and the base it was made from)."""
+    roots = {Path(python).parent.parent, Path(python).resolve().parent.parent}
+    roots.update(interpreter_prefixes(python) or ())
     return tuple(sorted(r for r in roots if not _under(r, Path("/usr"))))
 
 
@@ -169,11 +177,8 @@ class Sandbox:
             env = {**env, PROXY_SOCKET_ENV: str(self._proxy)}
         argv += _binds(ro=roots, rw=rw)
         argv += ["--chdir", str(cwd), *self._env(python, env)]
-        fds: tuple[int, ...] = ()
-        if self._seccomp is not None:
-            fd = os.open(self._seccomp, os.O_RDONLY)
-            fds = (fd,)
-            argv += ["--seccomp", str(fd)]
+        seccomp, fds = self._seccomp_args()
+        argv += seccomp
         argv += ["--", *self._drop(), *kernel_argv]
         joins = [*(groups.procs_files() if groups is not None else [])]
         joins += [Path(p) / "cgroup.procs" for p in extra_cgroups]
@@ -185,14 +190,50 @@ class Sandbox:
         }
         return SandboxLaunch(["/bin/sh", "-c", _JOIN, "sh", *argv], launch_env, fds)
 
-    def _namespaces(self) -> list[str]:
+    def launch_installer(
+        self,
+        installer_argv: list[str],
+        *,
+        python: str,
+        relay: Path,
+        writable: Iterable[Path],
+        read_only: Iterable[Path] = (),
+        env: dict[str, str],
+    ) -> SandboxLaunch:
+        """The package installer's launch: the system and the interpreter read-only, only
+        `writable` (the target environment, the installer's cache) writable, the network only
+        through the egress proxy (`relay` is kernel_ext/relay.py, which runs the installer behind
+        it). It keeps the server's uid, so what it installs belongs to whoever owns the
+        environment, but as root it has no capabilities: it cannot write what it does not own."""
+        assert self._proxy is not None, "an installer sandbox needs the egress proxy"
+        roots = [*python_roots(python), *(Path(p).resolve() for p in read_only)]
+        argv = [self._bwrap, *self._namespaces(installer=True), *self._system(), *self._tmp()]
+        argv += _binds(ro=roots, rw=[*writable, self._proxy.parent])
+        env = {**env, PROXY_SOCKET_ENV: str(self._proxy)}
+        argv += ["--chdir", "/tmp", *self._env(python, env)]
+        seccomp, fds = self._seccomp_args()
+        argv += seccomp
+        argv += ["--", python, "-I", str(relay), "--", *installer_argv]
+        return SandboxLaunch(argv, {}, fds)
+
+    def _seccomp_args(self) -> tuple[list[str], tuple[int, ...]]:
+        """`--seccomp FD` and the descriptor of the filter program (the launch closes it)."""
+        if self._seccomp is None:
+            return [], ()
+        fd = os.open(self._seccomp, os.O_RDONLY)
+        return ["--seccomp", str(fd)], (fd,)
+
+    def _namespaces(self, *, installer: bool = False) -> list[str]:
         args = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         args += ["--unshare-cgroup-try", "--hostname", "sandbox"]
         if self._network != "full":
             args.append("--unshare-net")
         if not self.plan.as_root:
-            args += ["--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID)]
-            args += ["--gid", str(SANDBOX_UID)]
+            args += ["--unshare-user", "--disable-userns"]
+            if not installer:
+                args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+        if installer:
+            args += ["--cap-drop", "ALL"]
         return args
 
     def _system(self) -> list[str]:

@@ -1,4 +1,13 @@
-"""Finding and running the package installer: argv only, its own process group, a hard timeout."""
+"""Finding and running the package installer: argv only, its own process group, a hard timeout,
+and (when kernels are sandboxed) a sandbox of its own.
+
+The installer is uv (a dependency of this package; `uv pip install --python <kernel python>`),
+else `<kernel python> -m pip install`. Sandboxed, it runs in bubblewrap with the system and the
+interpreter read-only, only the target environment and its cache writable, no capabilities, and
+the network only through an egress proxy that allows the package index hosts and nothing else
+(`sandbox/install.py` says which). The proxy lives for one install; the hosts it refused are
+reported with the result.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +16,195 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
 import anyio
 
-from python_mcp_server.config import SECRET_ENV_VARS
-from python_mcp_server.errors import PackageError
+from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
+from python_mcp_server.errors import ConfigError, PackageError
 from python_mcp_server.kernels.messages import strip_ansi
+from python_mcp_server.sandbox import AllowList, EgressProxy
+from python_mcp_server.sandbox.host import SandboxPlan
+from python_mcp_server.sandbox.install import index_access, install_target
+from python_mcp_server.sandbox.launch import Sandbox, interpreter_prefixes, write_etc
+from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR
 
 _KEEP_BYTES = 256_000
+Installer = Literal["uv", "pip"]
+# what a sandboxed installer keeps of the server's environment: its own settings and certificates
+_INSTALLER_ENV_PREFIXES = ("UV_", "PIP_", "SSL_CERT_", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_QUIET_ENV = {"NO_COLOR": "1", "UV_NO_PROGRESS": "1", "PIP_NO_INPUT": "1"}
 
 
-def find_installer(python: str) -> tuple[Literal["uv", "pip"], list[str]]:
-    """The installer's argv prefix: uv on PATH or beside this interpreter, else pip."""
-    uv = shutil.which("uv")
-    if uv is None:
-        beside = Path(sys.executable).with_name("uv")
-        uv = str(beside) if beside.is_file() else None
+@cache
+def uv_binary() -> str | None:
+    """The uv executable: the one this package depends on, else one on PATH (resolved through
+    shims to the real file, so it also runs in a sandbox that cannot see the shim's tool)."""
+    try:
+        from uv import find_uv_bin
+
+        return str(Path(find_uv_bin()).resolve())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        return str(Path(found).resolve()) if found and _is_binary(found) else None
+
+
+def _is_binary(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) != b"#!"
+    except OSError:
+        return False
+
+
+def find_installer(python: str, *, source_builds: bool = False) -> tuple[Installer, list[str]]:
+    """The installer's argv prefix: uv, else pip; wheels only unless `source_builds`."""
+    uv = uv_binary()
     if uv is not None:
-        return "uv", [uv, "pip", "install", "--python", python]
-    return "pip", [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+        binary = [] if source_builds else ["--only-binary", ":all:"]
+        return "uv", [uv, "pip", "install", "--python", python, *binary]
+    binary = [] if source_builds else ["--only-binary=:all:"]
+    return "pip", [
+        python,
+        *("-m", "pip", "install", "--disable-pip-version-check", "--no-input", *binary),
+    ]
 
 
-async def run_installer(argv: list[str], limit_s: float, cwd: Path) -> tuple[int | None, str]:
-    """Run the installer; returns (exit code or None on timeout, output). Never a shell."""
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS},
-        "NO_COLOR": "1",
-        "UV_NO_PROGRESS": "1",
-        "PIP_NO_INPUT": "1",
-    }
+@cache
+def uv_cache_dir(uv: str) -> Path | None:
+    """uv's cache folder as the server's environment configures it (made if missing)."""
+    try:
+        out = subprocess.run(
+            [uv, "cache", "dir"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = Path(out)
+    with contextlib.suppress(OSError):
+        path.mkdir(parents=True, exist_ok=True)
+    return path if path.is_dir() else None
+
+
+@dataclass
+class InstallerRun:
+    """How an install ended: exit code (None on timeout), output, and hosts the proxy refused."""
+
+    returncode: int | None
+    output: str
+    refused: list[str] = field(default_factory=list)
+
+
+class InstallSandbox:
+    """Runs installs in a sandbox of their own (bubblewrap, index hosts only)."""
+
+    def __init__(self, plan: SandboxPlan, config: ServerConfig) -> None:
+        self._plan = plan
+        self._config = config
+        try:
+            AllowList.parse(config.install_allow_hosts)
+        except ConfigError as exc:
+            flag = "--install-allow-host"
+            raise ConfigError(str(exc).replace("--kernel-allow-host", flag, 1)) from None
+
+    @asynccontextmanager
+    async def confine(
+        self,
+        argv: list[str],
+        python: str,
+        environ: Mapping[str, str],
+        target: Path | None = None,
+    ) -> AsyncIterator[tuple[list[str], tuple[int, ...], EgressProxy]]:
+        """The sandboxed argv, the descriptors it must inherit, and its egress proxy. It writes
+        `target` (default: the interpreter's environment) and the installer's cache."""
+        prefixes = interpreter_prefixes(python)
+        if prefixes is None:
+            raise PackageError(f"The kernel's interpreter {python} cannot run.")
+        target = target or install_target(*prefixes)
+        if target is None:
+            raise PackageError(
+                f"The kernel's interpreter {python} is the system's Python (prefix "
+                f"{prefixes[0]}), whose packages belong to the system's package manager. Point "
+                "the server at a virtual environment's interpreter (python -m venv), or run "
+                "with --sandbox off to install into it anyway."
+            )
+        access = index_access(environ, self._config.install_allow_hosts)
+        env = {k: v for k, v in environ.items() if k.startswith(_INSTALLER_ENV_PREFIXES)}
+        env = {k: v for k, v in env.items() if k not in SECRET_ENV_VARS} | _QUIET_ENV
+        writable = [target]
+        cache_dir = uv_cache_dir(argv[0]) if Path(argv[0]).name == "uv" else None
+        if cache_dir is not None:
+            # one mount for the cache and a target inside it (an environment layer being built),
+            # so uv can hard-link from one to the other
+            writable = [cache_dir] if _under_any(target, [cache_dir]) else [target, cache_dir]
+            # a cache on another mount cannot be hard-linked from: copy, without a warning
+            env |= {"UV_CACHE_DIR": str(cache_dir), "UV_LINK_MODE": "copy"}
+        else:
+            env |= {"UV_NO_CACHE": "1", "PIP_NO_CACHE_DIR": "1"}
+        read_only = [self._config.workspace_root, *access.folders, KERNEL_EXT_DIR]
+        if not _under_any(Path(argv[0]), [*writable, *read_only]):
+            read_only.append(Path(argv[0]))
+        folder = Path(tempfile.mkdtemp(prefix="python-mcp-server-install-"))
+        try:
+            etc = write_etc(folder / "etc")
+            allow = AllowList.parse(list(access.hosts))
+            async with EgressProxy(allow, folder / "egress.sock") as proxy:
+                sandbox = Sandbox(
+                    self._plan,
+                    etc,
+                    network="allowlist",
+                    tmp_mb=self._config.kernel_tmp_mb,
+                    proxy_socket=proxy.socket_path,
+                )
+                launch = sandbox.launch_installer(
+                    argv,
+                    python=python,
+                    relay=KERNEL_EXT_DIR / "relay.py",
+                    writable=writable,
+                    read_only=read_only,
+                    env=env,
+                )
+                try:
+                    yield launch.argv, launch.pass_fds, proxy
+                finally:
+                    launch.close()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _under_any(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+async def run_installer(
+    argv: list[str],
+    limit_s: float,
+    cwd: Path,
+    python: str,
+    sandbox: InstallSandbox | None = None,
+    target: Path | None = None,
+) -> InstallerRun:
+    """Run the installer, sandboxed when `sandbox` is given (writing only `target`, default the
+    interpreter's environment, and the cache). Never a shell."""
+    if sandbox is None:
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS} | _QUIET_ENV
+        code, output = await _run(argv, limit_s, cwd, env, ())
+        return InstallerRun(code, output)
+    async with sandbox.confine(argv, python, os.environ, target) as (sandboxed, fds, proxy):
+        code, output = await _run(sandboxed, limit_s, cwd, {}, fds)
+        refused = [f"{r.host}:{r.port} ({r.reason})" for r in proxy.refused]
+    return InstallerRun(code, output, list(dict.fromkeys(refused)))
+
+
+async def _run(
+    argv: list[str], limit_s: float, cwd: Path, env: dict[str, str], fds: tuple[int, ...]
+) -> tuple[int | None, str]:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -48,6 +214,7 @@ async def run_installer(argv: list[str], limit_s: float, cwd: Path) -> tuple[int
             cwd=cwd,
             env=env,
             start_new_session=True,
+            pass_fds=fds,
         )
     except OSError as exc:
         raise PackageError(f"The installer {argv[0]} could not be started: {exc}.") from exc

@@ -24,6 +24,7 @@ from python_mcp_server.services.sandboxing import (
     give_workspace_to_sandbox,
     sandbox_factory,
 )
+from python_mcp_server.services.scripts import ScriptService
 from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.workspace.manager import WorkspaceManager
 from python_mcp_server.workspace.scripts import ScriptRunner
@@ -40,7 +41,7 @@ class Services:
     packages: PackageService
     environment: EnvironmentService
     workspace: WorkspaceManager
-    scripts: ScriptRunner
+    scripts: ScriptService
     health: HealthService
     notebooks: NotebookService
 
@@ -81,16 +82,20 @@ class Services:
                     packages=PackageService(config, sessions),
                     environment=EnvironmentService(config, sessions),
                     workspace=workspace,
-                    scripts=ScriptRunner(
+                    scripts=ScriptService(
                         config,
-                        workspace,
-                        backend.jail_factory(),
-                        backend.confinement(
-                            config.kernel_python,
-                            config.workspace_root,
-                            sessions.kernels.default_limits,
-                            KERNEL_EXT_DIR / "script_supervisor.py",
+                        ScriptRunner(
+                            config,
+                            workspace,
+                            backend.jail_factory(),
+                            backend.confinement(
+                                config.kernel_python,
+                                config.workspace_root,
+                                sessions.kernels.default_limits,
+                                KERNEL_EXT_DIR / "script_supervisor.py",
+                            ),
                         ),
+                        sessions.environments,
                     ),
                     health=HealthService(config, sessions),
                     notebooks=NotebookService(config, sessions, workspace),

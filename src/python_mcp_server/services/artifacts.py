@@ -1,8 +1,8 @@
 """Files a cell produces: full-resolution images, plotly pages, spilled text, and the workspace
 files it wrote.
 
-Session files live in `outputs/<session_id>/` under the workspace root and are served as
-`kernel://{session_id}/{filename}`. Changed workspace files are found without scanning the
+Session files live in `outputs/<session_id>/<incarnation>/` under the workspace root, from the
+session's start to its end, and are served as `kernel://{session_id}/{filename}`. Changed workspace files are found without scanning the
 workspace: an audit hook inside the kernel (`kernel_ext.files`, installed silently on first use
 of each kernel by `kernel_setup_code()`) notes every path opened for writing, renamed, copied or
 truncated under the workspace, and the server collects the set after each cell: in the execute
@@ -15,13 +15,14 @@ import ast
 import json
 import logging
 import mimetypes
-import os
 import re
 import secrets
-import stat
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from python_mcp_server.config import ServerConfig
@@ -29,15 +30,22 @@ from python_mcp_server.errors import (
     ArtifactNotFoundError,
     FileTooLargeError,
     InvalidArgumentError,
+    OutputLimitError,
+    OutputNotKeptError,
+    ServerError,
+    SessionOutputsGoneError,
 )
 from python_mcp_server.services._kernel_ext import MODULE, call_expression
 from python_mcp_server.services.models import ArtifactInfo
-from python_mcp_server.workspace.paths import resolve_inside
+from python_mcp_server.workspace.beneath import Beneath
+from python_mcp_server.workspace.output_folder import OutputFolder
+from python_mcp_server.workspace.paths import relative_parts
 
 logger = logging.getLogger(__name__)
 
 OUTPUTS_DIR = "outputs"
 MAX_CHANGED_FILES = 200
+_ENDED_MEMORY = 256  # ended session ids remembered, to say why their links no longer work
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -90,16 +98,133 @@ def guess_mime(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
+@dataclass(eq=False)
+class _Outputs:
+    """One session's output folder (`outputs/<session id>/<incarnation>/`) and what it holds."""
+
+    session_id: str
+    folder: OutputFolder
+    used: int = 0
+
+
+class SpillFile:
+    """A file that takes a long output piece by piece, each piece counted toward the bound. When
+    a piece would go past it, or the session has ended, the file is deleted (a partial file is
+    not kept) and OutputNotKeptError raised."""
+
+    def __init__(self, store: ArtifactStore, outputs: _Outputs, name: str) -> None:
+        self._store = store
+        self._outputs = outputs
+        self._name = name
+        self._file: BinaryIO | None = outputs.folder.create(name)
+        self._size = 0
+
+    def write(self, text: str) -> None:
+        if self._file is None:
+            raise ValueError("write to a closed spill file")
+        data = text.encode("utf-8", errors="replace")
+        try:
+            self._store.charge(self._outputs, len(data))
+        except OutputNotKeptError:
+            self.discard()
+            raise
+        self._size += len(data)
+        self._file.write(data)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def discard(self) -> None:
+        self.close()
+        self._outputs.folder.unlink(self._name)
+        self._store.refund(self._outputs, self._size)
+        self._size = 0
+
+
 class ArtifactStore:
-    """Session output folders, the kernel:// names of their files, and changed-file details."""
+    """Session output folders, the kernel:// names of their files, their bound, and changed-file
+    details.
+
+    Each session (each incarnation of a session id) gets a folder of its own when it starts
+    (`begin`) and loses it when it ends (`end`): deleted, expired, or when the server stops. So a
+    new session with an old name never serves the old one's files, and a link of an ended
+    session says it ended. All sessions' files together stay under `--max-outputs-mb`: a file
+    that would go past it is not kept, and the result says so. Writes come from the event loop
+    (spills) and worker threads (displays), hence the lock.
+    """
 
     def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self._root = config.workspace_root
-        self._outputs = self._root / OUTPUTS_DIR
+        self._beneath = Beneath(self._root)
+        self._live: dict[str, _Outputs] = {}
+        self._ended: OrderedDict[str, str] = OrderedDict()  # session id -> how it ended
+        self._limit = config.max_outputs_mb * 1024 * 1024
+        self._used = 0
+        self._lock = threading.Lock()
 
-    def session_dir(self, session_id: str) -> Path:
-        return self._outputs / session_id
+    @property
+    def used_bytes(self) -> int:
+        return self._used
+
+    def begin(self, session_id: str) -> None:
+        """A new session `session_id`: a folder of its own, made on its first file."""
+        incarnation = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        folder = OutputFolder(self._root, OUTPUTS_DIR, session_id, incarnation)
+        with self._lock:
+            self._live[session_id] = _Outputs(session_id, folder)
+
+    def end(self, session_id: str, how: str) -> OutputFolder | None:
+        """The session ended (`how`: "was deleted", ...): its files are no longer served or
+        written. Returns its folder, for the caller to `remove` (which may take a while)."""
+        with self._lock:
+            outputs = self._live.pop(session_id, None)
+            self._ended[session_id] = how
+            self._ended.move_to_end(session_id)
+            while len(self._ended) > _ENDED_MEMORY:
+                self._ended.popitem(last=False)
+            if outputs is None:
+                return None
+            self._used -= outputs.used
+            return outputs.folder
+
+    @staticmethod
+    def remove(folder: OutputFolder) -> None:
+        """Delete an ended session's folder. Blocking."""
+        try:
+            folder.remove()
+        except OSError as exc:
+            logger.warning("could not remove %s: %s", folder.path, exc)
+
+    def _outputs(self, session_id: str) -> _Outputs:
+        outputs = self._live.get(session_id)
+        if outputs is None:
+            raise SessionOutputsGoneError(session_id, self._ended.get(session_id, "has ended"))
+        return outputs
+
+    def charge(self, outputs: _Outputs, size: int) -> None:
+        """Count `size` more bytes for `outputs`; raises OutputNotKeptError past the bound, or
+        when the session has ended."""
+        sid = outputs.session_id
+        with self._lock:
+            if self._live.get(sid) is not outputs:
+                raise SessionOutputsGoneError(sid, self._ended.get(sid, "has ended"))
+            if self._limit and self._used + size > self._limit:
+                raise OutputLimitError(self._config.max_outputs_mb)
+            outputs.used += size
+            self._used += size
+
+    def refund(self, outputs: _Outputs, size: int) -> None:
+        with self._lock:
+            if self._live.get(outputs.session_id) is outputs:
+                outputs.used -= size
+                self._used -= size
+
+    def path(self, session_id: str, filename: str) -> Path:
+        """Where a live session's file `filename` is."""
+        return self._outputs(session_id).folder.path / filename
 
     def uri(self, session_id: str, filename: str) -> str:
         return f"kernel://{quote(session_id, safe='')}/{quote(filename, safe='')}"
@@ -108,21 +233,22 @@ class ArtifactStore:
         return f"{stem}-{token or secrets.token_hex(4)}{suffix}"
 
     def write(self, session_id: str, filename: str, data: bytes | str) -> str:
-        """Write a session file and return its kernel:// URI."""
-        folder = self.session_dir(session_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / filename
-        if isinstance(data, str):
-            path.write_text(data, encoding="utf-8", errors="replace")
-        else:
-            path.write_bytes(data)
+        """Write a session file and return its kernel:// URI. Raises OutputNotKeptError when the
+        bound or the session's end keeps it from being kept, OSError when the disk refuses."""
+        raw = data.encode("utf-8", errors="replace") if isinstance(data, str) else data
+        outputs = self._outputs(session_id)
+        self.charge(outputs, len(raw))
+        try:
+            with outputs.folder.create(filename) as f:
+                f.write(raw)
+        except OSError:
+            self.refund(outputs, len(raw))
+            raise
         return self.uri(session_id, filename)
 
-    def open_text(self, session_id: str, filename: str) -> TextIO:
+    def open_spill(self, session_id: str, filename: str) -> SpillFile:
         """A text file in the session folder, for output that arrives in pieces."""
-        folder = self.session_dir(session_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        return (folder / filename).open("w", encoding="utf-8", errors="replace")
+        return SpillFile(self, self._outputs(session_id), filename)
 
     def read(self, session_id: str, filename: str) -> tuple[bytes, str]:
         """The bytes and mime type of `kernel://{session_id}/{filename}`."""
@@ -133,45 +259,46 @@ class ArtifactStore:
                     "hold letters, digits, '_', '-' and '.' (no '/' or '\\'), starting with a "
                     "letter or digit. Use the URI exactly as a run_python_code result gave it."
                 )
-        rel = f"{OUTPUTS_DIR}/{session_id}/{filename}"
-        try:
-            path = resolve_inside(Path(os.path.realpath(self._root)), rel, need_name=True)
-            st = path.stat()
-        except OSError:
-            raise ArtifactNotFoundError(session_id, filename) from None
-        if not stat.S_ISREG(st.st_mode):
+        with self._lock:
+            outputs = self._live.get(session_id)
+            ended = session_id in self._ended
+            if outputs is None and ended:
+                raise SessionOutputsGoneError(session_id, self._ended[session_id])
+        if outputs is None:
             raise ArtifactNotFoundError(session_id, filename)
+        parts = [*outputs.folder.parts, filename]
+        rel = "/".join(parts)
         cap = self._config.max_resource_bytes
-        if st.st_size > cap:
-            raise FileTooLargeError(
-                rel, st.st_size, cap, f"Read it in pieces with read_file({rel!r}, offset=...)."
-            )
         try:
-            data = path.read_bytes()
-        except OSError:
-            raise ArtifactNotFoundError(session_id, filename) from None
+            size, data = self._beneath.read(parts, cap)
+        except OSError:  # a refusal (a symlink leading outside) says so instead
+            raise ArtifactNotFoundError(session_id, filename, earlier=ended) from None
+        if size > cap or len(data) > cap:
+            raise FileTooLargeError(
+                rel,
+                max(size, len(data)),
+                cap,
+                f"Read it in pieces with read_file({rel!r}, offset=...).",
+            )
         return data, guess_mime(filename)
 
     def describe_changed(self, rel_paths: list[str]) -> list[ArtifactInfo]:
         """Size and type of the files a cell wrote; gone, outside or not-a-file paths are left out."""
         infos: list[ArtifactInfo] = []
-        root = Path(os.path.realpath(self._root))
         for rel in rel_paths[:MAX_CHANGED_FILES]:
-            real = Path(os.path.realpath(root / rel))
-            if root not in real.parents:
-                continue
             try:
-                st = real.stat()
-            except OSError:
+                parts = relative_parts(self._root, rel, need_name=True, from_disk=True)
+            except ServerError:
                 continue
-            if not real.is_file():
+            found = self._beneath.stat_file(parts)
+            if found is None:
                 continue
-            name = real.relative_to(root).as_posix()
+            name = "/".join(found[0])
             infos.append(
                 ArtifactInfo(
                     path=name,
                     uri=f"workspace://{quote(name, safe='/', errors='surrogateescape')}",
-                    size=st.st_size,
+                    size=found[1].st_size,
                     mime_type=guess_mime(name),
                 )
             )

@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from python_mcp_server.config import ServerConfig
+from python_mcp_server.errors import OutputNotKeptError
 from python_mcp_server.kernels.messages import DisplayOutput
 from python_mcp_server.services.artifacts import ArtifactStore
 from python_mcp_server.services.models import DisplayInfo, ImageInfo
@@ -147,6 +148,7 @@ class DisplayRenderer:
         self._room = 2 * config.max_output_chars
         self._seen: set[str] = set()
         self._inline = 0
+        self._not_kept: list[str] = []  # why display files were not kept, one entry each
         self.out = RichOutputs()
 
     def render(self, outputs: list[DisplayOutput]) -> RichOutputs:
@@ -162,7 +164,20 @@ class DisplayRenderer:
                 f"{skipped} image(s) beyond the first {MAX_INLINE_IMAGES} were saved without an "
                 "inline preview; read them through their kernel:// links."
             )
+        if self._not_kept:
+            self.out.notes.append(
+                f"{len(self._not_kept)} display file(s) (full-size images, plotly pages, long "
+                f"displays) were not kept and have no kernel:// link. {self._not_kept[-1]}"
+            )
         return self.out
+
+    def _save(self, name: str, data: bytes | str) -> str | None:
+        """Save a session file; its URI, or None (counted for the note) when it is not kept."""
+        try:
+            return self._store.write(self._sid, name, data)
+        except OutputNotKeptError as exc:
+            self._not_kept.append(str(exc))
+            return None
 
     def _one(self, index: int, out: DisplayOutput) -> None:
         data = out.data
@@ -205,7 +220,7 @@ class DisplayRenderer:
             return False
         ext = mime.split("/")[1].replace("jpeg", "jpg")
         name = self._store.new_name("image", f".{ext}")
-        info = ImageInfo(mime_type=mime, uri=self._store.write(self._sid, name, raw))
+        info = ImageInfo(mime_type=mime, uri=self._save(name, raw))
         try:
             if self._inline < MAX_INLINE_IMAGES:
                 cfg = self._config
@@ -229,7 +244,7 @@ class DisplayRenderer:
         if not self._digest(svg):
             return True
         name = self._store.new_name("image", ".svg")
-        uri = self._store.write(self._sid, name, svg)
+        uri = self._save(name, svg)
         self.out.images.append(ImageInfo(mime_type="image/svg+xml", uri=uri))
         return True
 
@@ -237,15 +252,16 @@ class DisplayRenderer:
         token = secrets.token_hex(4)
         page = self._store.new_name("plotly", ".html", token)
         spec = self._store.new_name("plotly", ".json", token)
-        uris = [
-            self._store.write(self._sid, page, plotly_page(fig, self._plotlyjs)),
-            self._store.write(self._sid, spec, json.dumps(fig, default=str)),
-        ]
+        page_uri = self._save(page, plotly_page(fig, self._plotlyjs))
+        spec_uri = self._save(spec, json.dumps(fig, default=str))
+        content = plotly_summary(fig)
+        if page_uri is not None and spec_uri is not None:
+            content += f". Interactive page: {page_uri}; figure JSON: {spec_uri}"
         self.out.displays.append(
             DisplayInfo(
                 mime_type=PLOTLY_MIME,
-                content=f"{plotly_summary(fig)}. Interactive page: {uris[0]}; figure JSON: {uris[1]}",
-                uris=uris,
+                content=content,
+                uris=[u for u in (page_uri, spec_uri) if u is not None],
                 output=index,
                 is_result=out.is_result,
             )
@@ -256,7 +272,8 @@ class DisplayRenderer:
         info = DisplayInfo(mime_type=mime, content=text, output=index, is_result=out.is_result)
         if len(text) > keep:
             name = self._store.new_name("display", TEXT_MIMES[mime])
-            info.uris = [self._store.write(self._sid, name, text)]
+            uri = self._save(name, text)
+            info.uris = [uri] if uri is not None else []
             info.content = text[:keep]
             info.truncated = True
         self._room -= len(info.content)

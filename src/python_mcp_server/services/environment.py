@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from python_mcp_server import __version__
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.health.system import host_resources
+from python_mcp_server.services.environments import EnvironmentUsage, SessionEnvironmentInfo
 from python_mcp_server.services.models import SandboxInfo
 from python_mcp_server.services.sessions import SessionManager
 
@@ -56,6 +57,14 @@ class EnvironmentInfo(BaseModel):
     sessions: int = Field(description="Live sessions now.")
     limits: Limits
     sandbox: SandboxInfo
+    pythons: list[str] = Field(
+        default_factory=list,
+        description="Python versions a session may ask for (create_session python=...).",
+    )
+    environments: EnvironmentUsage | None = None
+    session: SessionEnvironmentInfo | None = Field(
+        default=None, description="The environment of the session asked about (session_id)."
+    )
 
 
 class EnvironmentService:
@@ -64,9 +73,19 @@ class EnvironmentService:
         self._sessions = sessions
         self._interpreter: dict[str, str] | None = None
 
-    async def info(self) -> EnvironmentInfo:
-        """The interpreter, the host, the workspace and the limits in force."""
+    async def info(
+        self, session_id: str | None = None, include_lock: bool = False
+    ) -> EnvironmentInfo:
+        """The interpreter, the host, the workspace and the limits in force; with `session_id`,
+        that session's environment too (and its lock with `include_lock`)."""
         c = self._config
+        store = self._sessions.environments
+        session_env = None
+        if session_id is not None:
+            session = await self._sessions.acquire(session_id)
+            session_env = await store.describe(
+                session_id, session.environment, session.python, include_lock
+            )
         host = await anyio.to_thread.run_sync(host_resources)
         interpreter = await self._describe_interpreter()
         return EnvironmentInfo(
@@ -95,6 +114,9 @@ class EnvironmentService:
                 min_free_memory_mb=c.min_free_memory_mb,
             ),
             sandbox=self._sessions.sandbox.info(c),
+            pythons=await anyio.to_thread.run_sync(store.interpreters),
+            environments=await store.usage(),
+            session=session_env,
         )
 
     async def _describe_interpreter(self) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TextIO
 
 import anyio
 
@@ -20,7 +19,6 @@ from python_mcp_server.errors import InvalidArgumentError, KernelDiedError
 from python_mcp_server.services.artifacts import (
     DRAIN_EXPRESSION,
     METADATA_KEY,
-    ArtifactStore,
     Drained,
     parse_drain,
     parse_drained,
@@ -28,7 +26,12 @@ from python_mcp_server.services.artifacts import (
 from python_mcp_server.services.displays import DisplayRenderer, RichOutputs
 from python_mcp_server.services.models import ArtifactInfo, ExecutionResult
 from python_mcp_server.services.outcome import CellOutcome
-from python_mcp_server.services.outputs import OutputCollector, ProgressCallback, ProgressPump
+from python_mcp_server.services.outputs import (
+    OutputCollector,
+    ProgressCallback,
+    ProgressPump,
+    SpillSink,
+)
 from python_mcp_server.services.results import (
     CellOutputs,
     build_result,
@@ -53,7 +56,7 @@ class ExecutionService:
     def __init__(self, config: ServerConfig, sessions: SessionManager) -> None:
         self._config = config
         self._sessions = sessions
-        self.artifacts = ArtifactStore(config)
+        self.artifacts = sessions.outputs
         self._cleanups: set[asyncio.Task[None]] = set()  # stopped progress pumps, until they end
 
     async def run(
@@ -129,9 +132,9 @@ class ExecutionService:
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
 
-    def _open_spill(self, session_id: str, name: str) -> tuple[TextIO, str]:
+    def _open_spill(self, session_id: str, name: str) -> tuple[SpillSink, str]:
         filename = self.artifacts.new_name(name, ".txt")
-        return self.artifacts.open_text(session_id, filename), self.artifacts.uri(
+        return self.artifacts.open_spill(session_id, filename), self.artifacts.uri(
             session_id, filename
         )
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, KernelBusyError, KernelDiedError
 from python_mcp_server.health.monitor import MB, HealthMonitor
+from python_mcp_server.services.environments import EnvironmentUsage
 from python_mcp_server.services.models import KernelLimitsInfo, SandboxInfo
 from python_mcp_server.services.session import KernelSession
 from python_mcp_server.services.sessions import SessionManager
@@ -72,6 +73,9 @@ class HealthReport(BaseModel):
     host: HostHealth
     pool: PoolHealth
     sandbox: SandboxInfo
+    environments: EnvironmentUsage = Field(
+        description="Sessions' own environments on disk (create_session with dependencies)."
+    )
 
 
 class Responsiveness(BaseModel):
@@ -111,6 +115,7 @@ class HealthService:
             host=self.host(),
             pool=self.pool(),
             sandbox=self._sessions.sandbox.info(self._config),
+            environments=await self._sessions.environments.usage(),
         )
 
     async def _kernel(self, session: KernelSession) -> KernelHealth:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -113,11 +114,18 @@ class KernelStarter:
                 values[name] = value
         return KernelLimits(**values)
 
-    def spec(self, limits: KernelLimits | None = None) -> KernelSpec:
+    def spec(
+        self,
+        limits: KernelLimits | None = None,
+        python: str | None = None,
+        read_only: tuple[Path, ...] = (),
+    ) -> KernelSpec:
+        """How a kernel starts: the server's interpreter, or `python` (a session's own
+        environment, whose layers `read_only` names)."""
         config = self._config
         root = config.workspace_root
         return KernelSpec(
-            python=config.kernel_python,
+            python=python or config.kernel_python,
             cwd=root,
             env={
                 "MPLBACKEND": "module://matplotlib_inline.backend_inline",
@@ -127,13 +135,18 @@ class KernelStarter:
             start_timeout_s=config.kernel_start_timeout_s,
             unset_env=SECRET_ENV_VARS,
             workspace=root,
-            read_only=(KERNEL_EXT_DIR,),
+            read_only=(KERNEL_EXT_DIR, *read_only),
             limits=limits or self.default_limits,
         )
 
-    async def cold_start(self, limits: KernelLimits | None = None) -> ReadyKernel:
+    async def cold_start(
+        self,
+        limits: KernelLimits | None = None,
+        python: str | None = None,
+        read_only: tuple[Path, ...] = (),
+    ) -> ReadyKernel:
         """A kernel started now, with the extension loaded before it is handed out."""
-        handle = await self._backend.start(self.spec(limits))
+        handle = await self._backend.start(self.spec(limits, python, read_only))
         try:
             tracks_files = await install_extension(handle)
         except BaseException:
@@ -150,6 +163,11 @@ class KernelStarter:
             if ready is not None:
                 return ready
         return await self.cold_start(limits)
+
+    def for_environment(self, python: str, read_only: tuple[Path, ...]) -> EnvironmentKernels:
+        """Kernels of a session's own environment (never from the warm pool, which serves the
+        server's environment)."""
+        return EnvironmentKernels(self, python, read_only)
 
     def state_transfer(self) -> StateTransfer:
         """Sandboxed kernels share no folder but the workspace: restarts carry state through it."""
@@ -173,3 +191,18 @@ class KernelStarter:
                 f"below this server's floor of {floor} MB (--min-free-memory-mb). Delete "
                 "sessions you no longer need with delete_session, or free memory, then try again."
             )
+
+
+class EnvironmentKernels:
+    """Starts the kernels of one session's own environment (`KernelStarter.for_environment`)."""
+
+    def __init__(self, starter: KernelStarter, python: str, read_only: tuple[Path, ...]) -> None:
+        self._starter = starter
+        self._python = python
+        self._read_only = read_only
+
+    async def take(self, limits: KernelLimits | None = None) -> ReadyKernel:
+        return await self._starter.cold_start(limits, self._python, self._read_only)
+
+    def state_transfer(self) -> StateTransfer:
+        return self._starter.state_transfer()

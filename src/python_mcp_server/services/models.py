@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from pydantic.json_schema import SkipJsonSchema
 
 if TYPE_CHECKING:
@@ -101,6 +102,17 @@ class ExecutionResult(BaseModel):
     output_files: list[str] = Field(
         default_factory=list, description="URIs of full outputs that were too long to inline."
     )
+    _notes: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The notes `message` joins, one per thing the server did, for clients that take them
+        as log messages (not part of the result itself)."""
+        return self._notes
+
+    def with_notes(self, notes: Iterable[str]) -> ExecutionResult:
+        self._notes = tuple(notes)
+        return self
 
 
 class KernelLimitsInfo(BaseModel):
@@ -164,6 +176,14 @@ class SessionInfo(BaseModel):
     python: str
     limits: KernelLimitsInfo | None = Field(
         default=None, description="Enforced limits; None when kernels are not sandboxed."
+    )
+    environment: Literal["base", "own"] = Field(
+        default="base",
+        description="'own': the session has an environment of its own (create_session with "
+        "dependencies or python), where its installs go; 'base': the server's, shared.",
+    )
+    dependencies: list[str] | None = Field(
+        default=None, description="The requirements its own environment was created with."
     )
 
 

@@ -90,15 +90,21 @@ def _valid(nb: Any) -> bool:
     return True
 
 
-def build_notebook(history: Sequence[HistoryEntry]) -> tuple[Any, int]:
+def build_notebook(
+    history: Sequence[HistoryEntry], environment: dict[str, Any] | None = None
+) -> tuple[Any, int]:
     """A validated nbformat v4 notebook of `history` (cells, and a markdown cell wherever the
-    kernel was replaced), and the number of outputs left out."""
+    kernel was replaced), and the number of outputs left out; `environment` (the session's,
+    with its lock) goes into the metadata."""
     nb = _nbformat().v4.new_notebook()
     nb.metadata["kernelspec"] = dict(_KERNELSPEC)
+    version = (environment or {}).get("python_version")
     nb.metadata["language_info"] = {
         "name": "python",
-        "version": ".".join(map(str, sys.version_info[:3])),
+        "version": version or ".".join(map(str, sys.version_info[:3])),
     }
+    if environment is not None:
+        nb.metadata["python_mcp_server"] = {"environment": environment}
     nb.cells = [_cell(r, r.outputs) if isinstance(r, CellRecord) else _mark(r) for r in history]
     if _valid(nb):
         return nb, 0
@@ -137,9 +143,13 @@ class NotebookService:
         history = session.history.entries
         count = sum(isinstance(e, CellRecord) for e in history)
         restarts = len(history) - count
+        described = await self._sessions.environments.describe(
+            session_id, session.environment, session.python, with_lock=True
+        )
+        environment = described.model_dump(mode="json", exclude={"session_id"})
 
         def build() -> tuple[bytes, int]:
-            nb, dropped = build_notebook(history)
+            nb, dropped = build_notebook(history, environment)
             return _nbformat().writes(nb, version=4).encode(), dropped
 
         data, dropped = await anyio.to_thread.run_sync(build)

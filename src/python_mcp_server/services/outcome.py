@@ -7,7 +7,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from python_mcp_server.kernels import Reply
+import anyio
+
+from python_mcp_server.kernels import ExecutionRun, Reply
 
 CELL_KEY = "python_mcp_server_cell"  # the kernel-side extension's report in each execute reply
 DeathCause = Literal["closed", "restarted", "shutdown", "replaced"]
@@ -96,3 +98,16 @@ def asked_to_exit(reply: Reply) -> bool:
         isinstance(p, dict) and p.get("source") == "ask_exit" and not p.get("keepkernel")
         for p in payload
     )
+
+
+_REPLY_AFTER_IDLE_S = 1.0  # a reply sent before the idle status arrives within this
+
+
+async def reply_after_interrupt(run: ExecutionRun, grace_s: float) -> Reply | None:
+    """The interrupted cell's reply; None when the kernel finished with the request without one
+    (the interrupt landed in the kernel's own code around the cell: it logs it and goes on)."""
+    with anyio.fail_after(grace_s):
+        await run.wait_idle()
+    with anyio.move_on_after(_REPLY_AFTER_IDLE_S):  # the reply comes on another socket
+        return await run.wait()
+    return None

@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 import anyio
 
+from python_mcp_server.errors import OutputNotKeptError
 from python_mcp_server.kernels.messages import (
     ClearOutput,
     DisplayOutput,
@@ -23,8 +24,18 @@ from python_mcp_server.text import HeadTail
 
 logger = logging.getLogger(__name__)
 
+
+class SpillSink(Protocol):
+    """The file that takes the full text. Its `write` raises OutputNotKeptError (having removed
+    what it held) when the text may not be kept: over the outputs' bound, say."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def close(self) -> None: ...
+
+
 # Opens the file that takes the full text once it outgrows the budget; returns it and its URI.
-SpillOpener = Callable[[str], tuple[TextIO, str]]
+SpillOpener = Callable[[str], tuple[SpillSink, str]]
 ProgressCallback = Callable[[str], Awaitable[None]]
 
 
@@ -36,12 +47,15 @@ class BoundedText:
     """Keeps the head and the tail of a text that may be far larger than its budget. Past the
     budget the whole text goes, piece by piece as it arrives, to a spill file."""
 
-    def __init__(self, budget: int, spill: Callable[[], tuple[TextIO, str]] | None = None) -> None:
+    def __init__(
+        self, budget: int, spill: Callable[[], tuple[SpillSink, str]] | None = None
+    ) -> None:
         self._budget = budget
         self._kept = HeadTail(budget, "")
         self._spill = spill
-        self._file: TextIO | None = None
+        self._file: SpillSink | None = None
         self.uri: str | None = None
+        self.not_kept: str | None = None  # why the full text was not kept, when it was not
 
     @property
     def total(self) -> int:
@@ -62,6 +76,9 @@ class BoundedText:
         assert opener is not None
         try:
             self._file, self.uri = opener()
+        except OutputNotKeptError as exc:
+            self.not_kept = str(exc)
+            return
         except OSError as exc:
             logger.warning("could not open a file for long output: %s", exc)
             return
@@ -71,6 +88,10 @@ class BoundedText:
         assert self._file is not None
         try:
             self._file.write(text)
+        except OutputNotKeptError as exc:
+            self._file = None  # the sink removed what it held
+            self.uri = None
+            self.not_kept = str(exc)
         except OSError as exc:
             logger.warning("could not write long output to its file: %s", exc)
             self.close()

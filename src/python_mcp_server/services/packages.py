@@ -18,9 +18,10 @@ from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, PackageError
-from python_mcp_server.services._installer import find_installer, run_installer
+from python_mcp_server.services._installer import InstallSandbox, find_installer, run_installer
 from python_mcp_server.services._probe import evaluate, locked
 from python_mcp_server.services._requirements import Requested, parse_requirements
+from python_mcp_server.services.environments import Progress
 from python_mcp_server.services.sessions import SessionManager
 
 MAX_INSTALL_TIMEOUT_S = 3600.0
@@ -50,6 +51,22 @@ class InstallResult(BaseModel):
         "restart_kernel to use the new version (variables are lost)."
     )
     installer: Literal["uv", "pip"]
+    sandboxed: bool = Field(
+        description="True when the installer ran in a sandbox of its own (network only to the "
+        "package index, writing only the kernel's environment)."
+    )
+    source_builds: bool = Field(
+        description="Whether packages could be built from source (allow_source_builds); "
+        "otherwise only wheels were used."
+    )
+    refused_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts the sandboxed installer tried to reach that are not a package index.",
+    )
+    environment: Literal["own", "base"] = Field(
+        description="'own': installed into the session's own environment, which no other "
+        "session sees; 'base': into the server's environment, shared by every session on it."
+    )
     command: str
     duration_ms: float
     output_tail: str = Field(description="The end of the installer's output.")
@@ -72,6 +89,8 @@ class PackageService:
     def __init__(self, config: ServerConfig, sessions: SessionManager) -> None:
         self._config = config
         self._sessions = sessions
+        plan = sessions.sandbox.plan
+        self._sandbox = InstallSandbox(plan, config) if plan.enabled else None
 
     async def installed(self, session_id: str) -> PackageList:
         """Every distribution the session's kernel can import, as name and version."""
@@ -95,8 +114,11 @@ class PackageService:
         packages: list[str],
         upgrade: bool = False,
         timeout_s: float | None = None,
+        allow_source_builds: bool = False,
+        progress: Progress | None = None,
     ) -> InstallResult:
-        """Install `packages` into the session kernel's interpreter and make them importable."""
+        """Install `packages` into the session kernel's interpreter and make them importable;
+        `progress` hears when the installer starts and ends."""
         timeout = self._config.install_timeout_s if timeout_s is None else timeout_s
         if not 0 < timeout <= MAX_INSTALL_TIMEOUT_S:
             raise InvalidArgumentError(
@@ -108,7 +130,7 @@ class PackageService:
         )
         session = await self._sessions.acquire(session_id)
         python = session.python
-        installer, argv = find_installer(python)
+        installer, argv = find_installer(python, source_builds=allow_source_builds)
         if upgrade:
             names = [r.name for r in requested if r.name]
             argv += (
@@ -118,10 +140,20 @@ class PackageService:
             )
         argv += [r.argument for r in requested]
         started = time.perf_counter()
+        where = "its own environment" if session.environment is not None else "the base environment"
         async with locked(session, wait_s=timeout):
             before = await evaluate(session, "versions")
-            returncode, output = await run_installer(argv, timeout, self._config.workspace_root)
+            if progress is not None:
+                wanted = ", ".join(r.raw for r in requested)
+                await progress(f"Installing {wanted} into {where} of session {session_id!r}")
+            run = await run_installer(
+                argv, timeout, self._config.workspace_root, python, self._sandbox
+            )
+            if progress is not None:
+                await progress(f"The installer finished (exit code {run.returncode})")
             after = await evaluate(session, "refresh", {k: v[1] for k, v in before.items()})
+        returncode, output = run.returncode, run.output
+        own = session.environment is not None
         if installer == "pip" and "No module named pip" in output:
             raise PackageError(
                 f"Neither uv nor pip is available for {python}. Install uv on the server's "
@@ -142,11 +174,27 @@ class PackageService:
             other_changes=_changes(old, new, named),
             restart_needed=bool(restart),
             installer=installer,
+            sandboxed=self._sandbox is not None,
+            source_builds=allow_source_builds,
+            refused_hosts=run.refused,
+            environment="own" if own else "base",
             command=shlex.join(argv),
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             output_tail=_tail(output),
-            message=_message(status, outcomes, restart, old, new, timeout),
+            message=_message(status, outcomes, restart, old, new, timeout, run.refused)
+            + _where(own, status),
         )
+
+
+def _where(own: bool, status: str) -> str:
+    if status != "ok":
+        return ""
+    if own:
+        return " They went into this session's own environment; other sessions do not see them."
+    return (
+        " They went into the server's base environment, shared by every session without an "
+        "environment of its own (create_session with dependencies gives a session its own)."
+    )
 
 
 def _outcome(
@@ -181,6 +229,8 @@ def _newer(a: str, b: str) -> bool:
 
 
 _NOT_FOUND = ("not found in the package registry", "No matching distribution found")
+# uv refusing a source build under --only-binary :all: (an index's package, a local sdist)
+_NO_WHEEL = ("has no usable wheels", "Building source distributions is disabled")
 
 
 def _reason(req: Requested, status: str, output: str) -> str:
@@ -192,6 +242,14 @@ def _reason(req: Requested, status: str, output: str) -> str:
     name = req.name or ""
     pattern = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-]*\w)", re.IGNORECASE)
     mine = [line for line in lines if name and pattern.search(line.replace("_", "-"))]
+    no_wheel = [line for line in lines if any(marker in line for marker in _NO_WHEEL)]
+    if no_wheel and (not name or any(pattern.search(x.replace("_", "-")) for x in no_wheel)):
+        return (
+            f"Only wheels are installed by default, and none fits this Python and platform: "
+            f"{no_wheel[0][:300]} Building from source runs the package's own build code: pass "
+            "allow_source_builds=true to allow it (the build runs in the installer's sandbox "
+            "when kernels are sandboxed), or pick a version that ships wheels."
+        )
     if any(marker in line for line in mine for marker in _NOT_FOUND):
         return (
             f"No package named {name!r} was found in the package index. Check the spelling; the "
@@ -232,6 +290,7 @@ def _message(
     old: dict[str, str],
     new: dict[str, str],
     timeout: float,
+    refused: list[str],
 ) -> str:
     parts = []
     if status == "timeout":
@@ -249,6 +308,12 @@ def _message(
             f"Restart needed: {key} changed from {old.get(key)} to {new.get(key)} while "
             f"{', '.join(modules)} was already imported, so the kernel still runs the old code. "
             "Call restart_kernel (variables are lost) to use the new version."
+        )
+    if refused:
+        parts.append(
+            "The installer's sandbox refused connections to " + ", ".join(refused[:5]) + ": "
+            "installs reach only the package index (set UV_INDEX_URL or UV_EXTRA_INDEX_URL in "
+            "the server's environment, or --install-allow-host, for another one)."
         )
     return " ".join(parts)
 

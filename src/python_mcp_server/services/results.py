@@ -100,9 +100,10 @@ def output_notes(outcome: CellOutcome, outputs: CellOutputs, max_chars: int) -> 
     ):
         if text is not None and text.truncated:
             where = f"; the full text is in {text.uri}" if text.uri else ""
+            lost = f" Its full text was not kept. {text.not_kept}" if text.not_kept else ""
             notes.append(
                 f"{name} was {text.total} characters, over the budget of {max_chars}; the "
-                f"middle was left out{where}."
+                f"middle was left out{where}.{lost}"
             )
     notes.extend(outputs.rich.notes)
     result_text = collector.result.render() if collector.result is not None else None
@@ -175,4 +176,4 @@ def build_result(
         displays=outputs.rich.displays,
         files=outputs.files,
         output_files=collector.spill_uris(),
-    )
+    ).with_notes(notes)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import ConfigError
 from python_mcp_server.sandbox import AllowList, EgressProxy
+from python_mcp_server.sandbox.egress import proxy_folder
 from python_mcp_server.sandbox.host import SANDBOX_UID, SandboxPlan
 from python_mcp_server.sandbox.launch import Sandbox, write_etc
 from python_mcp_server.services.models import (
@@ -69,12 +69,6 @@ def check_network_settings(config: ServerConfig) -> AllowList | None:
     return AllowList.parse(list(config.kernel_allow_hosts))
 
 
-def _proxy_folder() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="python-mcp-server-egress-"))
-    folder.chmod(0o755)  # the kernels' uid must reach the socket (mode 0666) inside
-    return folder
-
-
 @asynccontextmanager
 async def egress_proxy(
     plan: SandboxPlan, config: ServerConfig
@@ -84,7 +78,7 @@ async def egress_proxy(
     if allow is None or not plan.enabled:
         yield None
         return
-    folder = _proxy_folder()
+    folder = proxy_folder()
     try:
         async with EgressProxy(allow, folder / "egress.sock") as proxy:
             logger.info(

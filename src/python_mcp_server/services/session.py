@@ -22,6 +22,7 @@ import anyio
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import KernelBusyError, KernelDiedError, ServerError
 from python_mcp_server.kernels import ExecutionRun, ExitInfo, KernelLimits, OutputCallback, Reply
+from python_mcp_server.services.environments import SessionEnvironment
 from python_mcp_server.services.kernel_start import ReadyKernel
 from python_mcp_server.services.lifecycle import Lifecycle, PublicState, SessionState
 from python_mcp_server.services.models import KernelLimitsInfo, SessionInfo
@@ -30,6 +31,7 @@ from python_mcp_server.services.outcome import (
     KernelDeath,
     asked_to_exit,
     interrupt_landed,
+    reply_after_interrupt,
 )
 from python_mcp_server.services.records import (
     CellHistory,
@@ -48,7 +50,6 @@ S = SessionState
 _EXIT_GRACE_S = 5.0  # a kernel asked to exit (exit()) gets this long to end
 _PROBE_STOP_S = 5.0  # a silent request that timed out gets this long to stop once interrupted
 _KEPT_RESTARTS = 20
-_REPLY_AFTER_IDLE_S = 1.0  # a reply sent before the idle status arrives within this
 _REQUESTED = "restarted on request (restart_kernel, or a cell that could not be interrupted)"
 
 
@@ -96,6 +97,7 @@ class KernelSession:
         self._stopping = False  # the server is shutting down
         self._restarts: list[RestartEvent] = []
         self.history = CellHistory()
+        self.environment: SessionEnvironment | None = None  # None: the server's, shared
 
     # ------------------------------------------------------------------ what it is
 
@@ -162,6 +164,8 @@ class KernelSession:
             kernel_pid=self.pid,
             python=self.python,
             limits=KernelLimitsInfo.of(self.limits),
+            environment="base" if self.environment is None else "own",
+            dependencies=None if self.environment is None else list(self.environment.requirements),
         )
 
     def touch(self) -> None:
@@ -178,6 +182,7 @@ class KernelSession:
         try:
             self._kernel = await self._kernels.take(self.limits)
             self._life.move(S.IDLE)
+            self.touch()  # idle from now, not from before a kernel start that may take a while
         finally:
             self._started.set()
 
@@ -205,6 +210,7 @@ class KernelSession:
             self.touch()
             yield self
         finally:
+            self.touch()  # idle from the end of the call, however long it ran
             if self._settler is None:  # else the settle task frees the turn when it is done
                 self._turn.release()
 
@@ -320,7 +326,7 @@ class KernelSession:
                 await run.wait_begun()
             sent = time.time()
             await self.kernel.handle.interrupt()
-            reply = await _reply_after_interrupt(run, grace)
+            reply = await reply_after_interrupt(run, grace)
         except (TimeoutError, KernelDiedError):
             await self.restart(
                 f"At {now_iso()} a cell ran past its time limit and did not stop when interrupted.",
@@ -585,13 +591,3 @@ class KernelSession:
                 "automatically and all variables were lost.",
                 why="the kernel stopped answering while idle",
             )
-
-
-async def _reply_after_interrupt(run: ExecutionRun, grace_s: float) -> Reply | None:
-    """The interrupted cell's reply; None when the kernel finished with the request without one
-    (the interrupt landed in the kernel's own code around the cell: it logs it and goes on)."""
-    with anyio.fail_after(grace_s):
-        await run.wait_idle()
-    with anyio.move_on_after(_REPLY_AFTER_IDLE_S):  # the reply comes on another socket
-        return await run.wait()
-    return None

@@ -27,6 +27,7 @@ from python_mcp_server.errors import (
     InvalidArgumentError,
     KernelNotFoundError,
     ServerError,
+    ServerStoppingError,
     SessionDeletedError,
     SessionExistsError,
     SessionExpiredError,
@@ -34,11 +35,18 @@ from python_mcp_server.errors import (
 )
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend, KernelLimits
+from python_mcp_server.services.artifacts import ArtifactStore
+from python_mcp_server.services.environments import (
+    EnvironmentStore,
+    Progress,
+    SessionEnvironment,
+)
 from python_mcp_server.services.incarnations import Incarnations
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.pool import KernelPool
 from python_mcp_server.services.sandboxing import SandboxRuntime
 from python_mcp_server.services.session import KernelSession
+from python_mcp_server.workspace.output_folder import OutputFolder
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,8 @@ class SessionManager:
         self.kernels = KernelStarter(config, backend, self.monitor.available_mb)
         self.kernels.sandboxed = self.sandbox.enabled
         self.kernels.workspace_owner = self.sandbox.workspace_owner
+        self.environments = EnvironmentStore(config, self.sandbox.plan)
+        self.outputs = ArtifactStore(config)  # each session's files, deleted when it ends
         self._sessions: dict[str, KernelSession] = {}
         self._starting: dict[str, KernelSession] = {}
         self._incarnations = Incarnations()  # what ended under each name, who saw which
@@ -74,9 +84,11 @@ class SessionManager:
         self._create_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
+        self._stopping = False  # the server is shutting down: no new cells or sessions
 
     async def __aenter__(self) -> Self:
         self._config.workspace_root.mkdir(parents=True, exist_ok=True)
+        await self.environments.sweep()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         self.kernels.pool.refill()
         return self
@@ -100,6 +112,7 @@ class SessionManager:
         grace period, instead of being cut off. The kernel of a cell still running `grace_s`
         later (it ignores the interrupt) is stopped, so its call ends too.
         """
+        self._stopping = True
         running = [s for s in self._sessions.values() if s.running and not s.closed]
         for session in running:
             await session.interrupt_for_shutdown()
@@ -132,8 +145,15 @@ class SessionManager:
             for result in results:
                 if isinstance(result, BaseException):
                     logger.error("kernel shutdown failed", exc_info=result)
+            for session in sessions:
+                await self.environments.release(session.environment)
         if scope.cancelled_caught:
             logger.error("kernels did not shut down within %s s", _CLOSE_TIMEOUT_S)
+        with anyio.CancelScope(shield=True):
+            for session in sessions:
+                await self._remove(
+                    self.outputs.end(session.session_id, "ended when the server stopped")
+                )
 
     # ---------------------------------------------------------------- sessions
 
@@ -167,6 +187,8 @@ class SessionManager:
 
     async def acquire(self, session_id: str) -> KernelSession:
         """The session to run on: `default` is started on first use, any other must exist."""
+        if self._stopping:
+            raise ServerStoppingError
         if session_id == DEFAULT_SESSION and session_id not in self._sessions:
             async with self._create_lock:
                 if session_id not in self._sessions and session_id not in self._starting:
@@ -190,7 +212,14 @@ class SessionManager:
         memory_mb: int | None = None,
         max_processes: int | None = None,
         cpus: float | None = None,
+        dependencies: list[str] | None = None,
+        python: str | None = None,
+        progress: Progress | None = None,
     ) -> KernelSession:
+        """A new session; with `dependencies` or `python`, in an environment of its own (built
+        first; removed again if the kernel does not start)."""
+        if self._stopping:
+            raise ServerStoppingError
         if session_id is None:
             session_id = f"s-{secrets.token_urlsafe(12)}"
         elif not _SESSION_ID.fullmatch(session_id):
@@ -199,7 +228,18 @@ class SessionManager:
                 "'.', starting with a letter or digit; or omit it to get a generated id."
             )
         limits = self._limits(memory_mb, max_processes, cpus)
-        return await self._create(session_id, description, limits)
+        if dependencies is None and python is None:
+            return await self._create(session_id, description, limits)
+        self._check_room(session_id)
+        env = await self.environments.create(dependencies or [], python, progress)
+        try:
+            if progress is not None:
+                await progress("Starting the session's kernel")
+            return await self._create(session_id, description, limits, env)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.environments.release(env)
+            raise
 
     def _limits(
         self, memory_mb: int | None, max_processes: int | None, cpus: float | None
@@ -216,30 +256,39 @@ class SessionManager:
             return None
         return self.kernels.limits_for(memory_mb, max_processes, cpus)
 
-    async def _create(
-        self,
-        session_id: str,
-        description: str | None,
-        limits: KernelLimits | None = None,
-        *,
-        implicit: bool = False,
-    ) -> KernelSession:
+    def _check_room(self, session_id: str) -> None:
         if session_id in self._sessions or session_id in self._starting:
             raise SessionExistsError(session_id)
         live = len(self._sessions) + len(self._starting)
         if live >= self._config.max_sessions:
             raise SessionLimitError(self._config.max_sessions, self.ids())
         self.kernels.check_memory()
+
+    async def _create(
+        self,
+        session_id: str,
+        description: str | None,
+        limits: KernelLimits | None = None,
+        env: SessionEnvironment | None = None,
+        *,
+        implicit: bool = False,
+    ) -> KernelSession:
+        self._check_room(session_id)
         if limits is None and self.sandbox.enabled:
             limits = self.kernels.default_limits
         session = KernelSession(
             session_id,
             description,
             config=self._config,
-            kernels=self.kernels,
+            kernels=(
+                self.kernels
+                if env is None
+                else self.kernels.for_environment(env.python, env.read_only)
+            ),
             gone=self._gone,
             limits=limits,
         )
+        session.environment = env
         self._starting[session_id] = session
         try:
             await session.start()
@@ -247,6 +296,7 @@ class SessionManager:
         finally:
             del self._starting[session_id]
         self._incarnations.started(session_id, implicit=implicit)
+        self.outputs.begin(session_id)
         logger.info("session %s started (kernel pid %s)", session_id, session.pid)
         return session
 
@@ -256,6 +306,7 @@ class SessionManager:
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
         self._incarnations.ended(session_id, "deleted", at=time.time(), by=caller)
+        outputs = self.outputs.end(session_id, "was deleted (delete_session)")
         # other callers whose current session this was keep it, and are told it was deleted on
         # their next call rather than silently landing in the shared default kernel
         was_current = caller is not None and self._targets.get(caller) == session_id
@@ -263,8 +314,15 @@ class SessionManager:
             assert caller is not None
             del self._targets[caller]
         await session.close()
+        await self.environments.release(session.environment)
+        await self._remove(outputs)
         logger.info("session %s deleted", session_id)
         return was_current
+
+    async def _remove(self, outputs: OutputFolder | None) -> None:
+        """Delete the files of a session that ended (in a worker thread: they may be many)."""
+        if outputs is not None:
+            await anyio.to_thread.run_sync(self.outputs.remove, outputs)
 
     # ------------------------------------------------------ per-caller targets
 
@@ -307,6 +365,7 @@ class SessionManager:
                 logger.error("checking a session failed", exc_info=outcome)
         if not self._closing:
             self.kernels.pool.discard_dead()
+            await self.environments.collect()
         self.monitor.forget({pid for s in self._sessions.values() if (pid := s.pid)})
 
     def _stopped(self, pid: int) -> bool:
@@ -320,5 +379,9 @@ class SessionManager:
             at=time.time(),
             idle_s=self._config.session_idle_timeout_s,
         )
+        idle = self._config.session_idle_timeout_s
+        outputs = self.outputs.end(session.session_id, f"expired after {idle:.0f} s without use")
         await session.close()
+        await self.environments.release(session.environment)
+        await self._remove(outputs)
         logger.info("session %s expired after idling", session.session_id)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastmcp import Context
 from fastmcp.exceptions import ToolError
 from fastmcp.tools import ToolResult
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
@@ -23,6 +26,8 @@ from python_mcp_server.text import escape_surrogates, on_strings
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+LOGGER_NAME = "python-mcp-server"  # names the log messages sent to clients
 
 ToolFunction = Callable[..., Awaitable[Any]]
 """A tool or resource: a module-level async function carrying FastMCP's `@tool` or `@resource`
@@ -99,6 +104,20 @@ def result(model: BaseModel, text: str | None = None) -> ToolResult:
     )
 
 
+async def tell_client(ctx: Context, notes: Iterable[str]) -> None:
+    """Send each note the server made about this call (a restart, a time or output limit, lost
+    state) to the client as a `warning` log message, as the logging capability promises. It is
+    sent only at or above the level the client asked for: `logging/setLevel` on a 2025-11-25
+    session, the request's own `io.modelcontextprotocol/logLevel` on 2026-07-28 (none: nothing
+    sent). The notes are in the result too, for clients that show no log messages."""
+    for note in notes:
+        # The SDK marks its log call deprecated (2026-07-28 deprecates the logging capability)
+        # and warns on every call; a warning filter set to "error" must not fail the tool.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await ctx.warning(escape_surrogates(note), logger_name=LOGGER_NAME)
+
+
 def sendable(value: Any) -> Any:
     """A JSON value with the unpaired surrogates of its strings escaped."""
     return on_strings(value, escape_surrogates)
@@ -117,3 +136,16 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise ToolError(str(exc), log_level=logging.INFO) from exc
 
     return wrapper
+
+
+def progress_reporter(ctx: Context) -> Callable[[str], Awaitable[None]] | None:
+    """Sends each message as a progress notification, when the client asked for progress."""
+    rc = ctx.request_context
+    if rc is None or not rc.meta or "progressToken" not in (rc.meta or {}):
+        return None
+    sent = itertools.count(1)
+
+    async def report(message: str) -> None:
+        await ctx.report_progress(next(sent), None, message)
+
+    return report

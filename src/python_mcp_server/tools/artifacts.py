@@ -23,7 +23,8 @@ _TEXT_MIMES = ("text/", "application/json")
     name="session_output",
     description="A file a session's code produced, by the kernel:// URI a run_python_code "
     "result gave: full-resolution images, plotly pages and figure JSON, and the full text of "
-    "outputs too long to inline. Text as text, other files as a blob with their mime type.",
+    "outputs too long to inline. Text as text, other files as a blob with their mime type. "
+    "A session's files are deleted when it ends.",
 )
 async def session_output(session_id: str, filename: str, ctx: Context) -> ResourceResult:
     try:

@@ -31,6 +31,7 @@ from python_mcp_server.tools._common import (
     schema,
     seconds_check,
     sendable,
+    tell_client,
 )
 
 HTML_INLINE_CHARS = 2000
@@ -175,6 +176,7 @@ async def run_python_code(
         on_progress=on_progress,
         caller=caller_key(ctx),
     )
+    await tell_client(ctx, res.notes)
     return ToolResult(
         content=execution_content(res), structured_content=sendable(res.model_dump(mode="json"))
     )

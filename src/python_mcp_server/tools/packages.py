@@ -21,6 +21,7 @@ from python_mcp_server.tools._common import (
     READ_ONLY,
     SessionArg,
     ToolFunction,
+    progress_reporter,
     resolve_session,
     result,
     schema,
@@ -33,7 +34,8 @@ INSTALLS = ToolAnnotations(
 
 
 def _render_install(res: InstallResult) -> str:
-    lines = [f"[{res.status}] {res.installer}, {res.duration_ms:.0f} ms"]
+    where = "sandboxed" if res.sandboxed else "not sandboxed"
+    lines = [f"[{res.status}] {res.installer} ({where}), {res.duration_ms:.0f} ms"]
     for p in res.packages:
         line = f"{p.requirement}: {p.status.replace('_', ' ')}"
         if p.version:
@@ -78,18 +80,30 @@ async def install_dependencies(
         ),
         seconds_check(MAX_INSTALL_TIMEOUT_S),
     ] = None,
+    allow_source_builds: Annotated[
+        bool,
+        Field(
+            description="Allow building packages that have no wheel for this Python and "
+            "platform from source, which runs their build code (in the installer's sandbox "
+            "when kernels are sandboxed). Off: wheels only."
+        ),
+    ] = False,
 ) -> ToolResult:
     """Install Python packages from the package index into the session kernel's interpreter.
 
     Use it when an import fails with ModuleNotFoundError. Uses uv (or pip) for the exact
     interpreter the kernel runs, so new packages can be imported in the running session right
-    away, without a restart. Returns, per package, whether it was installed, upgraded or
+    away, without a restart. Installs wheels only unless allow_source_builds is true; with
+    sandboxed kernels the installer runs in its own sandbox that reaches only the package
+    index. Returns, per package, whether it was installed, upgraded or
     already satisfied and its version, or why it failed (for example a misspelt name);
     `restart_needed` is true when an upgraded module was already imported (then call
     restart_kernel).
     """
     sid = resolve_session(ctx, session_id)
-    res = await services(ctx).packages.install(sid, packages, upgrade, timeout_s)
+    res = await services(ctx).packages.install(
+        sid, packages, upgrade, timeout_s, allow_source_builds, progress_reporter(ctx)
+    )
     return result(res, _render_install(res))
 
 
@@ -107,14 +121,31 @@ async def list_installed_packages(ctx: Context, session_id: SessionArg = None) -
 
 
 @tool(annotations=READ_ONLY, output_schema=schema(EnvironmentInfo))
-async def get_environment_info(ctx: Context) -> ToolResult:
+async def get_environment_info(
+    ctx: Context,
+    session_id: Annotated[
+        str | None,
+        Field(
+            description="Also describe this session's environment: its own (what it was "
+            "created with, its layers) or the server's shared one."
+        ),
+    ] = None,
+    include_lock: Annotated[
+        bool,
+        Field(
+            description="With session_id: list every distribution it holds as name==version "
+            "(`uv pip freeze` form), to recreate it with create_session(dependencies=...)."
+        ),
+    ] = False,
+) -> ToolResult:
     """Describe the execution environment: Python, platform, CPU, memory, limits.
 
     Use it to learn which Python version and platform your code runs on, how much memory
     and how many CPUs are there, where the workspace is, and the limits in force (timeouts,
-    session count, output and file size caps). Starts no kernel.
+    session count, output and file size caps); `pythons` lists the versions create_session
+    can give a session. Starts no kernel (unless session_id is 'default' before first use).
     """
-    return result(await services(ctx).environment.info())
+    return result(await services(ctx).environment.info(session_id or None, include_lock))
 
 
 TOOLS: Final[tuple[ToolFunction, ...]] = (

@@ -16,6 +16,7 @@ from python_mcp_server.tools._common import (
     READ_ONLY,
     SessionArg,
     ToolFunction,
+    progress_reporter,
     resolve_session,
     result,
     schema,
@@ -54,15 +55,43 @@ async def create_session(
     cpus: Annotated[
         float | None, Field(gt=0, description="A CPU quota for this session, in CPUs.")
     ] = None,
+    dependencies: Annotated[
+        list[str] | None,
+        Field(
+            max_length=50,
+            description="Give the session an environment of its own holding these packages "
+            "(names with optional extras and version specifiers, e.g. ['pandas<2', "
+            "'scikit-learn==1.4.2']); [] for one with nothing extra. Its installs then stay in "
+            "it. Omit it to use the server's shared environment.",
+        ),
+    ] = None,
+    python: Annotated[
+        str | None,
+        Field(
+            max_length=20,
+            description="The Python version for the session's own environment, e.g. '3.12' "
+            "(get_environment_info lists what this server has). Omit it for the server's.",
+        ),
+    ] = None,
 ) -> ToolResult:
     """Start a new, isolated Python kernel session and return its id.
 
     Use a separate session per task or agent so variables do not collide. Pass the returned
     `session_id` to run_python_code and the other tools. Refused if the name is taken or the
     server's session limit is reached. Limits may only be lowered below the server's.
+    With `dependencies` (or `python`) the session gets an environment of its own, built by uv
+    from its cache (about a second when the packages are cached; shared with sessions that ask
+    for the same); other sessions are unaffected by what it installs.
     """
     session = await services(ctx).sessions.create(
-        session_id, description, memory_mb=memory_mb, max_processes=max_processes, cpus=cpus
+        session_id,
+        description,
+        memory_mb=memory_mb,
+        max_processes=max_processes,
+        cpus=cpus,
+        dependencies=dependencies,
+        python=python,
+        progress=progress_reporter(ctx),
     )
     return result(session.info())
 
@@ -122,7 +151,8 @@ async def list_sessions(ctx: Context) -> ToolResult:
 async def delete_session(ctx: Context, session_id: SessionArg = None) -> ToolResult:
     """Shut a session's kernel down and forget the session; its variables are lost.
 
-    Use it when a task is done, to free memory and a session slot. Workspace files stay.
+    Use it when a task is done, to free memory and a session slot. Workspace files stay; the
+    session's outputs (the files behind its kernel:// links) are deleted with it.
     """
     sid = resolve_session(ctx, session_id)
     was_current = await services(ctx).sessions.delete(sid, caller_key(ctx))

@@ -2,8 +2,8 @@
 
 The MCP SDK runs every 2026-07-28 POST through its streaming path (a task group, a memory stream,
 a disconnect watcher and a deferral timer per request) even when the request has no
-progressToken: our tools send no other notification, so such a request never streams and its
-answer ends up as plain JSON anyway. That path costs about 0.3 ms of server CPU per call. This
+progressToken and asks for no log messages: our tools send no other notification, so such a
+request never streams and its answer ends up as plain JSON anyway. That path costs about 0.3 ms of server CPU per call. This
 wrapper hands those requests to the SDK's JSON mode, which answers in the request's own task,
 and keeps what the streaming path gives:
 
@@ -17,9 +17,10 @@ A client that accepts only `application/json` (the SDK's streaming path refuses 
 client, which cannot take a chunked stream. A wrong Content-Type or Accept, and a handshake-era
 request that has no session and is not `initialize`, get a JSON-RPC error that names the fix.
 
-Everything else reaches the SDK unchanged: requests with a progressToken, `subscriptions/listen`,
-other handshake-era and non-POST requests, and every request when the SDK lacks the entry point
-this relies on (`available` says which).
+Everything else reaches the SDK unchanged: requests with a progressToken, tool calls that ask for
+log messages (`io.modelcontextprotocol/logLevel`; the server's notes about a call go out as
+warnings), `subscriptions/listen`, other handshake-era and non-POST requests, and every request
+when the SDK lacks the entry point this relies on (`available` says which).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ _SSE_HEADERS: Final = [
 _PING: Final = b": ping\r\n\r\n"
 # A body naming either of these may stream: leave it to the SDK (a false match only costs speed).
 _STREAMING_MARKERS: Final = (b"progressToken", b"subscriptions/listen")
+_LOG_LEVEL: Final = b"io.modelcontextprotocol/logLevel"
 
 
 _HANDLER: Final = mcp_private.modern_handler()
@@ -98,7 +100,7 @@ class PlainJsonCalls:
         ):
             await self.app(scope, receive, send)
             return
-        if not _stateless_era(scope):
+        if handshake_era(scope):
             await self._handshake_era(scope, receive, send)
             return
         request = Request(scope)
@@ -111,10 +113,10 @@ class PlainJsonCalls:
         if not takes_json:
             await _refuse(send, 406, _NEEDS_ACCEPT)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:  # the client left before sending its request
             return
-        if takes_stream and any(marker in body for marker in _STREAMING_MARKERS):
+        if takes_stream and _may_stream(body):
             await self.app(scope, replay(body, receive), send)
             return
         await self._answer(manager, scope, body, receive, send, can_stream=takes_stream)
@@ -122,13 +124,13 @@ class PlainJsonCalls:
     async def _handshake_era(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session that is not `initialize` gets told both ways to start; the
         SDK's answer ("Missing session ID") names neither."""
-        if _header(scope, _SESSION_HEADER) is not None:
+        if header(scope, _SESSION_HEADER) is not None:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return
-        if b'"initialize"' not in body and _method(body) not in (None, "initialize"):
+        if b'"initialize"' not in body and method_of(body) not in (None, "initialize"):
             await _refuse(send, 400, _NEEDS_SESSION)
             return
         await self.app(scope, replay(body, receive), send)
@@ -232,7 +234,7 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
     scope.cancel()
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def read_body(receive: Receive) -> bytes | None:
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -243,16 +245,26 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def _may_stream(body: bytes) -> bool:
+    """Whether the request may get notifications: progress, a subscription, or log messages
+    about a tool call."""
+    if any(marker in body for marker in _STREAMING_MARKERS):
+        return True
+    return _LOG_LEVEL in body and b'"tools/call"' in body
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope["headers"] if key == name), None)
 
 
-def _stateless_era(scope: Scope) -> bool:
-    version = _header(scope, _VERSION_HEADER)
-    return version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS
+def handshake_era(scope: Scope) -> bool:
+    """Whether the request belongs to the handshake era (2025-11-25 and before): its
+    MCP-Protocol-Version is one of those versions, or absent."""
+    version = header(scope, _VERSION_HEADER)
+    return version is None or version.decode("latin-1") in HANDSHAKE_PROTOCOL_VERSIONS
 
 
-def _method(body: bytes) -> str | None:
+def method_of(body: bytes) -> str | None:
     """The method a JSON-RPC body names, or None if it does not parse as one request."""
     try:
         decoded = json.loads(body)

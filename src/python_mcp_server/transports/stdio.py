@@ -64,6 +64,7 @@ from mcp_types import (
 from pydantic import ValidationError
 
 from python_mcp_server.text import on_strings, replace_surrogates
+from python_mcp_server.transports.in_flight import InFlight
 
 logger = logging.getLogger(__name__)
 
@@ -109,30 +110,6 @@ def claimed_stdio() -> Iterator[tuple[int, int]]:
     finally:
         os.dup2(wire_out, 1)
         os.dup2(wire_in, 0)
-
-
-class InFlight:
-    """The requests read but not yet answered, so a stop can wait for their answers."""
-
-    def __init__(self) -> None:
-        self._ids: set[str | int] = set()
-        self._empty = anyio.Event()
-        self._empty.set()
-
-    def add(self, request_id: str | int) -> None:
-        self._ids.add(request_id)
-        if self._empty.is_set():
-            self._empty = anyio.Event()
-
-    def done(self, request_id: str | int | None) -> None:
-        if request_id is None:
-            return
-        self._ids.discard(request_id)
-        if not self._ids:
-            self._empty.set()
-
-    async def drained(self) -> None:
-        await self._empty.wait()
 
 
 class LineReader:

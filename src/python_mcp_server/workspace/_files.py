@@ -1,4 +1,5 @@
-"""File helpers for the workspace manager: walking, tree drawing, text detection, atomic writes."""
+"""File helpers for the workspace manager: walking, tree drawing, text detection, atomic writes;
+the walks and writes work from folder descriptors (see `beneath`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ import base64
 import binascii
 import contextlib
 import os
+import secrets
 import stat
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import quote
 
 from python_mcp_server.errors import InvalidArgumentError, WorkspaceFileExistsError
@@ -37,22 +37,56 @@ def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
 
 
-def walk(base: Path, recursive: bool) -> Iterator[tuple[Path, os.stat_result]]:
-    """Entries under `base` in sorted depth-first order; links are reported, never followed."""
+def walk(
+    dir_fd: int, recursive: bool
+) -> Generator[tuple[tuple[str, ...], os.stat_result], None, None]:
+    """Entries under the folder open at `dir_fd`, in sorted depth-first order, as their names
+    below it; links are reported, never followed. Each subfolder is opened from its parent's
+    descriptor with O_NOFOLLOW, so a folder swapped for a link is skipped, not entered."""
+    fds = [dir_fd]  # fds[i] is the folder levels[i] lists; the first is the caller's
+    levels: list[tuple[tuple[str, ...], list[tuple[str, os.stat_result]]]] = [
+        ((), _children(dir_fd))
+    ]
     try:
-        with os.scandir(base) as it:
-            children = sorted(it, key=lambda e: e.name)
+        while levels:
+            prefix, children = levels[-1]
+            if not children:
+                levels.pop()
+                if len(fds) > 1:
+                    os.close(fds.pop())
+                continue
+            name, st = children.pop()
+            path = (*prefix, name)
+            yield path, st
+            if recursive and stat.S_ISDIR(st.st_mode):
+                try:
+                    fd = os.open(name, _SUBDIR, dir_fd=fds[-1])
+                except OSError:
+                    continue
+                fds.append(fd)
+                levels.append((path, _children(fd)))
+    finally:
+        for fd in fds[1:]:
+            os.close(fd)
+
+
+_SUBDIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _children(dir_fd: int) -> list[tuple[str, os.stat_result]]:
+    """The entries of a folder with their lstat, last name first (popped in sorted order)."""
+    try:
+        with os.scandir(dir_fd) as it:
+            entries = sorted(it, key=lambda e: e.name, reverse=True)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-    for child in children:
+        return []
+    children = []
+    for entry in entries:
         try:
-            st = child.stat(follow_symlinks=False)
+            children.append((entry.name, entry.stat(follow_symlinks=False)))
         except FileNotFoundError:
             continue
-        path = Path(child.path)
-        yield path, st
-        if recursive and stat.S_ISDIR(st.st_mode):
-            yield from walk(path, recursive)
+    return children
 
 
 def tree_text(base_rel: str, entries: list[FileEntry]) -> str:
@@ -108,34 +142,44 @@ def as_text(data: bytes, *, at_eof: bool) -> tuple[str, int] | None:
 
 
 def atomic_write(
-    target: Path, data: bytes, overwrite: bool, path: str, owner: tuple[int, int] | None = None
+    parent: int,
+    name: str,
+    data: bytes,
+    overwrite: bool,
+    path: str,
+    owner: tuple[int, int] | None = None,
 ) -> None:
-    """Write `data` to a temporary file beside `target`, then move it into place. The new file
-    keeps the old one's mode and owner (a new one gets `owner`, when given)."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
+    """Write `data` to a temporary file beside `name` in the folder open at `parent`, then move
+    it into place there (rename, or link when nothing may be replaced). The new file keeps the
+    old one's mode and owner (a new one gets `owner`, when given)."""
+    token = secrets.token_hex(4)
+    tmp = f".{name}.{token}.tmp" if len(os.fsencode(name)) < 200 else f".{token}.tmp"
+    fd = os.open(tmp, _NEW, 0o600, dir_fd=parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        keep: tuple[int, int] | None
-        try:
-            old = target.stat()
-            mode, keep = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)
-        except FileNotFoundError:
-            mode, keep = 0o644, owner
-        tmp.chmod(mode)
-        if keep is not None and keep != (os.geteuid(), os.getegid()):
-            with contextlib.suppress(OSError):
-                os.chown(tmp, *keep)
+            keep: tuple[int, int] | None
+            try:
+                old = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                mode, keep = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)
+            except FileNotFoundError:
+                mode, keep = 0o644, owner
+            os.fchmod(f.fileno(), mode)
+            if keep is not None and keep != (os.geteuid(), os.getegid()):
+                with contextlib.suppress(OSError):
+                    os.fchown(f.fileno(), *keep)
         if overwrite:
-            tmp.replace(target)
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
         else:
             try:
-                os.link(tmp, target)
+                os.link(tmp, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
             except FileExistsError:
                 raise WorkspaceFileExistsError(path) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            os.unlink(tmp, dir_fd=parent)
+
+
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

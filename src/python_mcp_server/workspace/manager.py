@@ -1,23 +1,26 @@
 """`WorkspaceManager`: list, read, write and delete files inside the workspace root.
 
-Every path goes through `resolve_inside`. All I/O is in bytes (binary-safe); blocking work runs in
-a worker thread so the event loop keeps answering while a large folder is walked or deleted.
+Every path is checked by `relative_parts` and opened by `Beneath`, from the root's descriptor one
+component at a time, so a cell that swaps a file for a symlink cannot make a tool read or write
+outside the root. All I/O is in bytes (binary-safe); blocking work runs in a worker thread so
+the event loop keeps answering while a large folder is walked or deleted.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fnmatch
 import logging
 import mimetypes
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Literal, ParamSpec, TypeVar
+from typing import BinaryIO, Literal, ParamSpec, TypeVar
 
 import anyio.to_thread
 
@@ -25,8 +28,8 @@ from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import (
     FileTooLargeError,
     InvalidArgumentError,
-    NotADirectoryError_,
     NotAFileError,
+    PathOutsideWorkspaceError,
     WorkspaceError,
     WorkspaceFileExistsError,
     WorkspaceFileNotFoundError,
@@ -41,6 +44,7 @@ from python_mcp_server.workspace._files import (
     uri_for,
     walk,
 )
+from python_mcp_server.workspace.beneath import Beneath
 from python_mcp_server.workspace.models import (
     DeleteResult,
     FileContent,
@@ -49,16 +53,24 @@ from python_mcp_server.workspace.models import (
     WorkspaceInfo,
     WriteResult,
 )
-from python_mcp_server.workspace.paths import relative_name, resolve_inside
+from python_mcp_server.workspace.paths import RULE_ROOT, relative_parts, resolve_inside
 
 logger = logging.getLogger(__name__)
 
 SUBFOLDERS = ("scripts", "outputs", "uploads")
+NOT_REGULAR = (
+    "{path!r} is not a regular file (a pipe, socket or device); only regular files can be "
+    "{verb}. Choose another path."
+)
 SCAN_LIMIT = 100_000
 """Most directory entries one listing or info walk visits."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _not_regular(path: str, verb: str) -> InvalidArgumentError:
+    return InvalidArgumentError(NOT_REGULAR.format(path=path, verb=verb))
 
 
 class WorkspaceManager:
@@ -68,6 +80,7 @@ class WorkspaceManager:
         self.config = config
         self.root = config.workspace_root
         self.owner = owner  # files and folders the server creates go to this uid/gid
+        self.beneath = Beneath(self.root)
 
     @classmethod
     def open(cls, config: ServerConfig, owner: tuple[int, int] | None = None) -> WorkspaceManager:
@@ -78,33 +91,29 @@ class WorkspaceManager:
         return manager
 
     def ensure_layout(self) -> None:
-        for name in SUBFOLDERS:
-            folder = self.root / name
-            if not folder.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                self.give(folder)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self.beneath.root_fd() as root:
+            for name in SUBFOLDERS:
+                try:
+                    os.mkdir(name, dir_fd=root)
+                except FileExistsError:
+                    continue
+                self._give(root, name)
 
-    def give(self, path: Path) -> None:
+    def _give(self, parent: int, name: str) -> None:
         """Hand a file or folder the server created to `owner` (the kernels' uid), if set."""
         if self.owner is not None:
             with contextlib.suppress(OSError):
-                os.lchown(path, *self.owner)
+                os.chown(name, *self.owner, dir_fd=parent, follow_symlinks=False)
 
-    def _make_parents(self, folder: Path) -> None:
-        missing = []
-        probe = folder
-        while not probe.exists() and probe != self.root and self.root in probe.parents:
-            missing.append(probe)
-            probe = probe.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        for made in reversed(missing):
-            self.give(made)
+    def parts(self, user_path: str, *, need_name: bool = False) -> list[str]:
+        """`user_path` below the root, checked for everything that needs no file system."""
+        return relative_parts(self.root, user_path, need_name=need_name)
 
     def resolve(self, user_path: str, *, need_name: bool = False) -> Path:
+        """The real path of `user_path`, for handing to another process only: the server's own
+        opens go through `beneath`, since a name checked here can change before it is used."""
         return resolve_inside(self.root, user_path, need_name=need_name)
-
-    def relative(self, path: Path) -> str:
-        return relative_name(self.root, path)
 
     async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -122,8 +131,8 @@ class WorkspaceManager:
         UTF-8 files without NUL bytes come back as text, anything else as bytes; the mime type is
         guessed from the file name.
         """
-        real, data = await self._run(self.read_whole, path)
-        mime = mimetypes.guess_type(real.name)[0]
+        name, data = await self._run(self.read_whole, path)
+        mime = mimetypes.guess_type(name)[0]
         if b"\x00" not in data:
             try:
                 return data.decode("utf-8"), mime or "text/plain"
@@ -159,31 +168,14 @@ class WorkspaceManager:
             raise InvalidArgumentError(f"offset must be 0 or more, not {offset}.")
         cap = self.config.max_list_entries
         limit = cap if max_entries is None else max(1, min(max_entries, cap))
-        base = self.resolve(path)
-        if not base.exists():
-            raise WorkspaceFileNotFoundError(path)
-        if not base.is_dir():
-            raise NotADirectoryError_(path)
-        base_rel = self.relative(base)
-        entries: list[FileEntry] = []
-        visited = 0
-        matched = 0  # entries that match, shown or not
-        scan_cut = False
-        for child, st in walk(base, recursive):
-            visited += 1
-            if visited > SCAN_LIMIT:
-                scan_cut = True
-                break
-            rel = self.relative(child)
-            target = rel if pattern and "/" in pattern else child.name
-            if pattern and not fnmatch.fnmatchcase(target, pattern):
-                continue
-            matched += 1
-            if matched <= offset or len(entries) >= limit:
-                continue  # counted for `total`, not shown
-            kind = entry_type(st.st_mode)
-            size = st.st_size if kind == "file" else None
-            entries.append(FileEntry(path=rel, type=kind, size=size, modified=iso_utc(st.st_mtime)))
+        try:
+            with self.beneath.open_dir(path, self.parts(path)) as (fd, base_parts):
+                entries, matched, scan_cut = self._entries(
+                    fd, base_parts, pattern, recursive, limit, offset
+                )
+        except (FileNotFoundError, NotADirectoryError):  # a folder on the way is missing
+            raise WorkspaceFileNotFoundError(path) from None
+        base_rel = "/".join(base_parts) or "."
         shown_to = offset + len(entries)
         more = matched > shown_to
         notes = []
@@ -213,18 +205,55 @@ class WorkspaceManager:
             next_offset=shown_to if more else None,
         )
 
+    def _entries(
+        self,
+        fd: int,
+        base: tuple[str, ...],
+        pattern: str | None,
+        recursive: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[FileEntry], int, bool]:
+        """The entries to show, how many match in all, and whether the scan was cut."""
+        entries: list[FileEntry] = []
+        matched = 0  # entries that match, shown or not
+        with contextlib.closing(walk(fd, recursive)) as found:
+            for visited, (below, st) in enumerate(found, start=1):
+                if visited > SCAN_LIMIT:
+                    return entries, matched, True
+                rel = "/".join((*base, *below))
+                target = rel if pattern and "/" in pattern else below[-1]
+                if pattern and not fnmatch.fnmatchcase(target, pattern):
+                    continue
+                matched += 1
+                if matched <= offset or len(entries) >= limit:
+                    continue  # counted for `total`, not shown
+                kind = entry_type(st.st_mode)
+                size = st.st_size if kind == "file" else None
+                entries.append(
+                    FileEntry(path=rel, type=kind, size=size, modified=iso_utc(st.st_mtime))
+                )
+        return entries, matched, False
+
     # ------------------------------------------------------------------ read
 
     async def read(self, path: str, offset: int = 0, max_bytes: int | None = None) -> FileContent:
         return await self._run(self.read_sync, path, offset, max_bytes)
 
-    def _file(self, path: str) -> Path:
-        real = self.resolve(path, need_name=True)
-        if real.is_dir():
-            raise NotAFileError(path)
-        if not real.is_file():
-            raise WorkspaceFileNotFoundError(path)
-        return real
+    @contextlib.contextmanager
+    def _reading(self, path: str) -> Iterator[tuple[BinaryIO, int, tuple[str, ...]]]:
+        """The regular file `path` names, open for reading: the file, its size, its real path."""
+        try:
+            fd, parts = self.beneath.open(path, self.parts(path, need_name=True), os.O_RDONLY)
+        except IsADirectoryError:
+            raise NotAFileError(path) from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise WorkspaceFileNotFoundError(path) from None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_regular(path, "read")
+            yield f, st.st_size, parts
 
     def read_sync(self, path: str, offset: int, max_bytes: int | None) -> FileContent:
         cap = self.config.max_file_read_bytes
@@ -233,9 +262,7 @@ class WorkspaceManager:
         want = cap if max_bytes is None else min(max_bytes, cap)
         if want < 1:
             raise InvalidArgumentError(f"max_bytes must be 1 or more, not {max_bytes}.")
-        real = self._file(path)
-        with real.open("rb") as f:
-            total = os.fstat(f.fileno()).st_size
+        with self._reading(path) as (f, total, parts):
             if offset > total:
                 raise InvalidArgumentError(
                     f"offset {offset} is past the end of {path!r}, which is {total} bytes."
@@ -259,7 +286,7 @@ class WorkspaceManager:
                 f"Returned bytes {offset}..{end} of {total}. Call read_file with offset={end} "
                 "for the next chunk."
             )
-        rel = self.relative(real)
+        rel = "/".join(parts)
         return FileContent(
             path=rel,
             content=content,
@@ -273,12 +300,11 @@ class WorkspaceManager:
             message=" ".join(notes) or None,
         )
 
-    def read_whole(self, path: str) -> tuple[Path, bytes]:
-        """A whole file for a resource read, refused above the read limit."""
-        real = self._file(path)
+    def read_whole(self, path: str) -> tuple[str, bytes]:
+        """A whole file for a resource read, refused above the read limit: its real name (the
+        last part of its real path) and its bytes."""
         cap = self.config.max_file_read_bytes
-        with real.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        with self._reading(path) as (f, size, parts):
             data = f.read(cap + 1) if size <= cap else b""
         if size > cap or len(data) > cap:
             raise FileTooLargeError(
@@ -287,7 +313,7 @@ class WorkspaceManager:
                 cap,
                 "Read it in chunks with read_file(path, offset=...).",
             )
-        return real, data
+        return parts[-1], data
 
     # ----------------------------------------------------------------- write
 
@@ -311,41 +337,77 @@ class WorkspaceManager:
                 f"{path!r} ends with a slash, so it names a folder; give a file name such as "
                 f"'{path.rstrip('/')}/data.txt'. Folders are created as needed."
             )
-        real = self.resolve(path, need_name=True)
-        if real.is_dir():
-            raise NotAFileError(path)
-        existed = real.exists()
-        if existed and not real.is_file():
-            raise InvalidArgumentError(
-                f"{path!r} is not a regular file (a pipe, socket or device); only regular files "
-                "can be written. Choose another path."
-            )
-        before = real.stat().st_size if append and existed else 0
-        if before + len(data) > cap:
+        parts = self.parts(path, need_name=True)
+        if len(data) > cap:
             raise FileTooLargeError(
-                path,
-                before + len(data),
-                cap,
-                "Write it as several smaller files, or produce it with code.",
+                path, len(data), cap, "Write it as several smaller files, or produce it with code."
             )
-        if existed and not overwrite and not append:
-            raise WorkspaceFileExistsError(path)
         try:
-            self._make_parents(real.parent)
-        except (FileExistsError, NotADirectoryError) as exc:
+            if append:
+                rel, created = self._append(path, parts, data)
+            else:
+                rel, created = self._replace(path, parts, data, overwrite)
+        except NotADirectoryError as exc:
             raise InvalidArgumentError(
                 f"Cannot create the folders for {path!r}: a file is in the way. Call list_files "
                 "to see what exists."
             ) from exc
-        if append:
-            with real.open("ab") as f:
-                f.write(data)
-        else:
-            atomic_write(real, data, overwrite, path, self.owner)
-        if not existed:
-            self.give(real)
-        rel = self.relative(real)
-        return WriteResult(path=rel, bytes_written=len(data), created=not existed, uri=uri_for(rel))
+        except IsADirectoryError:
+            raise NotAFileError(path) from None
+        return WriteResult(path=rel, bytes_written=len(data), created=created, uri=uri_for(rel))
+
+    def _replace(
+        self, path: str, parts: list[str], data: bytes, overwrite: bool
+    ) -> tuple[str, bool]:
+        """Write a whole file atomically beside where `parts` lead; (real path, created)."""
+        with self.beneath.locate(path, parts, make_parents=True, owner=self.owner) as target:
+            if not target.name:
+                raise PathOutsideWorkspaceError(path, RULE_ROOT)
+            st = target.stat
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise NotAFileError(path)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                raise _not_regular(path, "written")
+            if st is not None and not overwrite:
+                raise WorkspaceFileExistsError(path)
+            atomic_write(target.parent, target.name, data, overwrite, path, self.owner)
+            return target.rel, st is None
+
+    def _append(self, path: str, parts: list[str], data: bytes) -> tuple[str, bool]:
+        """Add `data` to the end of the file `parts` lead to, created if missing; (real path,
+        created)."""
+        flags = os.O_WRONLY | os.O_APPEND
+        try:
+            try:
+                fd, real = self.beneath.open(path, parts, flags)
+                created = False
+            except FileNotFoundError:
+                fd, real = self.beneath.open(
+                    path, parts, flags | os.O_CREAT | os.O_EXCL, make_parents=True, owner=self.owner
+                )
+                created = True
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a fifo no one reads, or a socket
+                raise _not_regular(path, "written") from None
+            raise
+        with os.fdopen(fd, "wb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_regular(path, "written")
+            cap = self.config.max_file_write_bytes
+            if st.st_size + len(data) > cap:
+                raise FileTooLargeError(
+                    path,
+                    st.st_size + len(data),
+                    cap,
+                    "Write it as several smaller files, or produce it with code.",
+                )
+            if created and self.owner is not None:
+                with contextlib.suppress(OSError):
+                    os.fchown(fd, *self.owner)
+            os.set_blocking(fd, True)
+            f.write(data)
+        return "/".join(real), created
 
     # ---------------------------------------------------------------- delete
 
@@ -353,28 +415,38 @@ class WorkspaceManager:
         return await self._run(self.delete_sync, path, recursive)
 
     def delete_sync(self, path: str, recursive: bool) -> DeleteResult:
-        real = resolve_inside(self.root, path, need_name=True, follow_last=False)
+        parts = self.parts(path, need_name=True)
         try:
-            mode = real.lstat().st_mode
-        except FileNotFoundError:
+            with self.beneath.locate(path, parts, follow_last=False) as target:
+                message = self._delete(path, target.parent, target.name, target.stat, recursive)
+                rel, mode = target.rel, target.stat.st_mode if target.stat else 0
+        except (FileNotFoundError, NotADirectoryError):  # a folder on the way is missing
             raise WorkspaceFileNotFoundError(path) from None
-        kind = entry_type(mode)
-        rel = self.relative(real)
+        self.ensure_layout()
+        return DeleteResult(path=rel, type=entry_type(mode), message=message.format(rel=rel))
+
+    @staticmethod
+    def _delete(
+        path: str, parent: int, name: str, st: os.stat_result | None, recursive: bool
+    ) -> str:
+        """Delete `name` in the folder open at `parent`; the message, with {rel} to fill in."""
+        if not name:
+            raise PathOutsideWorkspaceError(path, RULE_ROOT)
+        if st is None:
+            raise WorkspaceFileNotFoundError(path)
+        kind = entry_type(st.st_mode)
         if kind == "directory":
             if not recursive:
                 raise InvalidArgumentError(
                     f"{path!r} is a folder. Pass recursive=true to delete it and everything in "
                     "it, or delete the files inside one by one."
                 )
-            shutil.rmtree(real)
-            message = f"Deleted the folder {rel!r} and everything in it."
-        else:
-            real.unlink()
-            message = f"Deleted {rel!r}."
-            if kind == "symlink":
-                message = f"Deleted the link {rel!r} (its target was not touched)."
-        self.ensure_layout()
-        return DeleteResult(path=rel, type=kind, message=message)
+            shutil.rmtree(name, dir_fd=parent)  # descriptor-based: it never follows a link
+            return "Deleted the folder {rel!r} and everything in it."
+        os.unlink(name, dir_fd=parent)
+        if kind == "symlink":
+            return "Deleted the link {rel!r} (its target was not touched)."
+        return "Deleted {rel!r}."
 
     # ------------------------------------------------------------------ info
 
@@ -385,17 +457,21 @@ class WorkspaceManager:
         files = folders = used = 0
         truncated = False
         subfolders: list[str] = []
-        for visited, (path, st) in enumerate(walk(self.root, recursive=True), start=1):
-            if visited > SCAN_LIMIT:
-                truncated = True
-                break
-            if stat.S_ISDIR(st.st_mode):
-                folders += 1
-                if path.parent == self.root and len(subfolders) < self.config.max_list_entries:
-                    subfolders.append(path.name)
-            elif stat.S_ISREG(st.st_mode):
-                files += 1
-                used += st.st_size
+        with (
+            self.beneath.open_dir(".", []) as (fd, _),
+            contextlib.closing(walk(fd, recursive=True)) as found,
+        ):
+            for visited, (below, st) in enumerate(found, start=1):
+                if visited > SCAN_LIMIT:
+                    truncated = True
+                    break
+                if stat.S_ISDIR(st.st_mode):
+                    folders += 1
+                    if len(below) == 1 and len(subfolders) < self.config.max_list_entries:
+                        subfolders.append(below[0])
+                elif stat.S_ISREG(st.st_mode):
+                    files += 1
+                    used += st.st_size
         c = self.config
         return WorkspaceInfo(
             root=str(self.root),

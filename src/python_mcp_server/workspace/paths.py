@@ -1,17 +1,23 @@
-"""Workspace confinement: the one place that turns a user's path into a real path.
+"""Workspace confinement: the rules a user's path must follow to name something in the workspace.
 
-Every tool and resource that takes a path from the model goes through `resolve_inside`. It refuses,
-with a `PathOutsideWorkspaceError` that names the rule broken:
+Every path from the model is refused, with a `PathOutsideWorkspaceError` that names the rule
+broken, when it has:
 
 * a NUL byte;
-* an empty path where a file or folder inside the workspace must be named;
+* nothing in it where a file or folder inside the workspace must be named;
 * an absolute path outside the root (an absolute path inside the root is fine);
-* a path whose `..` parts lead outside the root;
-* a path that leaves the root through a symlink, a file or folder link at any level, including a
-  dangling link whose target is outside.
+* `..` parts that lead outside the root;
+* a symlink on the way, a file or folder link at any level (a dangling one too), whose target is
+  outside the root.
 
-The check resolves the path the way the operating system will (`os.path.realpath`) and compares the
-result with the real root, so `link/..` and chains of links are judged by where they really go.
+`relative_parts` applies the first four, which need no file system; the file tools then open the
+path with `beneath.Beneath`, which applies the last one while it opens, one component at a time
+from the root's descriptor, so that nothing can be swapped between the check and the open.
+
+`resolve_inside` applies all five to a path name, resolved the way the operating system will
+(`os.path.realpath`). A name can change meaning once checked: it is only for paths handed to
+another process (a script to run in the sandbox, a local wheel for the installer), never for the
+server's own opens.
 """
 
 from __future__ import annotations
@@ -34,6 +40,38 @@ def _inside(root: Path, path: Path) -> bool:
     return path == root or root in path.parents
 
 
+def relative_parts(
+    root: Path, user_path: str, *, need_name: bool = False, from_disk: bool = False
+) -> list[str]:
+    """The components of `user_path` below `root`, after the checks that need no file system.
+
+    Refuses a NUL byte, an empty path or the root itself where a name is needed, an absolute
+    path outside `root` and `..` parts that lead outside it, with the rule broken; and text that
+    is not UTF-8 unless the path comes `from_disk` (a name that is not UTF-8 holds surrogate
+    escapes). The `..` parts are kept: they are applied where the path really goes, by the walk
+    in `beneath`, which also judges every symlink on the way.
+    """
+    if "\x00" in user_path:
+        raise PathOutsideWorkspaceError(user_path, RULE_NUL)
+    if not from_disk:
+        require_text(user_path, "path")
+    root = Path(os.path.realpath(root))
+    if not user_path.strip():
+        if need_name:
+            raise PathOutsideWorkspaceError(user_path, RULE_EMPTY)
+        return []
+    given = PurePosixPath(user_path)
+    lexical = Path(os.path.normpath(given if given.is_absolute() else root / given))
+    if not _inside(root, lexical):
+        rule = RULE_ABSOLUTE if given.is_absolute() else RULE_PARENT
+        raise PathOutsideWorkspaceError(user_path, rule)
+    if need_name and lexical == root:
+        raise PathOutsideWorkspaceError(user_path, RULE_ROOT)
+    if given.is_absolute():  # inside the root, as checked: its place below the root
+        return list(lexical.relative_to(root).parts)
+    return [part for part in user_path.split("/") if part not in ("", ".")]
+
+
 def resolve_inside(
     root: Path,
     user_path: str,
@@ -49,22 +87,12 @@ def resolve_inside(
     `follow_last=False` the last part is not followed when it is a symlink: the result is the
     link itself inside its (checked) real parent folder, which is what deleting a link needs.
     """
-    if "\x00" in user_path:
-        raise PathOutsideWorkspaceError(user_path, RULE_NUL)
-    require_text(user_path, "path")
+    parts = relative_parts(root, user_path, need_name=need_name)
     root = Path(os.path.realpath(root))
-    if not user_path.strip():
-        if need_name:
-            raise PathOutsideWorkspaceError(user_path, RULE_EMPTY)
+    if not parts:
         return root
-    given = Path(user_path)
-    candidate = given if given.is_absolute() else root / given
+    candidate = root.joinpath(*parts)
     lexical = Path(os.path.normpath(candidate))
-    if not _inside(root, lexical):
-        rule = RULE_ABSOLUTE if given.is_absolute() else RULE_PARENT
-        raise PathOutsideWorkspaceError(user_path, rule)
-    if need_name and lexical == root:
-        raise PathOutsideWorkspaceError(user_path, RULE_ROOT)
     if follow_last:
         real = Path(os.path.realpath(candidate))
     else:

@@ -150,18 +150,36 @@ class ScriptRunner:
             return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **ours}
         return {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS} | ours
 
-    def _command(self, argv: list[str], root: Path) -> ConfinedCommand:
+    def _command(
+        self, argv: list[str], root: Path, read_only: tuple[Path, ...] = ()
+    ) -> ConfinedCommand:
         """The argv to run: the script itself, or wrapped in the kernels' sandbox."""
         if self._confinement is None:
             return ConfinedCommand(argv)
         env = self._env(root, confined=True)
         del env["PATH"]
-        return self._confinement.command(argv, cwd=root, env=env)
+        return self._confinement.command(
+            argv, cwd=root, env=env, python=argv[0], read_only=read_only
+        )
+
+    def path(self, name: str) -> Path:
+        """Where `scripts/<name>` is; raises if there is no such script."""
+        filename = script_name(name)
+        path = self.workspace.resolve(f"{SCRIPTS}/{filename}", need_name=True)
+        if not path.is_file():
+            raise ScriptNotFoundError(filename)
+        return path
 
     async def run(
-        self, name: str, args: list[str] | None = None, timeout_s: float | None = None
+        self,
+        name: str,
+        args: list[str] | None = None,
+        timeout_s: float | None = None,
+        python: str | None = None,
+        read_only: tuple[Path, ...] = (),
     ) -> ScriptRun:
-        """Run `scripts/<name>` and wait for it, at most `timeout_s` seconds."""
+        """Run `scripts/<name>` and wait for it, at most `timeout_s` seconds, with the kernels'
+        interpreter or `python` (an environment of its own, whose layers `read_only` names)."""
         filename = script_name(name)
         argv = list(args or [])
         if any("\x00" in a for a in argv):
@@ -174,14 +192,14 @@ class ScriptRunner:
         if not path.is_file():
             raise ScriptNotFoundError(filename)
         root = self.workspace.root
-        python = self.config.kernel_python
+        python = python or self.config.kernel_python
         if not os.access(python, os.X_OK):
             raise ConfigError(  # checked first: inside the sandbox it would be bwrap's exit status
                 f"Could not start the kernel's interpreter {python!r} to run the script: it does "
                 "not exist or is not executable. The server's kernel interpreter setting needs "
                 "fixing; run the code with run_python_code meanwhile."
             )
-        command = self._command([python, str(path), *argv], root)
+        command = self._command([python, str(path), *argv], root, read_only)
         budget = self.config.max_output_chars
         out, err = OutputPipe(budget), OutputPipe(budget)
         started = time.monotonic()

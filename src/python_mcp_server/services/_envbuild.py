@@ -1,0 +1,206 @@
+"""How one environment is made with uv: a read-only layer of packages, and a session's own venv.
+
+A layer is `uv pip install --target <folder> --link-mode hardlink --compile-bytecode`: files come
+from uv's cache as hard links (no copy, no new data but the bytecode), wheels only, compiled
+once, because a kernel that may not write its environment would otherwise compile every module
+on every start. A session's venv is `uv venv` plus one `.pth` file that adds its layers to
+`sys.path` after the venv's own site-packages: what the session installs later goes into its venv
+and wins over the layers, which never change.
+
+The kernel runtime (ipykernel and what it needs) is a layer of its own, one per interpreter: for
+the server's own Python version it pins the versions the server runs (found in uv's cache), for
+another version it asks for the same ipykernel. Sandboxed, the layer is built in the installer's
+sandbox in a folder inside uv's cache (one mount, so hard links work) and moved into place after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from importlib.metadata import PackageNotFoundError, distribution, distributions
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from python_mcp_server.sandbox.install import DEFAULT_INDEX_VARS, EXTRA_INDEX_VARS, FIND_LINKS_VARS
+from python_mcp_server.services._pythons import Interpreter
+from python_mcp_server.services._requirements import Requested
+
+PTH_NAME = "_python_mcp_server_env.pth"
+RUNTIME_ROOT = "ipykernel"
+_INDEX_SETTINGS = (*DEFAULT_INDEX_VARS, *EXTRA_INDEX_VARS, *FIND_LINKS_VARS, "UV_OFFLINE")
+
+
+def runtime_requirements(interpreter: Interpreter) -> list[str]:
+    """What a kernel needs: the server's own ipykernel closure, pinned, for the server's Python
+    version; the same ipykernel release for another version (whose wheels may differ)."""
+    try:
+        version = distribution(RUNTIME_ROOT).version
+    except PackageNotFoundError:
+        return [RUNTIME_ROOT]
+    if interpreter.minor != f"{sys.version_info[0]}.{sys.version_info[1]}":
+        return [f"{RUNTIME_ROOT}=={version}"]
+    return sorted(f"{name}=={v}" for name, v in _closure(RUNTIME_ROOT).items())
+
+
+def _closure(root: str) -> dict[str, str]:
+    """Every distribution `root` needs in the server's environment, with its version."""
+    pins: dict[str, str] = {}
+    todo = [root]
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in pins:
+            continue
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            continue
+        pins[name] = dist.version
+        for text in dist.requires or ():
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return pins
+
+
+def layer_key(interpreter: Interpreter, requirements: list[str], source_builds: bool) -> str:
+    """The content hash of a layer: the interpreter, the sorted requirements and the index
+    settings (the same inputs resolve to the same packages while the index stays the same)."""
+    index = {var: os.environ.get(var, "") for var in _INDEX_SETTINGS}
+    blob = json.dumps(
+        [interpreter.key, sorted(requirements), index, source_builds], sort_keys=True
+    ).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def layer_argv(
+    uv: str, interpreter: Interpreter, site: Path, requirements: list[str], source_builds: bool
+) -> list[str]:
+    argv = [uv, "pip", "install", "--target", str(site), "--python", interpreter.executable]
+    argv += ["--link-mode", "hardlink", "--compile-bytecode"]
+    if not source_builds:
+        argv += ["--only-binary", ":all:"]
+    return [*argv, *requirements]
+
+
+def venv_argv(uv: str, interpreter: Interpreter, folder: Path) -> list[str]:
+    return [uv, "venv", "--quiet", "--no-project", "--python", interpreter.executable, str(folder)]
+
+
+def site_packages(venv: Path) -> Path | None:
+    found = sorted(venv.glob("lib/python3*/site-packages"))
+    return found[0] if found else None
+
+
+def link_layers(venv: Path, layers: list[Path]) -> None:
+    """Add `layers` to the venv's `sys.path`, after its own site-packages, in this order (their
+    own .pth files are honoured)."""
+    site = site_packages(venv)
+    if site is None:
+        raise OSError(f"{venv} has no site-packages folder")
+    calls = "; ".join(f"site.addsitedir({str(p)!r})" for p in layers)
+    (site / PTH_NAME).write_text(f"import site; {calls}\n")
+
+
+def linked_layers(venv: Path) -> list[Path]:
+    """The layers a venv uses, read back from its `.pth` file."""
+    site = site_packages(venv)
+    try:
+        text = (site / PTH_NAME).read_text() if site is not None else ""
+    except OSError:
+        return []
+    return [Path(p) for p in re.findall(r"addsitedir\('([^']*)'\)", text)]
+
+
+def resolved(paths: list[Path]) -> dict[str, str]:
+    """Name and version of every distribution in `paths`; the first path wins, as on sys.path."""
+    found: dict[str, str] = {}
+    for path in paths:
+        for dist in distributions(path=[str(path)]):
+            name = dist.metadata["Name"]
+            if name:
+                found.setdefault(canonicalize_name(name), dist.version)
+    return dict(sorted(found.items()))
+
+
+def own_bytes(root: Path) -> int:
+    """Disk a folder takes beyond what it shares by hard links (each inode counted once)."""
+    total = 0
+    seen: set[int] = set()
+    for folder, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if st.st_nlink > 1 and not os.path.isdir(os.path.join(folder, name)):
+                continue  # shared with uv's cache (or another layer): no extra disk
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_blocks * 512
+    return total
+
+
+_NOT_FOUND = re.compile(r"Because ([\w.\-\[\]]+) was not found in the (package registry|cache)")
+_NO_VERSION = re.compile(r"Because there is no version of ([^\s]+?) and you require")
+_UNREACHABLE = ("Failed to fetch", "tcp connect error", "dns error", "Could not connect")
+
+
+def explain_failure(requested: list[Requested], output: str, interpreter: Interpreter) -> str:
+    """A message naming the package and what to try, from uv's output."""
+    flat = " ".join(line.strip() for line in output.splitlines())
+    where = f"Python {interpreter.version}"
+    if m := _NOT_FOUND.search(flat):
+        name, place = m.group(1), m.group(2)
+        if place == "cache":
+            return (
+                f"No package named {name!r} is in uv's cache, and this server installs offline "
+                "(UV_OFFLINE): check the spelling, or ask the operator to allow the index."
+            )
+        return (
+            f"No package named {name!r} was found in the package index. Check the spelling; the "
+            "package name can differ from the import name (scikit-learn for sklearn)."
+        )
+    if m := _NO_VERSION.search(flat):
+        return (
+            f"No release matching {m.group(1)!r} exists for {where}: check the version, or loosen "
+            "the specifier (for example 'name>=X' instead of 'name==X')."
+        )
+    if "No solution found" in flat or "unsatisfiable" in flat:
+        cause = _causes(output)
+        return (
+            f"These requirements cannot be installed together on {where}: {cause} Relax or "
+            "drop one of the conflicting pins and try again."
+        )
+    if "has no usable wheels" in flat or "Building source distributions is disabled" in flat:
+        return (
+            f"A package has no wheel for {where} on this platform, and environments are built "
+            f"from wheels only: {_causes(output)} Pick a version that ships wheels, or another "
+            "python."
+        )
+    names = ", ".join(r.raw for r in requested) or "the kernel runtime"
+    if any(marker in flat for marker in _UNREACHABLE):
+        return (
+            f"The package index could not be reached for {names}, so nothing was installed: "
+            f"{_causes(output)} Try again later; packages already in uv's cache install "
+            "without the index."
+        )
+    return f"The environment for {names} could not be built on {where}: {_causes(output)}"
+
+
+def _causes(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    picked = [
+        re.sub(r"^(error|cause|hint):\s*", "", line)
+        for line in lines
+        if not line.startswith(("Using ", "Resolved ", "Prepared ", "Installed "))
+    ]
+    text = " ".join(picked)[-600:]
+    return (text or "no output.") if text.endswith(".") else text + "."
