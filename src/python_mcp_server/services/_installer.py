@@ -35,6 +35,7 @@ from python_mcp_server.sandbox.host import SandboxPlan
 from python_mcp_server.sandbox.install import index_access, install_target
 from python_mcp_server.sandbox.launch import Sandbox, interpreter_prefixes, write_etc
 from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR
+from python_mcp_server.services._pythons import is_binary
 
 _KEEP_BYTES = 256_000
 Installer = Literal["uv", "pip"]
@@ -53,15 +54,7 @@ def uv_binary() -> str | None:
         return str(Path(find_uv_bin()).resolve())
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
-        return str(Path(found).resolve()) if found and _is_binary(found) else None
-
-
-def _is_binary(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(2) != b"#!"
-    except OSError:
-        return False
+        return str(Path(found).resolve()) if found and is_binary(found) else None
 
 
 def find_installer(python: str, *, source_builds: bool = False) -> tuple[Installer, list[str]]:

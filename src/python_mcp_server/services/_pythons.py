@@ -81,12 +81,13 @@ def _candidates(kernel_python: str) -> list[Path]:
             found += sorted(root.glob("*/bin/python3"))
     for minor in range(_MINIMUM[1], 20):
         path = shutil.which(f"python3.{minor}")
-        if path is not None and _is_binary(path):
+        if path is not None and is_binary(path):
             found.append(Path(path))
     return found
 
 
-def _is_binary(path: str) -> bool:
+def is_binary(path: str) -> bool:
+    """Whether `path` is an executable file itself, not a script (a pyenv or asdf shim)."""
     try:
         with open(path, "rb") as f:
             return f.read(2) != b"#!"
