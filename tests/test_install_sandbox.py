@@ -195,3 +195,14 @@ def test_the_install_writes_only_the_environment_and_never_the_system() -> None:
     ) == Path("/root/.pyenv/versions/3.12.1")
     for system in ("/usr", "/usr/local", "/", "/opt"):
         assert install_target(Path(system), Path(system)) is None
+
+
+def test_a_bad_install_allow_host_is_refused_naming_its_own_flag(config: ServerConfig) -> None:
+    from python_mcp_server.errors import ConfigError
+    from python_mcp_server.sandbox.host import plan_sandbox
+    from python_mcp_server.services._installer import InstallSandbox
+
+    bad = replace(config, install_allow_hosts=("https://pypi.org/simple",))
+    with pytest.raises(ConfigError) as refused:
+        InstallSandbox(plan_sandbox(bad), bad)
+    assert str(refused.value).startswith("--install-allow-host 'https://pypi.org/simple': give")
