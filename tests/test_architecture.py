@@ -41,7 +41,8 @@ ALLOWED: dict[str, set[str]] = {
     "launch": {"errors", "config", "services", "server"},
     # procs: blanking the token out of the server's own /proc command line and environment
     "auth_token": {"errors", "config", "procs"},
-    "cli": {"errors", "config", "launch", "auth_token"},
+    "cli_options": {"errors", "config"},
+    "cli": {"errors", "config", "launch", "auth_token", "cli_options"},
     "__init__": {"errors", "config"},
     "__main__": {"cli"},
     # runs inside kernels, whose interpreter may lack python_mcp_server: the stdlib only

@@ -502,6 +502,10 @@ def test_every_setting_comes_from_its_environment_variable(tmp_path: Path) -> No
         "install_allow_hosts": ("mirror.example.org", ["mirror.example.org"]),
         "env_dir": ("/srv/envs", "/srv/envs"),
         "kernel_cpus": ("1.5", 1.5),
+        "kernel_gateway_url": ("http://gateway.example:8888/", "http://gateway.example:8888"),
+        "kernel_gateway_token": ("a-gateway-token", "***"),
+        "kernel_gateway_kernel": ("python_kubernetes", "python_kubernetes"),
+        "kernel_gateway_user": ("alice", "alice"),
     }
     defaults = ServerConfig()
     env: dict[str, str] = {}
@@ -557,3 +561,55 @@ def test_the_readme_installs_version_2_not_the_unrelated_1x_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert Version(project["version"]) >= Version("2.0.0.dev0")
     assert __version__ == project["version"]
+
+
+# the kernel gateway ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("ftp://gateway:8888", "must start with http:// or https://"),
+        ("http://", "names no host"),
+        ("http://alice:secret@gateway:8888", "carries credentials"),
+        ("http://gateway:8888/?token=abc", "query or fragment"),
+        ("http://gateway:99999", "port is not a number"),
+    ],
+)
+def test_a_bad_gateway_url_is_refused_naming_its_flag(url: str, why: str) -> None:
+    result = runner.invoke(app, ["--kernel-gateway-url", url, "--show-config"])
+    assert result.exit_code == 2
+    assert "--kernel-gateway-url" in result.stderr
+    assert why in result.stderr
+    assert "secret" not in result.stderr  # a password in the URL is never echoed
+
+
+def test_the_gateway_token_is_masked_and_read_from_a_private_file(tmp_path: Path) -> None:
+    token = _token_file(tmp_path, "gateway-token-from-a-file\n")
+    config = shown(
+        [
+            "--kernel-gateway-url",
+            "https://gw.example/base/",
+            "--kernel-gateway-token-file",
+            str(token),
+        ]
+    )
+    assert config["kernel_gateway_url"] == "https://gw.example/base"
+    assert config["kernel_gateway_token"] == "***"
+    assert "gateway-token-from-a-file" not in json.dumps(config)
+
+
+def test_a_gateway_token_file_others_can_read_is_refused_naming_its_flag(tmp_path: Path) -> None:
+    token = _token_file(tmp_path, "gateway-token\n", mode=0o644)
+    result = runner.invoke(app, ["--kernel-gateway-token-file", str(token), "--show-config"])
+    assert result.exit_code == 2
+    assert "--kernel-gateway-token-file" in result.stderr
+    assert "chmod 600" in result.stderr
+
+
+def test_the_gateway_token_given_two_ways_is_refused(tmp_path: Path) -> None:
+    token = _token_file(tmp_path, "gateway-token\n")
+    args = ["--kernel-gateway-token", "x-token", "--kernel-gateway-token-file", str(token)]
+    result = runner.invoke(app, [*args, "--show-config"])
+    assert result.exit_code == 2
+    assert "one way only" in result.stderr

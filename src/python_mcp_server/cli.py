@@ -20,54 +20,88 @@ import tempfile
 from dataclasses import asdict, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
 import anyio
 import typer
 
-from python_mcp_server import __version__
-from python_mcp_server.auth_token import check_exposure, hide_token, resolve_token
+from python_mcp_server.auth_token import (
+    check_exposure,
+    check_gateway_url,
+    hide_gateway_token,
+    hide_token,
+    resolve_gateway_token,
+    resolve_token,
+)
+from python_mcp_server.cli_options import (
+    AllowLocalPackagesOption,
+    AuthTokenFileOption,
+    AuthTokenOption,
+    BodyTimeoutOption,
+    EnvDirOption,
+    EnvKeepOption,
+    EnvMaxOption,
+    ExecutionTimeoutOption,
+    HeaderTimeoutOption,
+    HealthCheckIntervalOption,
+    HostOption,
+    ImageMaxBytesOption,
+    ImageMaxSideOption,
+    InstallAllowHostOption,
+    InstallTimeoutOption,
+    InterruptGraceOption,
+    KernelAllowHostOption,
+    KernelCpusOption,
+    KernelGatewayConnectTimeoutOption,
+    KernelGatewayKernelOption,
+    KernelGatewayRetriesOption,
+    KernelGatewayTokenFileOption,
+    KernelGatewayTokenOption,
+    KernelGatewayUrlOption,
+    KernelGatewayUserOption,
+    KernelMemoryOption,
+    KernelNetworkOption,
+    KernelPoolSizeOption,
+    KernelProbeFailuresOption,
+    KernelProbeTimeoutOption,
+    KernelProcessesOption,
+    KernelPythonOption,
+    KernelStartTimeoutOption,
+    KernelTmpOption,
+    LogLevelOption,
+    MaxConnectionsOption,
+    MaxFileReadOption,
+    MaxFileWriteOption,
+    MaxListEntriesOption,
+    MaxMcpSessionsOption,
+    MaxOutputCharsOption,
+    MaxOutputsMbOption,
+    MaxResourceOption,
+    MaxSessionsOption,
+    McpSessionUnusedTimeoutOption,
+    MinFreeMemoryMbOption,
+    NetworkChoice,
+    PathOption,
+    PortOption,
+    ProgressKeepaliveOption,
+    SandboxChoice,
+    SandboxOption,
+    ScriptTimeoutOption,
+    SessionIdleTimeoutOption,
+    ShowConfigOption,
+    TransportChoice,
+    TransportOption,
+    VersionOption,
+    WorkspaceDirOption,
+    env_var,
+)
 from python_mcp_server.config import SECRET_ENV_VARS, ServerConfig
 from python_mcp_server.errors import ConfigError
 
-ENV = "PYTHON_MCP_SERVER_"
 _DEFAULTS = ServerConfig()
 
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
-
-
-class TransportChoice(StrEnum):
-    http = "http"
-    stdio = "stdio"
-
-
-class SandboxChoice(StrEnum):
-    auto = "auto"
-    on = "on"
-    off = "off"
-
-
-class NetworkChoice(StrEnum):
-    none = "none"
-    allowlist = "allowlist"
-    full = "full"
-
-
-def env_var(flag: str) -> str:
-    """The environment variable of `flag`: `--kernel-tmp-mb` -> PYTHON_MCP_SERVER_KERNEL_TMP_MB."""
-    return ENV + flag.removeprefix("--").upper().replace("-", "_")
-
-
-def _option(flag: str, text: str, **kwargs: Any) -> Any:
-    """`flag` (for a switch, `--name/--no-name`), settable by its environment variable too."""
-    return typer.Option(flag, envvar=env_var(flag.split("/")[0]), help=text, **kwargs)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"python-mcp-server {__version__}")
-        raise typer.Exit
 
 
 def configure_logging(level: str) -> None:
@@ -82,8 +116,9 @@ def configure_logging(level: str) -> None:
 
 def config_json(config: ServerConfig) -> str:
     values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
-    if values.get("auth_token"):
-        values["auth_token"] = "***"
+    for secret in ("auth_token", "kernel_gateway_token"):
+        if values.get(secret):
+            values[secret] = "***"
     values["workspace_root"] = str(config.workspace_root)
     return json.dumps(values, indent=2)
 
@@ -109,339 +144,6 @@ def build_config(settings: dict[str, Any], token: str | None) -> ServerConfig:
     if values["kernel_python"] is None:
         del values["kernel_python"]
     return ServerConfig(**values)
-
-
-TransportOption = Annotated[
-    TransportChoice,
-    _option(
-        "--transport",
-        "'http' serves streamable HTTP; 'stdio' serves one desktop client over standard input "
-        "and output.",
-    ),
-]
-HostOption = Annotated[
-    str, _option("--host", "Address to bind. A non-loopback address needs a token.")
-]
-PortOption = Annotated[
-    int, _option("--port", "TCP port for HTTP (0: any free port; the log names it).", min=0)
-]
-PathOption = Annotated[str, _option("--path", "URL path of the MCP endpoint.")]
-WorkspaceDirOption = Annotated[
-    Path,
-    typer.Option(
-        "--workspace-dir",
-        envvar=[env_var("--workspace-dir"), "MCP_WORKSPACE_DIR"],
-        help="Folder the kernels work in and the file tools are confined to; created if missing.",
-    ),
-]
-ExecutionTimeoutOption = Annotated[
-    float,
-    _option(
-        "--execution-timeout",
-        "Default seconds a cell may run before it is interrupted.",
-        min=0.1,
-    ),
-]
-MaxSessionsOption = Annotated[
-    int, _option("--max-sessions", "Most kernel sessions alive at once.", min=1)
-]
-SessionIdleTimeoutOption = Annotated[
-    float,
-    _option(
-        "--session-idle-timeout",
-        "Seconds a session may go unused before it is shut down (0 = never).",
-        min=0,
-    ),
-]
-KernelPoolSizeOption = Annotated[
-    int,
-    _option(
-        "--kernel-pool-size",
-        "Kernels kept started in advance so new sessions start at once (0 = none).",
-        min=0,
-    ),
-]
-MaxOutputCharsOption = Annotated[
-    int,
-    _option(
-        "--max-output-chars",
-        "Characters of stdout, stderr or result returned inline; the rest goes to a file.",
-        min=200,
-    ),
-]
-MaxOutputsMbOption = Annotated[
-    int,
-    _option(
-        "--max-outputs-mb",
-        "MB all live sessions' output files (long output, full-size images) may take; a file "
-        "past it is not kept and the result says so (0 = no limit).",
-        min=0,
-    ),
-]
-MinFreeMemoryMbOption = Annotated[
-    int,
-    _option(
-        "--min-free-memory-mb",
-        "Refuse new sessions when the host has less memory available than this.",
-        min=0,
-    ),
-]
-LogLevelOption = Annotated[
-    str, _option("--log-level", "DEBUG, INFO, WARNING or ERROR. Logs go to stderr.")
-]
-AuthTokenOption = Annotated[
-    str | None,
-    _option(
-        "--auth-token",
-        "Require 'Authorization: Bearer <token>' on HTTP requests; needed when --host is not a "
-        "loopback address (then at least 16 characters). Every local user can read a command "
-        "line: prefer --auth-token-file.",
-    ),
-]
-AuthTokenFileOption = Annotated[
-    Path | None,
-    _option(
-        "--auth-token-file",
-        "Read the token from the first line of this file, which only this user may read "
-        "(chmod 600).",
-    ),
-]
-SandboxOption = Annotated[
-    SandboxChoice,
-    _option(
-        "--sandbox",
-        "Run kernels in a sandbox (bubblewrap): 'auto' where the host allows it, 'on' refuses "
-        "to start without every protection, 'off' runs code with this server's own rights.",
-    ),
-]
-KernelMemoryOption = Annotated[
-    int,
-    _option(
-        "--kernel-memory-mb",
-        "Memory one session's kernel and its processes may use, in MB (0 = no limit).",
-        min=0,
-    ),
-]
-KernelProcessesOption = Annotated[
-    int,
-    _option(
-        "--kernel-max-processes",
-        "Processes and threads one session may run at once (0 = no limit).",
-        min=0,
-    ),
-]
-KernelCpusOption = Annotated[
-    float | None,
-    _option("--kernel-cpus", "CPU quota per session, in CPUs (e.g. 1.5).", min=0.01),
-]
-KernelTmpOption = Annotated[
-    int,
-    _option(
-        "--kernel-tmp-mb",
-        "Size of a sandboxed kernel's private /tmp (and of its /dev/shm), in MB.",
-        min=1,
-    ),
-]
-KernelNetworkOption = Annotated[
-    NetworkChoice,
-    _option(
-        "--kernel-network",
-        "What sandboxed kernels may reach: 'none', 'allowlist' (only --kernel-allow-host "
-        "names, through the server's proxy) or 'full'.",
-    ),
-]
-KernelAllowHostOption = Annotated[
-    list[str] | None,
-    _option(
-        "--kernel-allow-host",
-        "A host kernels may reach with --kernel-network allowlist: NAME, NAME:PORT or "
-        "*.DOMAIN; repeat the flag for more.",
-    ),
-]
-InstallAllowHostOption = Annotated[
-    list[str] | None,
-    _option(
-        "--install-allow-host",
-        "A host the sandboxed package installer may reach besides the package indexes "
-        "its environment names (UV_INDEX_URL...): NAME, NAME:PORT or *.DOMAIN; repeatable.",
-    ),
-]
-InterruptGraceOption = Annotated[
-    float,
-    _option(
-        "--interrupt-grace",
-        "Seconds a cell gets to stop after an interrupt (timeout, cancel) before its kernel "
-        "is restarted.",
-        min=0.1,
-    ),
-]
-KernelStartTimeoutOption = Annotated[
-    float, _option("--kernel-start-timeout", "Seconds a kernel may take to start.", min=1)
-]
-HealthCheckIntervalOption = Annotated[
-    float,
-    _option(
-        "--health-check-interval",
-        "Seconds between checks of idle kernels (a dead or silent one is replaced) and of "
-        "idle sessions.",
-        min=0.1,
-    ),
-]
-KernelProbeTimeoutOption = Annotated[
-    float,
-    _option("--kernel-probe-timeout", "Seconds an idle kernel has to answer a check.", min=0.1),
-]
-KernelProbeFailuresOption = Annotated[
-    int,
-    _option(
-        "--kernel-probe-failures",
-        "Checks in a row an idle kernel may fail before it is restarted.",
-        min=1,
-    ),
-]
-ScriptTimeoutOption = Annotated[
-    float,
-    _option(
-        "--script-timeout",
-        "Most seconds run_script lets a script run (a call may ask for less).",
-        min=0.1,
-    ),
-]
-InstallTimeoutOption = Annotated[
-    float,
-    _option(
-        "--install-timeout",
-        "Seconds install_dependencies lets the installer run when the call names no limit.",
-        min=1,
-    ),
-]
-AllowLocalPackagesOption = Annotated[
-    bool,
-    _option(
-        "--allow-local-package-paths/--no-allow-local-package-paths",
-        "Let install_dependencies install paths and archives in the workspace, not only "
-        "packages from the index.",
-    ),
-]
-MaxFileReadOption = Annotated[
-    int, _option("--max-file-read-bytes", "Largest chunk read_file returns, in bytes.", min=1)
-]
-MaxFileWriteOption = Annotated[
-    int, _option("--max-file-write-bytes", "Largest file write_file accepts, in bytes.", min=1)
-]
-MaxResourceOption = Annotated[
-    int,
-    _option("--max-resource-bytes", "Largest file served as an MCP resource, in bytes.", min=1),
-]
-MaxListEntriesOption = Annotated[
-    int,
-    _option("--max-list-entries", "Most entries list_files and list_variables return.", min=1),
-]
-ImageMaxSideOption = Annotated[
-    int,
-    _option(
-        "--image-max-side-px",
-        "Longest side of an inline image preview, in pixels (the full image is a file).",
-        min=16,
-    ),
-]
-ImageMaxBytesOption = Annotated[
-    int,
-    _option("--image-max-bytes", "Largest inline image preview, in bytes.", min=1000),
-]
-ProgressKeepaliveOption = Annotated[
-    float,
-    _option(
-        "--progress-keepalive",
-        "Seconds a streaming cell may be silent before a keepalive progress notification.",
-        min=0.1,
-    ),
-]
-KernelPythonOption = Annotated[
-    str | None,
-    _option(
-        "--kernel-python",
-        "Interpreter the kernels and scripts run (it needs ipykernel); default: this server's own.",
-    ),
-]
-EnvDirOption = Annotated[
-    Path | None,
-    _option(
-        "--env-dir",
-        "Where sessions' own environments live (create_session with dependencies); "
-        "default ~/.cache/python-mcp-server/envs. Best on the file system of uv's cache.",
-    ),
-]
-EnvKeepOption = Annotated[
-    float,
-    _option(
-        "--env-keep",
-        "Seconds an environment no session uses is kept, so a recreated session is fast.",
-        min=0,
-    ),
-]
-EnvMaxOption = Annotated[
-    int,
-    _option(
-        "--env-max-mb",
-        "Disk the environments may take beyond uv's cache, in MB (0 = no bound).",
-        min=0,
-    ),
-]
-HeaderTimeoutOption = Annotated[
-    float,
-    _option(
-        "--header-timeout",
-        "Seconds an HTTP client has to send a request's headers before its connection is closed.",
-        min=0.1,
-    ),
-]
-BodyTimeoutOption = Annotated[
-    float,
-    _option(
-        "--body-timeout",
-        "Seconds an HTTP client has to send a request's whole body (answered 408 after).",
-        min=0.1,
-    ),
-]
-MaxConnectionsOption = Annotated[
-    int,
-    _option(
-        "--max-connections",
-        "Most HTTP connections held at once (fewer if the open-files limit is lower); past "
-        "it idle connections are closed, and when none is idle requests get 503.",
-        min=1,
-    ),
-]
-MaxMcpSessionsOption = Annotated[
-    int,
-    _option(
-        "--max-mcp-sessions",
-        "Most 2025-11-25 MCP sessions (Mcp-Session-Id) kept; a new one ends the oldest "
-        "unused or longest idle session that is not serving a request.",
-        min=1,
-    ),
-]
-McpSessionUnusedTimeoutOption = Annotated[
-    float,
-    _option(
-        "--mcp-session-unused-timeout",
-        "Seconds a 2025-11-25 MCP session may go without a call after initialize before "
-        "it is ended.",
-        min=0.1,
-    ),
-]
-ShowConfigOption = Annotated[
-    bool,
-    typer.Option(
-        "--show-config",
-        help="Print the resolved configuration as JSON and exit (the token is masked).",
-    ),
-]
-VersionOption = Annotated[
-    bool,
-    typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
-]
 
 
 @app.command()
@@ -495,17 +197,21 @@ def run(  # each parameter is named as the ServerConfig setting it sets
     mcp_session_unused_timeout_s: McpSessionUnusedTimeoutOption = (
         _DEFAULTS.mcp_session_unused_timeout_s
     ),
+    kernel_gateway_url: KernelGatewayUrlOption = None,
+    kernel_gateway_token: KernelGatewayTokenOption = None,
+    kernel_gateway_token_file: KernelGatewayTokenFileOption = None,
+    kernel_gateway_kernel: KernelGatewayKernelOption = _DEFAULTS.kernel_gateway_kernel,
+    kernel_gateway_user: KernelGatewayUserOption = _DEFAULTS.kernel_gateway_user,
+    kernel_gateway_connect_timeout_s: KernelGatewayConnectTimeoutOption = (
+        _DEFAULTS.kernel_gateway_connect_timeout_s
+    ),
+    kernel_gateway_retries: KernelGatewayRetriesOption = _DEFAULTS.kernel_gateway_retries,
     show_config: ShowConfigOption = False,
     version: VersionOption = False,
 ) -> None:
     """Serve Python code execution in Jupyter kernels over MCP."""
     settings = dict(locals())
-    try:
-        token = resolve_token(auth_token, auth_token_file, workspace_dir.expanduser().resolve())
-    except ConfigError as exc:
-        _refuse(str(exc))
-    for name in SECRET_ENV_VARS:  # read: no kernel, script or installer may inherit them
-        os.environ.pop(name, None)
+    token = _read_secrets(settings)
     config = build_config(settings, token)
     if show_config:
         typer.echo(config_json(config))
@@ -515,6 +221,23 @@ def run(  # each parameter is named as the ServerConfig setting it sets
         typer.echo(refusal, err=True)
         raise typer.Exit(code=2)
     _serve(config)
+
+
+def _read_secrets(settings: dict[str, Any]) -> str | None:
+    """The server's token; the gateway's token and URL checked into `settings`. Their
+    variables are then removed: no kernel, script or installer may inherit them."""
+    root = Path(settings["workspace_dir"]).expanduser().resolve()
+    try:
+        token = resolve_token(settings["auth_token"], settings["auth_token_file"], root)
+        settings["kernel_gateway_token"] = resolve_gateway_token(
+            settings["kernel_gateway_token"], settings["kernel_gateway_token_file"], root
+        )
+        settings["kernel_gateway_url"] = check_gateway_url(settings["kernel_gateway_url"])
+    except ConfigError as exc:
+        _refuse(str(exc))
+    for name in SECRET_ENV_VARS:
+        os.environ.pop(name, None)
+    return token
 
 
 def _refuse(message: str) -> NoReturn:
@@ -551,6 +274,8 @@ def _serve(config: ServerConfig) -> None:
         _refuse(problem)
     if config.auth_token:
         hide_token(config.auth_token)
+    if config.kernel_gateway_token:
+        hide_gateway_token(config.kernel_gateway_token)
     from python_mcp_server.launch import run as run_server  # the server stack: only to serve
 
     try:

@@ -13,7 +13,12 @@ SandboxMode = Literal["auto", "on", "off"]
 KernelNetwork = Literal["none", "allowlist", "full"]
 
 # server settings that child processes (kernels, scripts, installers) must not inherit
-SECRET_ENV_VARS = ("PYTHON_MCP_SERVER_AUTH_TOKEN", "PYTHON_MCP_SERVER_AUTH_TOKEN_FILE")
+SECRET_ENV_VARS = (
+    "PYTHON_MCP_SERVER_AUTH_TOKEN",
+    "PYTHON_MCP_SERVER_AUTH_TOKEN_FILE",
+    "PYTHON_MCP_SERVER_KERNEL_GATEWAY_TOKEN",
+    "PYTHON_MCP_SERVER_KERNEL_GATEWAY_TOKEN_FILE",
+)
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 
@@ -80,6 +85,13 @@ class ServerConfig:
     # 2025-11-25 (handshake) MCP sessions: how many are kept, how long one may go without a call
     max_mcp_sessions: int = 256
     mcp_session_unused_timeout_s: float = 60.0
+    # kernels on a Jupyter gateway (Kernel Gateway, Enterprise Gateway); None: on this machine
+    kernel_gateway_url: str | None = None
+    kernel_gateway_token: str | None = None
+    kernel_gateway_kernel: str = "python3"  # the gateway's kernelspec
+    kernel_gateway_user: str = "python-mcp-server"  # KERNEL_USERNAME
+    kernel_gateway_connect_timeout_s: float = 10.0
+    kernel_gateway_retries: int = 3
 
     @property
     def workspace_root(self) -> Path:

@@ -9,6 +9,7 @@ ServerError                        the model can act on this (reaches it as an `
 │   ├── SessionExistsError         create_session with an id that is taken
 │   ├── SessionLimitError          --max-sessions reached -> delete_session
 │   ├── KernelStartError           the kernel process could not start
+│   │   └── GatewayError           the kernel gateway is unreachable, refused us, or lost the kernel
 │   ├── KernelDiedError            the kernel process is gone
 │   └── KernelBusyError            an operation that needs an idle kernel met a busy one
 ├── WorkspaceError
@@ -134,6 +135,10 @@ class SessionLimitError(KernelError):
 
 class KernelStartError(KernelError):
     """The kernel process could not be started."""
+
+
+class GatewayError(KernelStartError):
+    """The kernel gateway could not be reached, refused this server, or lost the kernel."""
 
 
 class KernelDiedError(KernelError):

@@ -1,7 +1,7 @@
 """The seam between sessions and wherever kernels live.
 
-`SessionManager` talks only to these protocols. `LocalBackend` (jupyter_client on this machine)
-is the one implementation today; a gateway backend can implement the same two protocols.
+`SessionManager` talks only to these protocols. `LocalBackend` runs kernels on this machine
+(jupyter_client); `GatewayBackend` runs them on a Jupyter gateway (REST and a websocket).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class ExitInfo:
     returncode: int | None
     stderr_tail: str = ""
     memory_limit_mb: int | None = None
+    reason: str | None = None  # how it ended, when no exit status tells (a remote kernel)
 
     @property
     def signal(self) -> int | None:
@@ -59,6 +60,8 @@ class ExitInfo:
     def describe(self) -> str:
         import signal as _signal
 
+        if self.reason is not None:
+            return self.reason
         if self.memory_limit_mb is not None:
             return (
                 f"ran out of memory and was stopped (out of memory: this session may use "

@@ -43,8 +43,9 @@ from python_mcp_server.kernels.launching import (
     sandboxed_launch,
     start_failure,
 )
-from python_mcp_server.kernels.messages import StatusOutput, StreamOutput, parse_iopub
+from python_mcp_server.kernels.messages import StreamOutput, parse_iopub
 from python_mcp_server.kernels.reaper import kernel_tree
+from python_mcp_server.kernels.runs import KernelRun
 from python_mcp_server.kernels.wire import Wire
 from python_mcp_server.procs import (
     Cgroup,
@@ -70,73 +71,6 @@ _SHUTDOWN_TIMEOUT_S = 10.0
 RUNTIME_PREFIX = "python-mcp-server-"
 
 
-class LocalRun:
-    """One submitted cell on a `LocalKernelHandle`."""
-
-    def __init__(self, msg_id: str, on_output: OutputCallback | None):
-        self.msg_id = msg_id
-        self._on_output = on_output
-        self._reply: Reply | None = None
-        self._idle = False
-        self._done = asyncio.Event()
-        self._begun = asyncio.Event()  # the kernel began the cell, finished it, or died
-        self._settled = asyncio.Event()  # idle for this request, or the kernel died
-        self._died: ExitInfo | None = None
-
-    def _feed_iopub(self, msg: dict[str, Any]) -> None:
-        if (msg.get("header", {}).get("msg_type") or msg.get("msg_type")) == "execute_input":
-            self._begun.set()
-        out = parse_iopub(msg)
-        if out is None:
-            return
-        if isinstance(out, StatusOutput):
-            if out.state == "idle":
-                self._idle = True
-                self._begun.set()
-                self._settled.set()
-                self._maybe_done()
-            return
-        if self._on_output is not None:
-            try:
-                self._on_output(out)
-            except Exception:  # a sink bug must not kill the reader; it is logged
-                logger.exception("output callback failed")
-
-    def _feed_reply(self, reply: Reply) -> None:
-        self._reply = reply
-        self._maybe_done()
-
-    def _maybe_done(self) -> None:
-        if self._reply is not None and self._idle:
-            self._done.set()
-
-    def _kill(self, info: ExitInfo) -> None:
-        self._died = info
-        self._done.set()
-        self._begun.set()
-        self._settled.set()
-
-    async def wait(self) -> Reply:
-        await self._done.wait()
-        if self._reply is not None and self._idle:
-            return self._reply
-        raise self._death()
-
-    async def wait_begun(self) -> None:
-        await self._begun.wait()
-        if self._died is not None:
-            raise self._death()
-
-    async def wait_idle(self) -> None:
-        await self._settled.wait()
-        if not self._idle:
-            raise self._death()
-
-    def _death(self) -> KernelDiedError:
-        info = self._died or ExitInfo(None)
-        return KernelDiedError(f"The kernel {info.describe()} while running this cell.")
-
-
 class LocalKernelHandle:
     """One ipykernel process and its client. Start with `LocalBackend.start`."""
 
@@ -159,7 +93,7 @@ class LocalKernelHandle:
         self._km: AsyncKernelManager | None = None
         self._kc: AsyncKernelClient | None = None
         self._wire: Wire | None = None
-        self._runs: dict[str, LocalRun] = {}
+        self._runs: dict[str, KernelRun] = {}
         self._requests: dict[str, asyncio.Future[Reply]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._exit: ExitInfo | None = None
@@ -416,7 +350,7 @@ class LocalKernelHandle:
         silent: bool = False,
         store_history: bool = True,
         user_expressions: dict[str, str] | None = None,
-    ) -> LocalRun:
+    ) -> KernelRun:
         kc, wire = self._check_alive()
         msg_id, frames = wire.request(
             "execute_request",
@@ -429,7 +363,7 @@ class LocalKernelHandle:
                 "stop_on_error": False,
             },
         )
-        run = LocalRun(msg_id, on_output)
+        run = KernelRun(msg_id, on_output)
         self._runs[msg_id] = run
         await kc.shell_channel.socket.send_multipart(frames)
         return run

@@ -50,3 +50,13 @@ def call_expression(function: str, *args: Any, namespace: bool = False) -> str:
 def probe_call(name: str, args: Any) -> str:
     """An expression whose value is the JSON text of the kernel-side probe `name`."""
     return call_expression("probe", name, json.dumps(args), namespace=True)
+
+
+def bootstrap_code(directory: Path = KERNEL_EXT_DIR) -> str:
+    """A statement that loads the package in a kernel that cannot read `directory` (a kernel on a
+    gateway): the sources travel with it, `bootstrap.install` serves them from memory. It runs in
+    a namespace of its own, so it adds no names to the user's."""
+    sources = {path.stem: path.read_text() for path in sorted(directory.glob("*.py"))}
+    loader = sources.pop("bootstrap")
+    program = f"{loader}\ninstall({MODULE!r}, SOURCES)\n"
+    return f"exec({program!r}, {{'__name__': '__pmcp_bootstrap__', 'SOURCES': {sources!r}}})"

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import KernelBackend, LocalBackend
+from python_mcp_server.kernels.gateway import GatewayBackend
+from python_mcp_server.kernels.gateway_client import GatewaySettings
 from python_mcp_server.sandbox.host import plan_sandbox
-from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR
+from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR, bootstrap_code
 from python_mcp_server.services.environment import EnvironmentService
 from python_mcp_server.services.execution import ExecutionService
 from python_mcp_server.services.health import HealthService
@@ -66,8 +68,7 @@ class Services:
     async def _open(
         cls, config: ServerConfig, sandbox: SandboxRuntime, backend: KernelBackend | None
     ) -> AsyncIterator[Services]:
-        plan = sandbox.plan
-        backend = backend or LocalBackend(sandbox=sandbox_factory(plan, config, sandbox.proxy))
+        backend = backend or kernel_backend(config, sandbox)
         try:
             owner = sandbox.workspace_owner
             if owner is not None:
@@ -102,3 +103,19 @@ class Services:
                 )
         finally:
             await backend.aclose()
+
+
+def kernel_backend(config: ServerConfig, sandbox: SandboxRuntime) -> KernelBackend:
+    """Kernels on the gateway `--kernel-gateway-url` names, else on this machine."""
+    if config.kernel_gateway_url is None:
+        return LocalBackend(sandbox=sandbox_factory(sandbox.plan, config, sandbox.proxy))
+    settings = GatewaySettings(
+        url=config.kernel_gateway_url,
+        token=config.kernel_gateway_token,
+        kernel_name=config.kernel_gateway_kernel,
+        username=config.kernel_gateway_user,
+        connect_timeout_s=config.kernel_gateway_connect_timeout_s,
+        retries=config.kernel_gateway_retries,
+    )
+    logger.info("kernels run on the gateway at %s", settings.shown)
+    return GatewayBackend(settings, bootstrap_code())
