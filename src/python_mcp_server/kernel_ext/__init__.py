@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import files, interrupts, packages, relay, snapshot, streams, variables
+from . import files, interrupts, packages, relay, sessions, snapshot, streams, variables
 
 LIMIT = 200
 CHUNK = 1 << 19
@@ -81,6 +81,7 @@ def _report_in_reply(kernel: Any, metadata_key: str, report: Callable[[], dict[s
         # to the user's cell, so any failure only costs the report (the server then asks for it)
         try:
             if not parent.get("content", {}).get("silent"):
+                sessions.mark_used()
                 md[metadata_key] = drain()
                 md[CELL_KEY] = report()
         except Exception:  # noqa: BLE001, S110

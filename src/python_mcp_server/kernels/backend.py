@@ -50,6 +50,7 @@ class ExitInfo:
     stderr_tail: str = ""
     memory_limit_mb: int | None = None
     reason: str | None = None  # how it ended, when no exit status tells (a remote kernel)
+    removed: bool = False  # its host removed it (deleted or culled on a gateway), not a crash
 
     @property
     def signal(self) -> int | None:
@@ -179,6 +180,11 @@ class KernelHandle(Protocol):
 
     async def aclose(self) -> None:
         """Stop the kernel and everything in its process group."""
+        ...
+
+    async def release(self) -> None:
+        """Let go of the kernel as the server stops: a local one is stopped (`aclose`); one on a
+        gateway is left running there for the other servers that share it."""
         ...
 
 

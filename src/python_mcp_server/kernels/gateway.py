@@ -53,7 +53,9 @@ logger = logging.getLogger(__name__)
 _LATE_OUTPUT_CHARS = 10_000
 _READY_RETRY_S = 1.0  # a first kernel_info may be lost while the kernel starts: ask again
 _SHUTDOWN_TIMEOUT_S = 10.0
+_WATCH_INTERVAL_S = 1.0  # how often the gateway is asked whether the kernel is still there
 _PYTHON_EXPRESSION = "__import__('sys').executable"
+MODULE_NAME = "__pmcp__"  # the kernel-side package's name in the kernel (see services/_kernel_ext)
 
 
 class GatewayKernelHandle:
@@ -71,11 +73,13 @@ class GatewayKernelHandle:
         self._ws: WebSocketClientConnection | None = None
         self._runs: dict[str, KernelRun] = {}
         self._requests: dict[str, asyncio.Future[Reply]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._exit: ExitInfo | None = None
         self._ended = asyncio.Event()
         self._late = HeadTail(_LATE_OUTPUT_CHARS, "")
         self._closed = False
+        self._created = False  # started by this handle (else attached: never deleted on failure)
+        self.published = False  # it serves a session other servers can find (set by services)
         self._python = "python"
 
     @property
@@ -111,7 +115,7 @@ class GatewayKernelHandle:
                 await self._start()
         except TimeoutError as exc:
             with anyio.CancelScope(shield=True):
-                await self.aclose()
+                await self._close(delete=self._created)
             raise GatewayError(
                 f"The kernel gateway at {self._client.settings.shown} did not have a kernel "
                 f"ready within {self._spec.start_timeout_s:g} s (--kernel-start-timeout); it "
@@ -119,13 +123,16 @@ class GatewayKernelHandle:
             ) from exc
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self.aclose()
+                await self._close(delete=self._created)
             raise
 
     async def _start(self) -> None:
-        self.kernel_id = await self._client.start_kernel(self._env)
+        if self.kernel_id is None:
+            self.kernel_id = await self._client.start_kernel(self._env)
+            self._created = True
         self._ws = await self._client.open_channels(self.kernel_id, self._messages.session)
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._read()), loop.create_task(self._watch())]
         await self._wait_ready()
         await self._load_extension()
 
@@ -138,8 +145,11 @@ class GatewayKernelHandle:
                 return
 
     async def _load_extension(self) -> None:
+        # a kernel another server attached first already has it: loading it twice would stack
+        # the kernel-side hooks (audit hooks cannot be removed)
+        code = f"if {MODULE_NAME!r} not in __import__('sys').modules: {self._bootstrap}"
         run = await self.submit(
-            self._bootstrap,
+            code,
             silent=True,
             store_history=False,
             user_expressions={"python": _PYTHON_EXPRESSION},
@@ -172,6 +182,27 @@ class GatewayKernelHandle:
                 logger.warning("%s: dropped a message: %s", self.where, exc)
                 continue
             self._dispatch(message)
+
+    async def _watch(self) -> None:
+        """A gateway does not always close the websocket of a kernel it shut down (deleted by
+        another server, culled): ask it whether the kernel is still there."""
+        assert self.kernel_id is not None
+        while self._exit is None:
+            await asyncio.sleep(_WATCH_INTERVAL_S)
+            try:
+                state = await self._client.kernel_state(self.kernel_id)
+            except GatewayError:
+                continue  # unreachable for now: the websocket's end decides
+            if state is None:
+                self._mark_dead(ExitInfo(None, reason=self._gone_reason(), removed=True))
+                if self._ws is not None:
+                    self._ws.close()
+
+    def _gone_reason(self) -> str:
+        return (
+            f"is gone from the gateway at {self._client.settings.shown} (shut down there: culled "
+            "after being idle, or deleted from another server sharing it)"
+        )
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         channel = msg.get("channel")
@@ -230,12 +261,10 @@ class GatewayKernelHandle:
                 self._ws = await self._client.open_channels(self.kernel_id, self._messages.session)
                 logger.info("%s: websocket reopened", self.where)
                 return True
-            reason = (
-                f"is gone: {self.where} was shut down there (culled after being idle, or deleted)"
-            )
+            reason, removed = self._gone_reason(), True
         except GatewayError as exc:
-            reason = f"was lost with the connection to the gateway: {exc}"
-        self._mark_dead(ExitInfo(None, reason=reason))
+            reason, removed = f"was lost with the connection to the gateway: {exc}", False
+        self._mark_dead(ExitInfo(None, reason=reason, removed=removed))
         return False
 
     def take_late_output(self) -> str:
@@ -328,27 +357,43 @@ class GatewayKernelHandle:
     async def interrupt(self) -> None:
         self._check_alive()
         assert self.kernel_id is not None
-        await self._client.interrupt(self.kernel_id)
+        if not await self._client.interrupt(self.kernel_id):
+            self._mark_dead(ExitInfo(None, reason=self._gone_reason(), removed=True))
+            raise KernelDiedError(f"The kernel {self._gone_reason()}.")
 
     # ---------------------------------------------------------------- close
 
+    async def release(self) -> None:
+        """The server stops: a kernel that serves a session stays for the other servers."""
+        await self._close(delete=not self.published)
+
+    async def detach(self) -> None:
+        """Close the websocket but leave the kernel running on the gateway (its session outlives
+        this server: another server sharing the gateway can use it)."""
+        await self._close(delete=False)
+
     async def aclose(self) -> None:
+        await self._close(delete=True)
+
+    async def _close(self, delete: bool) -> None:
         if self._closed:
             return
         self._closed = True
         if self._ws is not None:
             self._ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if self.kernel_id is not None:
+                await task
+        if self.kernel_id is not None and delete:
             with anyio.move_on_after(_SHUTDOWN_TIMEOUT_S, shield=True):
                 try:
                     await self._client.delete_kernel(self.kernel_id)
                 except GatewayError as exc:
                     logger.warning("%s was not shut down: %s", self.where, exc)
-        self._mark_dead(self._exit or ExitInfo(None, reason="was shut down"))
+        reason = "was shut down" if delete else "was left to other servers"
+        self._mark_dead(self._exit or ExitInfo(None, reason=reason))
 
 
 class GatewayBackend:
@@ -379,6 +424,23 @@ class GatewayBackend:
             self._handles.discard(handle)
             raise
         return handle
+
+    async def attach(self, kernel_id: str, spec: KernelSpec) -> GatewayKernelHandle:
+        """A handle on a kernel already on the gateway (started by another server)."""
+        handle = GatewayKernelHandle(self._client, spec, self._bootstrap, {})
+        handle.kernel_id = kernel_id
+        self._handles.add(handle)
+        try:
+            await handle.start()
+        except BaseException:
+            self._handles.discard(handle)
+            raise
+        return handle
+
+    async def kernel_ids(self) -> list[str]:
+        """The ids of the gateway's kernels (all of them: other servers' too)."""
+        found = await self._client.list_kernels()
+        return [str(k["id"]) for k in found if isinstance(k.get("id"), str)]
 
     async def aclose(self) -> None:
         """Shut down any kernel still open (the session manager closes its own first)."""

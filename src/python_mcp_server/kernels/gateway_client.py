@@ -153,12 +153,17 @@ class GatewayClient:
             )
         return str(response.json().get("execution_state") or "unknown")
 
-    async def interrupt(self, kernel_id: str) -> None:
+    async def interrupt(self, kernel_id: str) -> bool:
+        """Interrupt the kernel; False when the gateway no longer has it."""
         response = await self.call("POST", f"/api/kernels/{quote(kernel_id)}/interrupt")
         if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
             raise GatewayError(
-                f"Kernel {kernel_id} is gone from the kernel gateway at {self.settings.shown}."
+                f"The kernel gateway at {self.settings.shown} did not interrupt kernel "
+                f"{kernel_id} ({response.status_code}: {_detail(response)})."
             )
+        return True
 
     async def delete_kernel(self, kernel_id: str) -> None:
         """Shut a kernel down; one the gateway no longer has is fine."""

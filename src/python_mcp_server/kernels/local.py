@@ -399,6 +399,9 @@ class LocalKernelHandle:
             return
         await self._km.interrupt_kernel()
 
+    async def release(self) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         if self._closed:
             return

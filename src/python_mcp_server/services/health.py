@@ -104,8 +104,10 @@ class HealthService:
 
     async def report(self, session_id: str | None = None) -> HealthReport:
         """Health of one session's kernel, or of every session's when `session_id` is None."""
+        if session_id is None:
+            await self._sessions.refresh()
         chosen = (
-            [self._sessions.get(session_id)]
+            [await self._sessions.lookup(session_id)]
             if session_id is not None
             else self._sessions.sessions()
         )

@@ -44,6 +44,9 @@ class ReadyKernel:
     async def aclose(self) -> None:
         await self.handle.aclose()
 
+    async def release(self) -> None:
+        await self.handle.release()
+
 
 async def install_extension(handle: KernelHandle) -> bool:
     """Load the kernel-side extension with a silent request (no history, no names, no

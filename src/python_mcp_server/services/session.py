@@ -500,15 +500,16 @@ class KernelSession:
 
     # ------------------------------------------------------------------ close
 
-    async def close(self) -> None:
+    async def close(self, *, release: bool = False) -> None:
         """End the session for good (deleted or expired): a cell still running sees its kernel
-        go and does not restart it."""
+        go and does not restart it. With `release` (the server stops), a kernel other servers
+        share is left to them."""
         if self._life.closed:
             return
         self._generation += 1
         self._life.move(S.CLOSED)
         if self._kernel is not None:
-            await self._kernel.aclose()
+            await (self._kernel.release() if release else self._kernel.aclose())
 
     async def interrupt_for_shutdown(self) -> None:
         """The server is stopping: interrupt the running cell so its call can still answer."""

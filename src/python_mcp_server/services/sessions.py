@@ -35,6 +35,7 @@ from python_mcp_server.errors import (
 )
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend, KernelLimits
+from python_mcp_server.kernels.gateway import GatewayBackend
 from python_mcp_server.services.artifacts import ArtifactStore
 from python_mcp_server.services.environments import (
     EnvironmentStore,
@@ -45,7 +46,8 @@ from python_mcp_server.services.incarnations import Incarnations
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.pool import KernelPool
 from python_mcp_server.services.sandboxing import SandboxRuntime
-from python_mcp_server.services.session import KernelSession
+from python_mcp_server.services.session import KernelSession, KernelSource
+from python_mcp_server.services.shared_sessions import SessionDirectory, SharedSession
 from python_mcp_server.workspace.output_folder import OutputFolder
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ class SessionManager:
         self.kernels.sandboxed = self.sandbox.enabled
         self.kernels.workspace_owner = self.sandbox.workspace_owner
         self.environments = EnvironmentStore(config, self.sandbox.plan)
+        # kernels on a gateway: sessions shared with the other servers pointed at it
+        self.directory = (
+            SessionDirectory(backend, self.kernels) if isinstance(backend, GatewayBackend) else None
+        )
         self.outputs = ArtifactStore(config)  # each session's files, deleted when it ends
         self._sessions: dict[str, KernelSession] = {}
         self._starting: dict[str, KernelSession] = {}
@@ -139,7 +145,7 @@ class SessionManager:
         with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True) as scope:
             results = await asyncio.gather(
                 self.kernels.pool.aclose(),
-                *(s.close() for s in sessions),
+                *(s.close(release=True) for s in sessions),
                 return_exceptions=True,
             )
             for result in results:
@@ -196,7 +202,57 @@ class SessionManager:
         starting = self._starting.get(session_id)
         if starting is not None:
             await starting.wait_started()
+        return await self.lookup(session_id)
+
+    async def lookup(self, session_id: str) -> KernelSession:
+        """The live session `session_id`: this server's, or on a shared gateway one another
+        server made (adopted: this server gets a handle on its kernel). Raises if unknown."""
+        session = self._sessions.get(session_id)
+        if session is not None or self.directory is None:
+            return self.get(session_id)
+        async with self._create_lock:
+            if session_id not in self._sessions:
+                shared = await self.directory.find(session_id)
+                if shared is None:
+                    raise self._gone(session_id)
+                await self._adopt(shared)
         return self.get(session_id)
+
+    async def refresh(self) -> None:
+        """On a shared gateway: take in the sessions other servers made since (list_sessions)."""
+        if self.directory is None:
+            return
+        async with self._create_lock:
+            for shared in await self.directory.listing():
+                if shared.session_id not in self._sessions | self._starting:
+                    await self._adopt(shared)
+
+    async def _adopt(self, shared: SharedSession) -> None:
+        assert self.directory is not None
+        ready = await self.directory.adopt(shared)
+        session = KernelSession(
+            shared.session_id,
+            shared.description,
+            config=self._config,
+            kernels=self.directory.kernels(self.kernels, shared, self._ended_elsewhere, ready),
+            gone=self._gone,
+        )
+        session.created = shared.created
+        await session.start()
+        self._sessions[shared.session_id] = session
+        self._incarnations.started(shared.session_id, implicit=False)
+        self.outputs.begin(shared.session_id)
+        logger.info("session %s adopted from the gateway", shared.session_id)
+
+    async def _ended_elsewhere(self, session_id: str) -> None:
+        """A shared session's kernel is gone from the gateway with no successor."""
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        self._incarnations.ended(session_id, "deleted", at=time.time(), by=None)
+        outputs = self.outputs.end(session_id, "ended: its kernel is gone from the gateway")
+        await self.environments.release(session.environment)
+        await self._remove(outputs)
 
     async def _create_default(self) -> None:
         try:
@@ -276,15 +332,19 @@ class SessionManager:
         self._check_room(session_id)
         if limits is None and self.sandbox.enabled:
             limits = self.kernels.default_limits
+        source: KernelSource = (
+            self.kernels if env is None else self.kernels.for_environment(env.python, env.read_only)
+        )
+        if self.directory is not None:
+            if await self.directory.find(session_id) is not None:
+                raise SessionExistsError(session_id)
+            shared = SharedSession(session_id, "", description, time.time(), time.time())
+            source = self.directory.kernels(source, shared, self._ended_elsewhere)
         session = KernelSession(
             session_id,
             description,
             config=self._config,
-            kernels=(
-                self.kernels
-                if env is None
-                else self.kernels.for_environment(env.python, env.read_only)
-            ),
+            kernels=source,
             gone=self._gone,
             limits=limits,
         )
@@ -303,7 +363,7 @@ class SessionManager:
     async def delete(self, session_id: str, caller: str | None = None) -> bool:
         """End the session. Returns whether it was `caller`'s current session (then the caller's
         calls without a session id go to `default` again)."""
-        session = self.get(session_id)
+        session = await self.lookup(session_id)
         self._sessions.pop(session_id, None)
         self._incarnations.ended(session_id, "deleted", at=time.time(), by=caller)
         outputs = self.outputs.end(session_id, "was deleted (delete_session)")
@@ -357,7 +417,8 @@ class SessionManager:
         checks = []
         for session in list(self._sessions.values()):
             if not session.in_use and idle_limit > 0 and now - session.last_used > idle_limit:
-                await self._expire(session)
+                if not await self._used_elsewhere(session, now):
+                    await self._expire(session)
             elif not self._closing:
                 checks.append(session.check(self._stopped))
         for outcome in await asyncio.gather(*checks, return_exceptions=True):
@@ -367,6 +428,17 @@ class SessionManager:
             self.kernels.pool.discard_dead()
             await self.environments.collect()
         self.monitor.forget({pid for s in self._sessions.values() if (pid := s.pid)})
+
+    async def _used_elsewhere(self, session: KernelSession, now: float) -> bool:
+        """On a shared gateway: whether another server ran a cell in the session within the
+        idle timeout (then it is not expired here), or it cannot tell."""
+        if self.directory is None or session.exit_info() is not None:
+            return False
+        last = await self.directory.last_used(session.kernel)
+        if last is None:
+            return True
+        session.last_used = max(session.last_used, last)
+        return now - session.last_used <= self._config.session_idle_timeout_s
 
     def _stopped(self, pid: int) -> bool:
         return self.monitor.process_status(pid) == "stopped"

@@ -190,7 +190,7 @@ async def interrupt_kernel(ctx: Context, session_id: SessionArg = None) -> ToolR
     call returns with a KeyboardInterrupt error. Does nothing harmful when the kernel is idle.
     """
     sid = resolve_session(ctx, session_id)
-    busy = await services(ctx).sessions.get(sid).interrupt()
+    busy = await (await services(ctx).sessions.lookup(sid)).interrupt()
     msg = (
         "Interrupt sent to the running code."
         if busy
@@ -218,7 +218,7 @@ async def restart_kernel(
     With preserve_state=true, picklable variables are restored in the new kernel.
     """
     sid = resolve_session(ctx, session_id)
-    session = services(ctx).sessions.get(sid)
+    session = await services(ctx).sessions.lookup(sid)
     outcome = await session.restart(preserve_state=preserve_state)
     res = outcome.result(sid, session.pid)
     return result(res, res.message)

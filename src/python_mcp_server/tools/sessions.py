@@ -108,7 +108,7 @@ async def switch_session(
     each call instead (the result says which case applies).
     """
     sessions = services(ctx).sessions
-    sessions.get(session_id)
+    await sessions.lookup(session_id)
     caller = caller_key(ctx)
     if caller is None:
         return result(
@@ -138,6 +138,7 @@ async def list_sessions(ctx: Context) -> ToolResult:
     Use it to find a session id or to see which sessions are busy.
     """
     svc = services(ctx)
+    await svc.sessions.refresh()
     return result(
         SessionList(
             sessions=[s.info() for s in svc.sessions.sessions()],
