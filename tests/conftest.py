@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,23 @@ def suite_env_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("envs")
 
 
+KERNELS_ENV = "PYTHON_MCP_SERVER_TEST_KERNELS"
+
+
+def kernels_mode() -> str:
+    """Where the suite's servers run kernels: `PYTHON_MCP_SERVER_TEST_KERNELS` = local (the
+    default) or gateway (a Jupyter Kernel Gateway the suite starts)."""
+    value = os.environ.get(KERNELS_ENV, "local").strip().lower() or "local"
+    if value not in ("local", "gateway"):
+        raise pytest.UsageError(f"{KERNELS_ENV} must be local or gateway, not {value!r}")
+    return value
+
+
 @pytest.fixture
-def config(workspace: Path, suite_env_dir: Path) -> ServerConfig:
-    """A test config: no warm pool (each test starts only the kernels it uses), short timeouts."""
-    return ServerConfig(
+def config(workspace: Path, suite_env_dir: Path, request: pytest.FixtureRequest) -> ServerConfig:
+    """A test config: no warm pool (each test starts only the kernels it uses), short timeouts;
+    kernels on the suite's gateway when `PYTHON_MCP_SERVER_TEST_KERNELS=gateway`."""
+    made = ServerConfig(
         workspace_dir=workspace,
         env_dir=suite_env_dir,
         execution_timeout_s=30,
@@ -70,6 +84,15 @@ def config(workspace: Path, suite_env_dir: Path) -> ServerConfig:
         health_check_interval_s=0.5,
         sandbox=sandbox_mode(),
     )
+    if kernels_mode() == "gateway":
+        gateway: KernelGateway = request.getfixturevalue("suite_gateway")
+        made = replace(
+            made,
+            kernel_gateway_url=gateway.url,
+            kernel_gateway_token=gateway.token,
+            kernel_gateway_workdir=str(workspace.relative_to(gateway.root_dir)),
+        )
+    return made
 
 
 def pid_alive(pid: int) -> bool:
@@ -92,7 +115,9 @@ def reap_pids() -> Iterator[list[int]]:
             os.kill(pid, signal.SIGKILL)
 
 
-GATEWAY_FIXTURES = frozenset({"kernel_gateway", "culling_gateway", "start_kernel_gateway"})
+GATEWAY_FIXTURES = frozenset(
+    {"kernel_gateway", "culling_gateway", "start_kernel_gateway", "suite_gateway"}
+)
 _GATEWAY_VENV = pytest.StashKey["Path | BaseException"]()
 
 
@@ -103,6 +128,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kernel)
         if GATEWAY_FIXTURES.intersection(names):
             item.add_marker(pytest.mark.gateway)
+        if item.get_closest_marker("local_kernels") and kernels_mode() == "gateway":
+            item.add_marker(
+                pytest.mark.skip(reason=f"kernels on this machine only ({KERNELS_ENV})")
+            )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -156,6 +185,21 @@ def kernel_gateway(
         gateway.close()
 
 
+@pytest.fixture(scope="session")
+def suite_gateway(
+    kernel_gateway_venv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KernelGateway]:
+    """The gateway of `PYTHON_MCP_SERVER_TEST_KERNELS=gateway` runs: its root is `/`, so each
+    test's kernels can work in the test's own workspace (`--kernel-gateway-workdir`)."""
+    options = GatewayOptions(root_dir=Path("/"))
+    gateway = KernelGateway(kernel_gateway_venv, tmp_path_factory.mktemp("suite-gateway"), options)
+    try:
+        gateway.start()
+        yield gateway
+    finally:
+        gateway.close()
+
+
 @pytest.fixture(autouse=True)
 def _kernel_gateway_reset(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
@@ -166,6 +210,8 @@ def _kernel_gateway_reset(request: pytest.FixtureRequest) -> Iterator[None]:
         else:
             gateway.start()
         gateway.delete_all_kernels()
+    if "suite_gateway" in request.fixturenames:
+        request.getfixturevalue("suite_gateway").delete_all_kernels()
 
 
 @pytest.fixture

@@ -206,6 +206,7 @@ class GatewayOptions:
     cull_connected: bool = False
     list_kernels: bool = True
     extra_args: tuple[str, ...] = ()
+    root_dir: Path | None = None  # kernels' working folder (default: a folder of its own)
 
 
 class KernelGateway:
@@ -220,7 +221,8 @@ class KernelGateway:
         self.venv = venv
         self.options = options or GatewayOptions()
         self.workdir = workdir
-        self.root_dir = workdir / "root"  # kernels' working folder; a body's `path` is under it
+        # kernels' working folder; a body's `path` is under it
+        self.root_dir = self.options.root_dir or workdir / "root"
         self.jupyter_path = workdir / "jupyter"
         self.port = free_port()
         self.token = secrets.token_urlsafe(24)

@@ -506,6 +506,7 @@ def test_every_setting_comes_from_its_environment_variable(tmp_path: Path) -> No
         "kernel_gateway_token": ("a-gateway-token", "***"),
         "kernel_gateway_kernel": ("python_kubernetes", "python_kubernetes"),
         "kernel_gateway_user": ("alice", "alice"),
+        "kernel_gateway_workdir": ("/workspace", "/workspace"),
     }
     defaults = ServerConfig()
     env: dict[str, str] = {}

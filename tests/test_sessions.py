@@ -67,6 +67,7 @@ async def test_sessions_keep_separate_variables(config: ServerConfig) -> None:
     assert res.structured_content["result"] == "'a'"
 
 
+@pytest.mark.local_kernels
 async def test_list_sessions_shows_state_counts_and_pids(config: ServerConfig) -> None:
     async with Client(create_server(config)) as client:
         await client.call_tool("run_python_code", {"code": "1"})

@@ -59,6 +59,7 @@ from python_mcp_server.cli_options import (
     KernelGatewayTokenOption,
     KernelGatewayUrlOption,
     KernelGatewayUserOption,
+    KernelGatewayWorkdirOption,
     KernelMemoryOption,
     KernelNetworkOption,
     KernelPoolSizeOption,
@@ -202,6 +203,7 @@ def run(  # each parameter is named as the ServerConfig setting it sets
     kernel_gateway_token_file: KernelGatewayTokenFileOption = None,
     kernel_gateway_kernel: KernelGatewayKernelOption = _DEFAULTS.kernel_gateway_kernel,
     kernel_gateway_user: KernelGatewayUserOption = _DEFAULTS.kernel_gateway_user,
+    kernel_gateway_workdir: KernelGatewayWorkdirOption = None,
     kernel_gateway_connect_timeout_s: KernelGatewayConnectTimeoutOption = (
         _DEFAULTS.kernel_gateway_connect_timeout_s
     ),

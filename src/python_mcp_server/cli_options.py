@@ -402,6 +402,14 @@ KernelGatewayUserOption = Annotated[
         "refuses root).",
     ),
 ]
+KernelGatewayWorkdirOption = Annotated[
+    str | None,
+    _option(
+        "--kernel-gateway-workdir",
+        "The kernels' working folder on the gateway's side (Kernel Gateway: relative to its "
+        "root_dir; Enterprise Gateway: KERNEL_WORKING_DIR), e.g. the shared volume's mount.",
+    ),
+]
 KernelGatewayConnectTimeoutOption = Annotated[
     float,
     _option(

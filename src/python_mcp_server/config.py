@@ -90,6 +90,7 @@ class ServerConfig:
     kernel_gateway_token: str | None = None
     kernel_gateway_kernel: str = "python3"  # the gateway's kernelspec
     kernel_gateway_user: str = "python-mcp-server"  # KERNEL_USERNAME
+    kernel_gateway_workdir: str | None = None  # kernels' working folder on the gateway's side
     kernel_gateway_connect_timeout_s: float = 10.0
     kernel_gateway_retries: int = 3
 

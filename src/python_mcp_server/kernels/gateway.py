@@ -219,8 +219,9 @@ class GatewayKernelHandle:
             "dead",
         ):
             # the gateway's nanny saw the kernel process end (it may start a new one: not ours)
+            shown = self._client.settings.shown
             self._mark_dead(
-                ExitInfo(None, reason=f"died on the gateway ({self.where} reported it)")
+                ExitInfo(None, reason=f"died (the gateway at {shown} reported it dead)")
             )
             return
         run = self._runs.get(parent) if parent else None

@@ -42,6 +42,7 @@ class GatewaySettings:
     token: str | None = None
     kernel_name: str = "python3"
     username: str = "python-mcp-server"  # KERNEL_USERNAME (Enterprise Gateway refuses root)
+    workdir: str | None = None  # kernels' working folder there (`path`, KERNEL_WORKING_DIR)
     connect_timeout_s: float = 10.0
     request_timeout_s: float = 30.0
     retries: int = 3
@@ -123,7 +124,11 @@ class GatewayClient:
 
     async def start_kernel(self, env: dict[str, str]) -> str:
         """Ask for a new kernel; its id (the gateway answers before the kernel is up)."""
-        body = {"name": self.settings.kernel_name, "env": {**self.settings.env, **env}}
+        env = {**self.settings.env, **env}
+        body: dict[str, Any] = {"name": self.settings.kernel_name, "env": env}
+        if self.settings.workdir:
+            body["path"] = self.settings.workdir  # Kernel Gateway: under its root_dir
+            env["KERNEL_WORKING_DIR"] = self.settings.workdir  # Enterprise Gateway
         # a start that reached the gateway is not repeated: it could make a second kernel
         response = await self.call("POST", "/api/kernels", body, idempotent=False)
         if response.status_code not in (200, 201):

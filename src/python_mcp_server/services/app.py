@@ -114,6 +114,7 @@ def kernel_backend(config: ServerConfig, sandbox: SandboxRuntime) -> KernelBacke
         token=config.kernel_gateway_token,
         kernel_name=config.kernel_gateway_kernel,
         username=config.kernel_gateway_user,
+        workdir=config.kernel_gateway_workdir,
         connect_timeout_s=config.kernel_gateway_connect_timeout_s,
         retries=config.kernel_gateway_retries,
     )

@@ -24,6 +24,7 @@ import anyio
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import (
+    GatewayError,
     InvalidArgumentError,
     KernelNotFoundError,
     ServerError,
@@ -215,7 +216,10 @@ class SessionManager:
                 shared = await self.directory.find(session_id)
                 if shared is None:
                     raise self._gone(session_id)
-                await self._adopt(shared)
+                try:
+                    await self._adopt(shared)
+                except GatewayError as exc:  # it went while we looked
+                    raise self._gone(session_id) from exc
         return self.get(session_id)
 
     async def refresh(self) -> None:
@@ -243,6 +247,11 @@ class SessionManager:
         self._incarnations.started(shared.session_id, implicit=False)
         self.outputs.begin(shared.session_id)
         logger.info("session %s adopted from the gateway", shared.session_id)
+
+    def _forget_shared(self, session: KernelSession) -> None:
+        if self.directory is not None:
+            with contextlib.suppress(RuntimeError):  # a session that never got a kernel
+                self.directory.forget(session.kernel)
 
     async def _ended_elsewhere(self, session_id: str) -> None:
         """A shared session's kernel is gone from the gateway with no successor."""
@@ -373,6 +382,7 @@ class SessionManager:
         if was_current:
             assert caller is not None
             del self._targets[caller]
+        self._forget_shared(session)
         await session.close()
         await self.environments.release(session.environment)
         await self._remove(outputs)
@@ -453,6 +463,7 @@ class SessionManager:
         )
         idle = self._config.session_idle_timeout_s
         outputs = self.outputs.end(session.session_id, f"expired after {idle:.0f} s without use")
+        self._forget_shared(session)
         await session.close()
         await self.environments.release(session.environment)
         await self._remove(outputs)

@@ -112,6 +112,7 @@ class SessionDirectory:
         self._backend = backend
         self._starter = starter
         self._seen: dict[str, SharedSession] = {}  # kernel id -> the session it serves
+        self._ended: set[str] = set()  # kernels of sessions ended here, maybe still listed
 
     @property
     def gateway(self) -> str:
@@ -136,7 +137,7 @@ class SessionDirectory:
     async def listing(self) -> list[SharedSession]:
         """Every session on the gateway (the oldest kernel of an id wins, should two servers
         have made one at the same moment)."""
-        ids = await self._backend.kernel_ids()
+        ids = [k for k in await self._backend.kernel_ids() if k not in self._ended]
         for gone in set(self._seen) - set(ids):
             del self._seen[gone]
         for kernel_id in ids:
@@ -154,6 +155,14 @@ class SessionDirectory:
             if shared.session_id == session_id and shared.kernel_id != besides:
                 return shared
         return None
+
+    def forget(self, ready: ReadyKernel) -> None:
+        """The session of this kernel ended here (deleted, expired): never adopt it again,
+        though the gateway may still list it for a moment."""
+        kernel_id = _kernel_id(ready.handle)
+        if kernel_id is not None:
+            self._ended.add(kernel_id)
+            self._seen.pop(kernel_id, None)
 
     async def last_used(self, ready: ReadyKernel) -> float | None:
         """When any server last ran a cell in this kernel, or None if it cannot tell."""
