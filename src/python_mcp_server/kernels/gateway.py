@@ -128,7 +128,7 @@ class GatewayKernelHandle:
 
     async def _start(self) -> None:
         if self.kernel_id is None:
-            self.kernel_id = await self._client.start_kernel(self._env)
+            self.kernel_id = await self._client.start_kernel(self._env, self._spec.start_timeout_s)
             self._created = True
         self._ws = await self._client.open_channels(self.kernel_id, self._messages.session)
         loop = asyncio.get_running_loop()
@@ -263,8 +263,9 @@ class GatewayKernelHandle:
                 logger.info("%s: websocket reopened", self.where)
                 return True
             reason, removed = self._gone_reason(), True
-        except GatewayError as exc:
-            reason, removed = f"was lost with the connection to the gateway: {exc}", False
+        except GatewayError:
+            shown = self._client.settings.shown
+            reason, removed = f"was lost: the gateway at {shown} cannot be reached", False
         self._mark_dead(ExitInfo(None, reason=reason, removed=removed))
         return False
 

@@ -44,7 +44,12 @@ class GatewaySettings:
     username: str = "python-mcp-server"  # KERNEL_USERNAME (Enterprise Gateway refuses root)
     workdir: str | None = None  # kernels' working folder there (`path`, KERNEL_WORKING_DIR)
     connect_timeout_s: float = 10.0
-    request_timeout_s: float = 30.0
+
+    @property
+    def request_timeout_s(self) -> float:
+        """How long a REST answer (or the websocket's upgrade) may take once connected."""
+        return 3 * self.connect_timeout_s
+
     retries: int = 3
     env: dict[str, str] = field(default_factory=dict)  # KERNEL_* variables for every kernel
 
@@ -80,7 +85,13 @@ class GatewayClient:
     # ------------------------------------------------------------------ REST
 
     async def call(
-        self, method: str, path: str, body: Any = None, *, idempotent: bool = True
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        idempotent: bool = True,
+        timeout_s: float | None = None,
     ) -> httpx.Response:
         """One request, retried as the module says; raises `GatewayError` when it cannot be
         made or the gateway refuses the token."""
@@ -92,7 +103,15 @@ class GatewayClient:
                 await asyncio.sleep(pause)  # back off before trying again
                 pause *= 2
             try:
-                response = await self._http.request(method, path, json=body)
+                response = await self._http.request(
+                    method,
+                    path,
+                    json=body,
+                    timeout=httpx.Timeout(
+                        timeout_s or settings.request_timeout_s,
+                        connect=settings.connect_timeout_s,
+                    ),
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 failure = _describe(exc)
                 continue
@@ -122,15 +141,18 @@ class GatewayClient:
             "for Enterprise Gateway, that --kernel-gateway-user is an authorized user."
         )
 
-    async def start_kernel(self, env: dict[str, str]) -> str:
-        """Ask for a new kernel; its id (the gateway answers before the kernel is up)."""
+    async def start_kernel(self, env: dict[str, str], timeout_s: float) -> str:
+        """Ask for a new kernel; its id. Kernel Gateway answers before the kernel is up,
+        Enterprise Gateway once its pod runs: `timeout_s` bounds that wait."""
         env = {**self.settings.env, **env}
         body: dict[str, Any] = {"name": self.settings.kernel_name, "env": env}
         if self.settings.workdir:
             body["path"] = self.settings.workdir  # Kernel Gateway: under its root_dir
             env["KERNEL_WORKING_DIR"] = self.settings.workdir  # Enterprise Gateway
         # a start that reached the gateway is not repeated: it could make a second kernel
-        response = await self.call("POST", "/api/kernels", body, idempotent=False)
+        response = await self.call(
+            "POST", "/api/kernels", body, idempotent=False, timeout_s=timeout_s
+        )
         if response.status_code not in (200, 201):
             raise GatewayError(
                 f"The kernel gateway at {self.settings.shown} did not start a kernel "

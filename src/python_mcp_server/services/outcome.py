@@ -12,7 +12,7 @@ import anyio
 from python_mcp_server.kernels import ExecutionRun, Reply
 
 CELL_KEY = "python_mcp_server_cell"  # the kernel-side extension's report in each execute reply
-DeathCause = Literal["closed", "restarted", "shutdown", "replaced"]
+DeathCause = Literal["closed", "restarted", "shutdown", "replaced", "unreplaced"]
 Status = Literal["ok", "error", "timeout"]
 
 
@@ -22,7 +22,7 @@ class KernelDeath:
 
     `cause`: the session was deleted or expired (`closed`), another call restarted it
     (`restarted`), the server stopped it at shutdown (`shutdown`), or it died and was replaced
-    (`replaced`)."""
+    (`replaced`), or could not be replaced yet (`unreplaced`: `text` says why)."""
 
     text: str
     cause: DeathCause

@@ -80,6 +80,8 @@ def death_note(death: KernelDeath, output_seen: bool) -> str:
             "across a server restart)."
         )
     kept = " Output produced before the death is included." if output_seen else ""
+    if death.cause == "unreplaced":
+        return f"{death.text} All variables were lost.{kept}"
     tail = f" Its last output: {death.stderr_tail[-400:]}" if death.stderr_tail else ""
     return f"{death.text} It was restarted; all variables were lost.{kept}{tail}"
 

@@ -350,7 +350,10 @@ class KernelSession:
         if self._stopping:
             return KernelDeath(str(exc), "shutdown")
         why = str(exc)[:1].lower() + str(exc)[1:].rstrip(".")
-        await self.restart(f"At {now_iso()}: {exc}", told=True, why=why)
+        try:
+            await self.restart(f"At {now_iso()}: {exc}", told=True, why=why)
+        except ServerError as failure:  # no new kernel yet (a gateway out of reach): say both
+            return KernelDeath(f"{exc} {failure}", "unreplaced")
         info = kernel.exit_info()
         return KernelDeath(str(exc), "replaced", info.stderr_tail if info else "")
 

@@ -227,9 +227,12 @@ class SessionManager:
         if self.directory is None:
             return
         async with self._create_lock:
-            for shared in await self.directory.listing():
-                if shared.session_id not in self._sessions | self._starting:
-                    await self._adopt(shared)
+            try:
+                for shared in await self.directory.listing():
+                    if shared.session_id not in self._sessions | self._starting:
+                        await self._adopt(shared)
+            except GatewayError as exc:  # the sessions this server has are still listed
+                logger.warning("the sessions on the gateway could not be listed: %s", exc)
 
     async def _adopt(self, shared: SharedSession) -> None:
         assert self.directory is not None
