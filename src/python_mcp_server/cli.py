@@ -388,6 +388,14 @@ EnvMaxOption = Annotated[
         min=0,
     ),
 ]
+EnvPrebuildOption = Annotated[
+    bool,
+    _option(
+        "--env-prebuild/--no-env-prebuild",
+        "At start, build the kernel runtime layer that sessions' own environments share, in the "
+        "background from uv's cache, so the first such session need not wait for it.",
+    ),
+]
 HeaderTimeoutOption = Annotated[
     float,
     _option(
@@ -488,6 +496,7 @@ def run(  # each parameter is named as the ServerConfig setting it sets
     env_dir: EnvDirOption = _DEFAULTS.env_dir,
     env_keep_s: EnvKeepOption = _DEFAULTS.env_keep_s,
     env_max_mb: EnvMaxOption = _DEFAULTS.env_max_mb,
+    env_prebuild: EnvPrebuildOption = _DEFAULTS.env_prebuild,
     header_timeout_s: HeaderTimeoutOption = _DEFAULTS.header_timeout_s,
     body_timeout_s: BodyTimeoutOption = _DEFAULTS.body_timeout_s,
     max_connections: MaxConnectionsOption = _DEFAULTS.max_connections,
