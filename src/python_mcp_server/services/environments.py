@@ -270,8 +270,8 @@ class EnvironmentStore:
             layer = await self._acquire(interpreter, pins, [], None, "runtime", background=True)
         except (ServerError, OSError) as exc:  # the server runs without it
             logger.warning(
-                "the kernel runtime layer was not prepared in the background (%s); the first "
-                "session with an environment of its own builds it",
+                "the kernel runtime layer was not prepared in the background from uv's cache "
+                "(%s); the first session with an environment of its own builds it",
                 exc,
             )
             return None
