@@ -78,6 +78,7 @@ def config(workspace: Path, suite_env_dir: Path, request: pytest.FixtureRequest)
     made = ServerConfig(
         workspace_dir=workspace,
         env_dir=suite_env_dir,
+        env_prebuild=False,  # the tests that need the runtime layer build it when they ask
         execution_timeout_s=30,
         kernel_pool_size=0,
         interrupt_grace_s=3,

@@ -46,8 +46,9 @@ def server_command(*args: str) -> list[str]:
 
 
 def sandbox_env() -> dict[str, str]:
-    """The variable that gives a server subprocess the suite's sandbox mode."""
-    return {"PYTHON_MCP_SERVER_SANDBOX": sandbox_mode()}
+    """The variables that give a server subprocess the suite's sandbox mode, and no background
+    build of the environments' runtime layer (which no such test uses)."""
+    return {"PYTHON_MCP_SERVER_SANDBOX": sandbox_mode(), "PYTHON_MCP_SERVER_ENV_PREBUILD": "0"}
 
 
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:

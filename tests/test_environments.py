@@ -10,11 +10,13 @@ runtime layer is built once; tests that remove layers use a folder of their own.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,11 @@ import pytest
 from fastmcp import Client
 
 from python_mcp_server.config import ServerConfig
+from python_mcp_server.sandbox.host import plan_sandbox
 from python_mcp_server.server import create_server
+from python_mcp_server.services.environments import EnvironmentStore
 from tests.conftest import sandboxed
-from tests.helpers import call, error
+from tests.helpers import argv_of, call, descendants, error
 from tests.test_packages import build_wheel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -71,6 +75,33 @@ def layers(env_dir: Path) -> list[str]:
 def venvs(env_dir: Path) -> list[str]:
     folder = env_dir / "venvs"
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def runtime_layers(env_dir: Path) -> list[str]:
+    """The complete kernel runtime layers in `env_dir` (a layer appears with its manifest)."""
+    found = []
+    for manifest in sorted((env_dir / "layers").glob("*/manifest.json")):
+        try:
+            kind = json.loads(manifest.read_text()).get("kind")
+        except (OSError, ValueError):
+            continue
+        if kind == "runtime":
+            found.append(manifest.parent.name)
+    return found
+
+
+def builds_running() -> list[int]:
+    """The layer builds (`uv pip install --target`) running below this process."""
+    return [p for p in descendants(os.getpid()) if "--target" in argv_of(p)]
+
+
+@pytest.fixture
+async def runtime_key(env_config: ServerConfig, wheels: Path) -> str:
+    """The module folder's kernel runtime layer, made if missing, as a server would at start."""
+    store = EnvironmentStore(env_config, plan_sandbox(env_config))
+    layer = await store.prepare()
+    assert layer is not None
+    return layer.key
 
 
 async def test_a_session_gets_its_dependencies_and_the_base_does_not(
@@ -310,21 +341,26 @@ async def test_a_layer_no_session_uses_goes_after_the_keep_time(
     env_config: ServerConfig, fresh_env_dir: Path, wheels: Path, name: str
 ) -> None:
     build_wheel(wheels, name, "1.0")
-    config = replace(env_config, env_dir=fresh_env_dir, env_keep_s=1)
+    config = replace(env_config, env_dir=fresh_env_dir, env_keep_s=0)
     async with Client(create_server(config)) as client:
         await call(client, "create_session", session_id="a", dependencies=[name])
         mine = eval((await run(client, "a", PATHS))["stdout"])
+        made = json.loads((Path(mine[2]).parent / "manifest.json").read_text())["created"]
         await call(client, "delete_session", session_id="a")
         venv_gone = not Path(mine[0]).exists()
         with anyio.fail_after(20):
-            while any(Path(p).exists() for p in mine[1:]):
+            while Path(mine[1]).exists():  # the package layer, collected with keep 0
                 await anyio.sleep(0.1)
+        await call(client, "create_session", session_id="b", dependencies=[])
+        runtime = eval((await run(client, "b", PATHS))["stdout"])[1]
+        again = json.loads((Path(runtime).parent / "manifest.json").read_text())["created"]
     assert venv_gone
-    assert layers(fresh_env_dir) == []
+    assert (runtime, again) == (mine[2], made)  # the kernel runtime layer stayed, not rebuilt
+    assert layers(fresh_env_dir) == [Path(runtime).parent.name]
 
 
 async def test_a_restart_sweeps_what_no_session_can_use(
-    env_config: ServerConfig, fresh_env_dir: Path
+    env_config: ServerConfig, runtime_key: str, fresh_env_dir: Path
 ) -> None:
     dead = fresh_env_dir / "venvs" / "4194305-deadbeef"  # above any pid
     (dead / "lib").mkdir(parents=True)
@@ -334,11 +370,22 @@ async def test_a_restart_sweeps_what_no_session_can_use(
     os.utime(old / "manifest.json", (1, 1))
     cut_short = fresh_env_dir / "layers" / ("1" * 20)
     (cut_short / "site").mkdir(parents=True)
-    kept = set(layers(fresh_env_dir)) - {old.name, cut_short.name}
-    async with Client(create_server(replace(env_config, env_dir=fresh_env_dir))) as client:
+    stale = fresh_env_dir / "layers" / ("2" * 20)  # a runtime layer of other pins
+    (stale / "site").mkdir(parents=True)
+    (stale / "manifest.json").write_text(json.dumps({"kind": "runtime", "key": stale.name}))
+    os.utime(stale / "manifest.json", (1, 1))
+    current = fresh_env_dir / "layers" / runtime_key / "manifest.json"
+    text = current.read_text()
+    current.unlink()  # a copy of its own (the fixture's copy is hard-linked), then made old
+    current.write_text(text)
+    os.utime(current, (1, 1))
+    kept = set(layers(fresh_env_dir)) - {old.name, cut_short.name, stale.name}
+    config = replace(env_config, env_dir=fresh_env_dir, env_keep_s=60)
+    async with Client(create_server(config)) as client:
         await call(client, "ping")
     assert venvs(fresh_env_dir) == []
-    assert set(layers(fresh_env_dir)) == kept  # recent layers stay for the next session
+    assert runtime_key in kept
+    assert set(layers(fresh_env_dir)) == kept  # recent layers and the kernels' runtime stay
 
 
 async def test_past_the_disk_bound_a_new_environment_is_refused(
@@ -353,6 +400,90 @@ async def test_past_the_disk_bound_a_new_environment_is_refused(
     assert "--env-max-mb" in message
     assert "Delete sessions you no longer need" in message
     assert [s["session_id"] for s in sessions["sessions"]] == ["a"]
+
+
+async def test_a_requirement_the_kernel_runtime_cannot_run_with_is_refused(
+    env_config: ServerConfig, wheels: Path, name: str
+) -> None:
+    build_wheel(wheels, name, "1.0", requires=("traitlets<5",))
+    running = version("traitlets")
+    async with Client(create_server(env_config)) as client:
+        before = venvs(env_config.env_root)
+        direct = await error(client, "create_session", session_id="x", dependencies=["traitlets<5"])
+        indirect = await error(client, "create_session", session_id="y", dependencies=[name])
+        sessions = await call(client, "list_sessions")
+        after = venvs(env_config.env_root)
+        await call(client, "create_session", session_id="z", dependencies=["traitlets>=5"])
+        accepted = await run(client, "z", "import traitlets\ntraitlets.__version__")
+    for message in (direct, indirect):
+        assert message.startswith("The kernel runtime needs traitlets>="), message
+        assert f"the kernels run traitlets {running})" in message
+        assert message.endswith(
+            "Drop or loosen the requirement on traitlets, or pick a release of the package "
+            f"needing it that accepts traitlets {running}."
+        )
+    assert "you require traitlets<5" in direct
+    assert f"{name.replace('_', '-')} depend on traitlets<5" in indirect
+    assert [s["session_id"] for s in sessions["sessions"]] == []
+    assert after == before
+    assert accepted["result"] == repr(running)
+
+
+@pytest.mark.timeout(300)
+async def test_the_kernel_runtime_layer_is_built_at_start_without_a_session_asking(
+    env_config: ServerConfig, wheels: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "envs"
+    config = replace(env_config, env_dir=folder, env_prebuild=True)
+    messages: list[str] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    niceness: set[int] = set()
+    async with Client(create_server(config)) as client:
+        with anyio.fail_after(240):
+            while not runtime_layers(folder):
+                niceness |= {os.getpriority(os.PRIO_PROCESS, p) for p in builds_running()}
+                await anyio.sleep(0.05)
+        sessions = await call(client, "list_sessions")
+        await client.call_tool(
+            "create_session", {"session_id": "a", "dependencies": []}, progress_handler=progress
+        )
+        info = await call(client, "get_environment_info", session_id="a")
+    assert sessions["sessions"] == []
+    assert niceness == {19}  # built at the lowest CPU priority
+    assert [x["key"] for x in info["session"]["layers"]] == runtime_layers(folder)
+    assert not [m for m in messages if "kernel runtime" in m]  # nothing left to build or wait for
+
+
+@pytest.mark.timeout(300)
+async def test_a_session_asking_during_the_prebuild_shares_its_build(
+    env_config: ServerConfig, wheels: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="python_mcp_server.services.environments")
+    folder = tmp_path / "envs"
+    config = replace(env_config, env_dir=folder, env_prebuild=True)
+    messages: list[str] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    def logged(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+    async with Client(create_server(config)) as client:
+        await client.call_tool(
+            "create_session", {"session_id": "a", "dependencies": []}, progress_handler=progress
+        )
+        with anyio.fail_after(240):
+            while not logged("kernel runtime layer") or not logged(" ready ("):
+                await anyio.sleep(0.05)
+        res = await run(client, "a", "import ipykernel")
+    assert res["status"] == "ok"
+    assert len(logged("(the kernel runtime) built in")) == 1  # by the prebuild or the session
+    assert len(runtime_layers(folder)) == 1
+    assert [m for m in messages if "the kernel runtime" in m]  # it waited for, or made, it
 
 
 @pytest.fixture
@@ -417,6 +548,7 @@ async def test_an_unreachable_index_says_so(
         message = await error(client, "create_session", session_id="x", dependencies=[name])
         sessions = await call(client, "list_sessions")
     assert message.startswith(
-        f"The package index could not be reached for {name}, so nothing was installed"
+        f"The package index could not be reached for {name} and the kernel runtime, so nothing "
+        "was installed"
     )
     assert sessions["sessions"] == []

@@ -47,12 +47,13 @@ def data(res: Any) -> dict[str, Any]:
     return res.structured_content
 
 
-def build_wheel(folder: Path, name: str, version: str) -> Path:
-    """A pure-Python wheel of module `name` whose VERSION is `version`."""
+def build_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:
+    """A pure-Python wheel of module `name` whose VERSION is `version`, needing `requires`."""
     info = f"{name}-{version}.dist-info"
+    needs = "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
         f"{name}/__init__.py": f"VERSION = {version!r}\n",
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{needs}",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
         "Tag: py3-none-any\n",
         f"{info}/top_level.txt": f"{name}\n",

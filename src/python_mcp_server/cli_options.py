@@ -324,6 +324,14 @@ EnvMaxOption = Annotated[
         min=0,
     ),
 ]
+EnvPrebuildOption = Annotated[
+    bool,
+    _option(
+        "--env-prebuild/--no-env-prebuild",
+        "At start, build the kernel runtime layer that sessions' own environments share, in the "
+        "background from uv's cache, so the first such session need not wait for it.",
+    ),
+]
 HeaderTimeoutOption = Annotated[
     float,
     _option(

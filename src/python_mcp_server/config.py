@@ -78,6 +78,7 @@ class ServerConfig:
     env_dir: Path | None = None  # per-session environments; None: ~/.cache/python-mcp-server/envs
     env_keep_s: float = 600.0  # how long an environment no session uses is kept
     env_max_mb: int = 10_000  # disk the environments may take beyond uv's cache; 0 = no bound
+    env_prebuild: bool = True  # build the kernel runtime layer at start, in the background
     # HTTP connections: headers and bodies that do not arrive in time, how many are held
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0

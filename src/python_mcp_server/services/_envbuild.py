@@ -11,6 +11,13 @@ The kernel runtime (ipykernel and what it needs) is a layer of its own, one per 
 the server's own Python version it pins the versions the server runs (found in uv's cache), for
 another version it asks for the same ipykernel. Sandboxed, the layer is built in the installer's
 sandbox in a folder inside uv's cache (one mount, so hard links work) and moved into place after.
+
+A package layer sits before the runtime layer on `sys.path`, so a package in it wins over the
+runtime's copy. It is therefore resolved with the runtime's needs as constraints (`RuntimeNeeds`):
+what the runtime's distributions declare they require of each other (`traitlets>=5.4.0`), and
+ipykernel itself exactly. A package may bring another release of a runtime package when the
+runtime accepts it; a requirement the runtime cannot run with is refused before anything is
+installed, with a message naming the package and what the runtime needs.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ import json
 import os
 import re
 import sys
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution, distributions
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from python_mcp_server.sandbox.install import DEFAULT_INDEX_VARS, EXTRA_INDEX_VARS, FIND_LINKS_VARS
@@ -32,6 +41,7 @@ from python_mcp_server.services._requirements import Requested
 
 PTH_NAME = "_python_mcp_server_env.pth"
 RUNTIME_ROOT = "ipykernel"
+_ROOT_OWNER = "the kernels"
 _INDEX_SETTINGS = (*DEFAULT_INDEX_VARS, *EXTRA_INDEX_VARS, *FIND_LINKS_VARS, "UV_OFFLINE")
 
 
@@ -70,23 +80,113 @@ def _closure(root: str) -> dict[str, str]:
     return pins
 
 
-def layer_key(interpreter: Interpreter, requirements: list[str], source_builds: bool) -> str:
-    """The content hash of a layer: the interpreter, the sorted requirements and the index
-    settings (the same inputs resolve to the same packages while the index stays the same)."""
+@dataclass(frozen=True)
+class Need:
+    """One thing the kernel runtime requires: `name` matching `specifier`, for `by`."""
+
+    name: str
+    specifier: str
+    marker: str | None
+    by: str
+
+    def line(self) -> str:
+        return f"{self.name}{self.specifier}" + (f" ; {self.marker}" if self.marker else "")
+
+
+@dataclass(frozen=True)
+class RuntimeNeeds:
+    """What a runtime layer requires of the packages beside it, and the versions it holds."""
+
+    needs: tuple[Need, ...]
+    versions: dict[str, str]
+
+    @classmethod
+    def of(cls, site: Path) -> RuntimeNeeds:
+        """Read from the runtime layer at `site`: each distribution's declared requirements
+        (those of no extra), and ipykernel pinned to the release the layer holds."""
+        needs: list[Need] = []
+        for dist in distributions(path=[str(site)]):
+            owner = canonicalize_name(dist.metadata["Name"] or "")
+            if owner == RUNTIME_ROOT:
+                needs.append(Need(owner, f"=={dist.version}", None, _ROOT_OWNER))
+            for text in dist.requires or ():
+                try:
+                    req = Requirement(text)
+                except InvalidRequirement:
+                    continue
+                marker = str(req.marker) if req.marker is not None else None
+                if req.url or not req.specifier or (marker and "extra" in marker):
+                    continue
+                name = canonicalize_name(req.name)
+                needs.append(Need(name, str(req.specifier), marker, f"{owner} {dist.version}"))
+        return cls(tuple(sorted(set(needs), key=Need.line)), resolved([site]))
+
+    def constraints(self) -> str:
+        """The needs as a constraints file for `uv pip install -c`."""
+        return "".join(f"{line}\n" for line in dict.fromkeys(n.line() for n in self.needs))
+
+    def named_in(self, text: str) -> str | None:
+        """The first runtime package `text` (uv's account of a conflict) names, with a
+        version specifier after it."""
+        found: list[tuple[int, str]] = []
+        for name in {need.name for need in self.needs}:
+            spelled = r"[-_.]".join(re.escape(part) for part in re.split(r"[-_.]", name))
+            m = re.search(rf"(?<![\w.-]){spelled}(?=\s*(?:[<>=!~]|$))", text, re.IGNORECASE)
+            if m is not None:
+                found.append((m.start(), name))
+        return min(found)[1] if found else None
+
+    def explain(self, name: str) -> str:
+        """What the runtime needs of `name`: `traitlets>=5.4.0 (ipykernel 7.4.0 requires it;
+        the kernels run traitlets 5.16.1)`."""
+        mine = [need for need in self.needs if need.name == name]
+        wanted = SpecifierSet(",".join(need.specifier for need in mine))
+        owners = sorted({need.by for need in mine} - {_ROOT_OWNER})
+        if not owners:
+            return f"{name}{wanted} ({_ROOT_OWNER} run it)"
+        shown = owners[:3] + ([f"{len(owners) - 3} more"] if len(owners) > 3 else [])
+        who = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+        verb = "requires" if len(owners) == 1 else "require"
+        running = self.versions.get(name)
+        runs = f"; the kernels run {name} {running}" if running else ""
+        return f"{name}{wanted} ({who} {verb} it{runs})"
+
+
+def layer_key(
+    interpreter: Interpreter,
+    requirements: list[str],
+    source_builds: bool,
+    runtime: str | None = None,
+) -> str:
+    """The content hash of a layer: the interpreter, the sorted requirements, the index
+    settings (the same inputs resolve to the same packages while the index stays the same) and,
+    for a package layer, the runtime layer it was resolved against."""
     index = {var: os.environ.get(var, "") for var in _INDEX_SETTINGS}
-    blob = json.dumps(
-        [interpreter.key, sorted(requirements), index, source_builds], sort_keys=True
-    ).encode()
+    inputs: list[object] = [interpreter.key, sorted(requirements), index, source_builds]
+    blob = json.dumps(inputs + ([runtime] if runtime else []), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
 def layer_argv(
-    uv: str, interpreter: Interpreter, site: Path, requirements: list[str], source_builds: bool
+    uv: str,
+    interpreter: Interpreter,
+    site: Path,
+    requirements: list[str],
+    source_builds: bool,
+    *,
+    constraints: Path | None = None,
+    offline: bool = False,
 ) -> list[str]:
+    """`uv pip install --target`; with `constraints` (a file) honoured; `offline`: from uv's
+    cache only."""
     argv = [uv, "pip", "install", "--target", str(site), "--python", interpreter.executable]
     argv += ["--link-mode", "hardlink", "--compile-bytecode"]
     if not source_builds:
         argv += ["--only-binary", ":all:"]
+    if constraints is not None:
+        argv += ["--constraint", str(constraints)]
+    if offline:
+        argv += ["--offline"]
     return [*argv, *requirements]
 
 
@@ -153,8 +253,17 @@ _NO_VERSION = re.compile(r"Because there is no version of ([^\s]+?) and you requ
 _UNREACHABLE = ("Failed to fetch", "tcp connect error", "dns error", "Could not connect")
 
 
-def explain_failure(requested: list[Requested], output: str, interpreter: Interpreter) -> str:
-    """A message naming the package and what to try, from uv's output."""
+def explain_failure(
+    requested: list[Requested],
+    output: str,
+    interpreter: Interpreter,
+    runtime: RuntimeNeeds | None = None,
+    *,
+    for_runtime: bool = False,
+) -> str:
+    """A message naming the package and what to try, from uv's output (`runtime`: what the
+    layer was constrained by, so a conflict with it is told as such; `for_runtime`: the build
+    was of the kernel runtime layer, which the `requested` packages wait for)."""
     flat = " ".join(line.strip() for line in output.splitlines())
     where = f"Python {interpreter.version}"
     if m := _NOT_FOUND.search(flat):
@@ -175,6 +284,15 @@ def explain_failure(requested: list[Requested], output: str, interpreter: Interp
         )
     if "No solution found" in flat or "unsatisfiable" in flat:
         cause = _causes(output)
+        clash = runtime.named_in(cause) if runtime is not None else None
+        if runtime is not None and clash is not None:
+            running = runtime.versions.get(clash)
+            accepts = f" that accepts {clash} {running}" if running else ""
+            return (
+                f"The kernel runtime needs {runtime.explain(clash)}, and these requirements "
+                f"exclude it on {where}: {cause} Drop or loosen the requirement on {clash}, or "
+                f"pick a release of the package needing it{accepts}."
+            )
         return (
             f"These requirements cannot be installed together on {where}: {cause} Relax or "
             "drop one of the conflicting pins and try again."
@@ -185,7 +303,9 @@ def explain_failure(requested: list[Requested], output: str, interpreter: Interp
             f"from wheels only: {_causes(output)} Pick a version that ships wheels, or another "
             "python."
         )
-    names = ", ".join(r.raw for r in requested) or "the kernel runtime"
+    names = ", ".join(r.raw for r in requested)
+    if for_runtime or not names:
+        names = f"{names} and the kernel runtime" if names else "the kernel runtime"
     if any(marker in flat for marker in _UNREACHABLE):
         return (
             f"The package index could not be reached for {names}, so nothing was installed: "

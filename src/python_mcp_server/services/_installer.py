@@ -6,7 +6,8 @@ else `<kernel python> -m pip install`. Sandboxed, it runs in bubblewrap with the
 interpreter read-only, only the target environment and its cache writable, no capabilities, and
 the network only through an egress proxy that allows the package index hosts and nothing else
 (`sandbox/install.py` says which). The proxy lives for one install; the hosts it refused are
-reported with the result.
+reported with the result. Work nobody waits for (a layer built in the background) runs under
+`nice -n 19`, so kernels starting meanwhile get the CPU first.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ Installer = Literal["uv", "pip"]
 # what a sandboxed installer keeps of the server's environment: its own settings and certificates
 _INSTALLER_ENV_PREFIXES = ("UV_", "PIP_", "SSL_CERT_", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _QUIET_ENV = {"NO_COLOR": "1", "UV_NO_PROGRESS": "1", "PIP_NO_INPUT": "1"}
+_LOWEST_PRIORITY = 19
 
 
 @cache
@@ -182,17 +184,28 @@ async def run_installer(
     python: str,
     sandbox: InstallSandbox | None = None,
     target: Path | None = None,
+    *,
+    lowest_priority: bool = False,
 ) -> InstallerRun:
     """Run the installer, sandboxed when `sandbox` is given (writing only `target`, default the
-    interpreter's environment, and the cache). Never a shell."""
+    interpreter's environment, and the cache), at the lowest CPU priority if asked. Never a
+    shell."""
+    prefix = _niced() if lowest_priority else []
     if sandbox is None:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS} | _QUIET_ENV
-        code, output = await _run(argv, limit_s, cwd, env, ())
+        code, output = await _run([*prefix, *argv], limit_s, cwd, env, ())
         return InstallerRun(code, output)
     async with sandbox.confine(argv, python, os.environ, target) as (sandboxed, fds, proxy):
-        code, output = await _run(sandboxed, limit_s, cwd, {}, fds)
+        code, output = await _run([*prefix, *sandboxed], limit_s, cwd, {}, fds)
         refused = [f"{r.host}:{r.port} ({r.reason})" for r in proxy.refused]
     return InstallerRun(code, output, list(dict.fromkeys(refused)))
+
+
+@cache
+def _niced() -> list[str]:
+    """`nice -n 19`, which the process and all it starts inherit (empty without `nice`)."""
+    found = shutil.which("nice")
+    return [found, "-n", str(_LOWEST_PRIORITY)] if found else []
 
 
 async def _run(

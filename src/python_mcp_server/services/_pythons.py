@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -63,6 +65,18 @@ def ask(python: str) -> Interpreter | None:
     return Interpreter(version, executable, f"{full} {machine}")
 
 
+def kernel_interpreter(kernel_python: str) -> Interpreter | None:
+    """The kernels' own interpreter, described without running it when it is this server's
+    (what `ask` would answer), so a server start need not wait for a process."""
+    if kernel_python != sys.executable:
+        return ask(kernel_python)
+    if sys.implementation.name != "cpython" or sys.version_info[:2] < _MINIMUM:
+        return None
+    base = Path(getattr(sys, "_base_executable", sys.executable))
+    executable = str(base if base.is_file() else Path(kernel_python))
+    return Interpreter(platform.python_version(), executable, f"{sys.version} {platform.machine()}")
+
+
 def _tuple(version: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in version.split(".")[:2])
@@ -102,7 +116,7 @@ def interpreters(kernel_python: str) -> tuple[Interpreter, ...]:
     for path in _candidates(kernel_python):
         if not path.exists():
             continue
-        found = ask(str(path))
+        found = kernel_interpreter(str(path)) if str(path) == kernel_python else ask(str(path))
         if found is not None and found.version not in seen:
             seen[found.version] = found
     return tuple(seen.values())

@@ -13,7 +13,11 @@ Layers live under `--env-dir` (default `~/.cache/python-mcp-server/envs`), not i
 
 A layer is counted while sessions of this server use it; one that no session (of any server
 sharing the folder) has used for `--env-keep` is removed by the supervisor; at start, the venvs
-of servers that are gone, half-built layers and layers past their time are swept. Disk use beyond
+of servers that are gone, half-built layers and layers past their time are swept. The runtime
+layer of the kernels' own Python, as this server would build it now, is never removed while the
+server runs (one built for other pins is another hash, and goes like any layer), and `prepare`
+builds it at start, in the background, from uv's cache and at the lowest CPU priority, so the
+first session with an environment of its own need not wait ~10-20 s for it. Disk use beyond
 the hard links into uv's cache is bounded by `--env-max-mb`: unused layers go first, then a new
 environment is refused with a message saying so.
 """
@@ -21,15 +25,13 @@ environment is refused with a message saying so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -38,9 +40,10 @@ import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
-from python_mcp_server.errors import PackageError, ResourceLimitError
+from python_mcp_server.errors import PackageError, ResourceLimitError, ServerError
 from python_mcp_server.sandbox.host import SandboxPlan
 from python_mcp_server.services._envbuild import (
+    RuntimeNeeds,
     explain_failure,
     layer_argv,
     layer_key,
@@ -58,35 +61,31 @@ from python_mcp_server.services._installer import (
     uv_binary,
     uv_cache_dir,
 )
-from python_mcp_server.services._pythons import Interpreter, choose, interpreters
+from python_mcp_server.services._layers import (
+    MANIFEST,
+    Layer,
+    LayerKind,
+    children,
+    load,
+    mtime,
+    owner_alive,
+    place,
+    touch,
+)
+from python_mcp_server.services._pythons import (
+    Interpreter,
+    choose,
+    interpreters,
+    kernel_interpreter,
+)
 from python_mcp_server.services._requirements import Requested, parse_requirements
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], Awaitable[None]]
-LayerKind = Literal["packages", "runtime"]
 _VENV_TIMEOUT_S = 60.0
-_MANIFEST = "manifest.json"
 _STAGING = "python-mcp-server-staging"
-
-
-@dataclass
-class Layer:
-    """One shared, read-only layer of packages."""
-
-    key: str
-    kind: LayerKind
-    site: Path
-    python: str
-    requirements: list[str]
-    resolved: dict[str, str]
-    own_bytes: int
-    users: int = 0
-    last_used: float = field(default_factory=time.time)
-
-    @property
-    def folder(self) -> Path:
-        return self.site.parent
+_CONSTRAINTS = "runtime-constraints.txt"
 
 
 @dataclass(frozen=True)
@@ -163,6 +162,7 @@ class EnvironmentStore:
         self._layers: dict[str, Layer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._venvs: set[Path] = set()
+        self._runtime_key: str | None = None  # the kernels' own runtime layer: kept while we run
 
     @property
     def root(self) -> Path:
@@ -186,11 +186,15 @@ class EnvironmentStore:
             raise PackageError("Per-session environments need uv, which this server lacks.")
         layers: list[Layer] = []
         try:
+            pins = runtime_requirements(interpreter)
+            runtime = await self._acquire(interpreter, pins, requested, progress, "runtime")
+            layers.append(runtime)
             if requested:
                 arguments = [r.argument for r in requested]
-                layers.append(await self._acquire(interpreter, arguments, requested, progress))
-            runtime = runtime_requirements(interpreter)
-            layers.append(await self._acquire(interpreter, runtime, [], progress, "runtime"))
+                packages = await self._acquire(
+                    interpreter, arguments, requested, progress, runtime=runtime
+                )
+                layers.insert(0, packages)
             venv = await self._make_venv(interpreter, layers)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -214,7 +218,7 @@ class EnvironmentStore:
     async def _drop(self, layer: Layer) -> None:
         layer.users = max(0, layer.users - 1)
         layer.last_used = time.time()
-        await anyio.to_thread.run_sync(_touch, layer.folder / _MANIFEST)
+        await anyio.to_thread.run_sync(touch, layer.folder / MANIFEST)
 
     async def _acquire(
         self,
@@ -223,20 +227,66 @@ class EnvironmentStore:
         requested: list[Requested],
         progress: Progress | None,
         kind: LayerKind = "packages",
+        *,
+        runtime: Layer | None = None,
+        background: bool = False,
     ) -> Layer:
-        key = layer_key(interpreter, requirements, False)
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        """The layer of `requirements` (a package layer resolved against `runtime`), loaded or
+        built; counted as used unless it is built in the `background` (`prepare`). One build
+        per layer at a time: a second caller waits for the first and takes its layer."""
+        key = layer_key(interpreter, requirements, False, runtime.key if runtime else None)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if lock.locked() and progress is not None:
+            what = "the kernel runtime" if kind == "runtime" else ", ".join(requirements)
+            await progress(f"Waiting for the environment layer being built: {what}")
+        async with lock:
             layer = self._layers.get(key)
             if layer is None:
-                layer = await anyio.to_thread.run_sync(self._load, self._root / "layers" / key)
+                layer = await anyio.to_thread.run_sync(load, self._root / "layers" / key)
             if layer is None:
                 await self._make_room()
-                layer = await self._build(key, kind, interpreter, requirements, requested, progress)
+                layer = await self._build(
+                    key, kind, interpreter, requirements, requested, progress, runtime, background
+                )
             self._layers[key] = layer
-            layer.users += 1
+            if not background:
+                layer.users += 1
             layer.last_used = time.time()
-        await anyio.to_thread.run_sync(_touch, layer.folder / _MANIFEST)
+        await anyio.to_thread.run_sync(touch, layer.folder / MANIFEST)
         return layer
+
+    async def prepare(self) -> Layer | None:
+        """Build the runtime layer of the kernels' own Python unless it is on disk: from uv's
+        cache only (`--offline`), at the lowest CPU priority. Run in the background at start; a
+        session asking meanwhile waits for this build rather than making its own. The layer,
+        or None: a failure is logged, and the first session builds the layer as usual."""
+        started = time.perf_counter()
+        try:
+            interpreter = await anyio.to_thread.run_sync(kernel_interpreter, self._kernel_python)
+            if interpreter is None or uv_binary() is None:
+                logger.info("kernel runtime layer not prepared: no usable interpreter or uv")
+                return None
+            pins = await anyio.to_thread.run_sync(runtime_requirements, interpreter)
+            layer = await self._acquire(interpreter, pins, [], None, "runtime", background=True)
+        except (ServerError, OSError) as exc:  # the server runs without it
+            logger.warning(
+                "the kernel runtime layer was not prepared in the background from uv's cache "
+                "(%s); the first session with an environment of its own builds it",
+                exc,
+            )
+            return None
+        except Exception:  # a background task's top-level handler: the server runs without it
+            logger.exception("preparing the kernel runtime layer failed")
+            return None
+        self._runtime_key = layer.key
+        logger.info(
+            "kernel runtime layer %s ready (%.1f s)", layer.key, time.perf_counter() - started
+        )
+        return layer
+
+    @property
+    def _kernel_python(self) -> str:
+        return self._config.kernel_python
 
     async def _build(
         self,
@@ -246,6 +296,8 @@ class EnvironmentStore:
         requirements: list[str],
         requested: list[Requested],
         progress: Progress | None,
+        runtime: Layer | None,
+        background: bool,
     ) -> Layer:
         uv = uv_binary()
         assert uv is not None
@@ -257,9 +309,23 @@ class EnvironmentStore:
             await progress(
                 f"Building an environment layer for Python {interpreter.version}: {what}"
             )
-        argv = layer_argv(uv, interpreter, site, requirements, source_builds=False)
         started = time.perf_counter()
+        needs: RuntimeNeeds | None = None
         try:
+            constraints = None
+            if runtime is not None:
+                needs = await anyio.to_thread.run_sync(RuntimeNeeds.of, runtime.site)
+                constraints = staging / _CONSTRAINTS
+                constraints.write_text(needs.constraints())
+            argv = layer_argv(
+                uv,
+                interpreter,
+                site,
+                requirements,
+                source_builds=False,
+                constraints=constraints,
+                offline=background,
+            )
             run = await run_installer(
                 argv,
                 self._config.install_timeout_s,
@@ -267,6 +333,7 @@ class EnvironmentStore:
                 interpreter.executable,
                 self._sandbox,
                 target=staging,
+                lowest_priority=background,
             )
             if run.returncode is None:
                 raise PackageError(
@@ -275,12 +342,14 @@ class EnvironmentStore:
                     "try fewer packages, or again once they are in uv's cache."
                 )
             if run.returncode != 0:
-                message = explain_failure(requested, run.output, interpreter)
+                message = explain_failure(
+                    requested, run.output, interpreter, needs, for_runtime=kind == "runtime"
+                )
                 if run.refused:
                     message += " The installer's sandbox refused " + ", ".join(run.refused[:3])
                 raise PackageError(message)
             layer = await anyio.to_thread.run_sync(
-                self._place, staging, key, kind, interpreter, requirements
+                place, self._root, staging, key, kind, interpreter, requirements, runtime
             )
         finally:
             with anyio.CancelScope(shield=True):
@@ -299,59 +368,6 @@ class EnvironmentStore:
         cache = uv_cache_dir(uv) if self._sandbox is not None else None
         base = cache / _STAGING if cache is not None else self._root / "staging"
         return base / f"{os.getpid()}-{key}-{secrets.token_hex(4)}"
-
-    def _place(
-        self,
-        staging: Path,
-        key: str,
-        kind: LayerKind,
-        interpreter: Interpreter,
-        requirements: list[str],
-    ) -> Layer:
-        """Write the manifest and move the built layer into place (once; a layer another server
-        placed meanwhile wins)."""
-        manifest = {
-            "key": key,
-            "kind": kind,
-            "python": interpreter.version,
-            "requirements": requirements,
-            "resolved": resolved([staging / "site"]),
-            "own_bytes": own_bytes(staging),
-            "created": time.time(),
-        }
-        (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1))
-        staging.chmod(0o755)
-        final = self._root / "layers" / key
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if not final.exists():
-            try:
-                staging.rename(final)
-            except OSError:  # another file system: copy (no hard links), then swap in
-                part = final.with_name(f"{key}.part-{secrets.token_hex(4)}")
-                shutil.copytree(staging, part, symlinks=True)
-                with contextlib.suppress(OSError):
-                    part.rename(final)
-                shutil.rmtree(part, ignore_errors=True)
-        layer = self._load(final)
-        if layer is None:
-            raise PackageError(f"The environment layer {final} could not be read back.")
-        return layer
-
-    def _load(self, folder: Path) -> Layer | None:
-        """A layer already on disk (built earlier, or by another server), or None."""
-        try:
-            data = json.loads((folder / _MANIFEST).read_text())
-            return Layer(
-                key=data["key"],
-                kind="runtime" if data["kind"] == "runtime" else "packages",
-                site=folder / "site",
-                python=data["python"],
-                requirements=list(data["requirements"]),
-                resolved=dict(data["resolved"]),
-                own_bytes=int(data["own_bytes"]),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
 
     async def _make_venv(self, interpreter: Interpreter, layers: list[Layer]) -> Path:
         uv = uv_binary()
@@ -433,12 +449,12 @@ class EnvironmentStore:
     def _disk(self) -> tuple[int, int]:
         """How many layers there are, and the disk of layers and venvs beyond hard links."""
         total, count = 0, 0
-        for folder in _children(self._root / "layers"):
-            layer = self._layers.get(folder.name) or self._load(folder)
+        for folder in children(self._root / "layers"):
+            layer = self._layers.get(folder.name) or load(folder)
             if layer is not None:
                 count += 1
                 total += layer.own_bytes
-        for venv in _children(self._root / "venvs"):
+        for venv in children(self._root / "venvs"):
             total += own_bytes(venv)
         return count, total
 
@@ -446,21 +462,29 @@ class EnvironmentStore:
 
     async def sweep(self) -> None:
         """At start: remove the venvs and builds of servers that are gone and the layers that
-        no session can use any more."""
+        no session can use any more (not the runtime layer of the kernels' Python as this
+        server builds it: kept while it runs)."""
         await anyio.to_thread.run_sync(self._sweep_dead)
+        self._runtime_key = await anyio.to_thread.run_sync(self._own_runtime_key)
         await self.collect()
+
+    def _own_runtime_key(self) -> str | None:
+        interpreter = kernel_interpreter(self._kernel_python)
+        if interpreter is None:
+            return None
+        return layer_key(interpreter, runtime_requirements(interpreter), False)
 
     def _sweep_dead(self) -> None:
         uv = uv_binary()
         cache = uv_cache_dir(uv) if uv is not None else None
         places = [self._root / "venvs", self._root / "staging"]
         places += [cache / _STAGING] if cache is not None else []
-        for place in places:
-            for folder in _children(place):
-                if not _owner_alive(folder.name):
+        for where in places:
+            for folder in children(where):
+                if not owner_alive(folder.name):
                     shutil.rmtree(folder, ignore_errors=True)
-        for folder in _children(self._root / "layers"):
-            if not (folder / _MANIFEST).exists():
+        for folder in children(self._root / "layers"):
+            if not (folder / MANIFEST).exists():
                 shutil.rmtree(folder, ignore_errors=True)  # a copy cut short
 
     async def collect(self, keep_s: float | None = None) -> int:
@@ -469,11 +493,13 @@ class EnvironmentStore:
         now = time.time()
         in_use = await anyio.to_thread.run_sync(self._referenced)
         doomed = []
-        for folder in await anyio.to_thread.run_sync(_children, self._root / "layers"):
+        for folder in await anyio.to_thread.run_sync(children, self._root / "layers"):
             layer = self._layers.get(folder.name)
             if (layer is not None and layer.users > 0) or folder / "site" in in_use:
                 continue
-            last = max(layer.last_used if layer else 0.0, _mtime(folder / _MANIFEST))
+            if folder.name == self._runtime_key:
+                continue  # the kernels' own runtime layer: kept while the server runs
+            last = max(layer.last_used if layer else 0.0, mtime(folder / MANIFEST))
             if now - last >= keep and not self._lock_held(folder.name):
                 self._layers.pop(folder.name, None)
                 doomed.append(folder)
@@ -488,7 +514,7 @@ class EnvironmentStore:
 
     def _referenced(self) -> set[Path]:
         """The layers some venv on disk (this server's or another's) links to."""
-        return {p for venv in _children(self._root / "venvs") for p in linked_layers(venv)}
+        return {p for venv in children(self._root / "venvs") for p in linked_layers(venv)}
 
     async def _make_room(self) -> None:
         """Before a build: within the bound, removing unused layers if needed, or refuse."""
@@ -507,39 +533,3 @@ class EnvironmentStore:
                 "sessions. Delete sessions you no longer need (an environment goes when no "
                 "session uses it), or create the session without dependencies."
             )
-
-
-def _children(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_dir())
-    except OSError:
-        return []
-
-
-def _owner_alive(name: str) -> bool:
-    """Whether the server process named by a `<pid>-...` folder still runs."""
-    try:
-        pid = int(name.split("-", 1)[0])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _touch(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.utime(path)
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0

@@ -6,6 +6,8 @@ Supervision (every `health_check_interval_s`): an idle kernel whose process ende
 `kernel_probe_failures` kernel_info checks in a row on the control channel, is replaced by a fresh
 kernel, and the model is told on its next call (when, why, variables lost). Sessions unused for
 `session_idle_timeout_s` are shut down. New kernels come from the warm pool when it has one.
+At start (`env_prebuild`), the kernel runtime layer of per-session environments is built in the
+background; a task of this manager, cancelled at shutdown.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from python_mcp_server.errors import (
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend, KernelLimits
 from python_mcp_server.kernels.gateway import GatewayBackend
+from python_mcp_server.services._layers import Layer
 from python_mcp_server.services.artifacts import ArtifactStore
 from python_mcp_server.services.environments import (
     EnvironmentStore,
@@ -90,14 +93,18 @@ class SessionManager:
         self._targets: OrderedDict[str, str] = OrderedDict()
         self._create_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
+        self._prebuild: asyncio.Task[Layer | None] | None = None
         self._closing = False
         self._stopping = False  # the server is shutting down: no new cells or sessions
 
     async def __aenter__(self) -> Self:
         self._config.workspace_root.mkdir(parents=True, exist_ok=True)
         await self.environments.sweep()
-        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        loop = asyncio.get_running_loop()
+        self._supervisor = loop.create_task(self._supervise())
         self.kernels.pool.refill()
+        if self._config.env_prebuild:
+            self._prebuild = loop.create_task(self.environments.prepare())
         return self
 
     async def __aexit__(
@@ -137,10 +144,11 @@ class SessionManager:
     async def aclose(self) -> None:
         """Shut every kernel down, concurrently and bounded, even when cancelled."""
         self._closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        for task in (self._supervisor, self._prebuild):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         sessions = list(self._sessions.values())
         self._sessions.clear()
         with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True) as scope:
