@@ -72,9 +72,11 @@ def request(gw: Gateway, method: str, path: str, body: dict[str, Any] | None = N
 
 
 @contextlib.contextmanager
-def gateway(kind: str, label: str, extra: list[str]) -> Iterator[Gateway]:
+def gateway(
+    kind: str, label: str, extra: list[str], extra_env: dict[str, str]
+) -> Iterator[Gateway]:
     port, token = free_port(), secrets.token_hex(16)
-    env = dict(os.environ)
+    env = dict(os.environ) | extra_env
     prefix = "KG" if kind == "kernelgateway" else "EG"
     env[f"{prefix}_AUTH_TOKEN"] = token
     jupyter = Path(sys.executable).with_name("jupyter")
@@ -95,7 +97,8 @@ def gateway(kind: str, label: str, extra: list[str]) -> Iterator[Gateway]:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{label}: gateway not up in {STARTUP_DEADLINE_S}s") from None
                 time.sleep(0.1)  # polling with a bounded deadline
-        print(f"{label}: {' '.join(argv[1:])} -> {info}")
+        shown = " ".join([*(f"{k}={v}" for k, v in extra_env.items()), *argv[1:]])
+        print(f"{label}: {shown} -> {info}")
         yield gw
     finally:
         proc.terminate()
@@ -192,25 +195,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=["kernelgateway", "enterprisegateway"])
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument(
+        "--via-config-path",
+        action="store_true",
+        help="load the file as the gateway's own config file from JUPYTER_CONFIG_PATH (the way "
+        "deploy/kubernetes and deploy/compose deliver it) instead of with --config",
+    )
     args = parser.parse_args()
 
-    with (
-        gateway(args.kind, "plain", []) as plain_gw,
-        gateway(args.kind, "nodelay", [f"--config={CONFIG}"]) as nodelay_gw,
-        contextlib.ExitStack() as kernels,
-    ):
-        plain = KernelChannel(plain_gw)
-        kernels.callback(plain.close)
-        nodelay = KernelChannel(nodelay_gw)
-        kernels.callback(nodelay.close)
-        flags = {"plain": plain.server_side_nodelay(), "nodelay": nodelay.server_side_nodelay()}
-        times: dict[str, list[float]] = {"plain": [], "nodelay": []}
-        for _ in range(args.rounds):  # interleaved, so both see the same machine load
-            for label, channel in (("plain", plain), ("nodelay", nodelay)):
-                took = channel.kernel_info()
-                if took is None:
-                    raise SystemExit(f"{label}: kernel_info timed out")
-                times[label].append(took)
+    with contextlib.ExitStack() as stack:
+        if args.via_config_path:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            app = "enterprise_gateway" if args.kind == "enterprisegateway" else "kernel_gateway"
+            (folder / f"jupyter_{app}_config.py").write_bytes(CONFIG.read_bytes())
+            how: tuple[list[str], dict[str, str]] = ([], {"JUPYTER_CONFIG_PATH": str(folder)})
+        else:
+            how = ([f"--config={CONFIG}"], {})
+        flags, times = measure(
+            stack.enter_context(gateway(args.kind, "plain", [], {})),
+            stack.enter_context(gateway(args.kind, "nodelay", *how)),
+            args.rounds,
+        )
     for label in ("plain", "nodelay"):
         ms = sorted(t * 1000 for t in times[label])
         print(
@@ -219,6 +224,26 @@ def main() -> int:
             f"p90 {ms[len(ms) * 9 // 10]:.1f}  (n={len(ms)})"
         )
     return 0 if flags["nodelay"] else 1
+
+
+def measure(
+    plain_gw: Gateway, nodelay_gw: Gateway, rounds: int
+) -> tuple[dict[str, int], dict[str, list[float]]]:
+    """TCP_NODELAY on each gateway's end of a kernel websocket, and interleaved round trips."""
+    with contextlib.ExitStack() as kernels:
+        plain = KernelChannel(plain_gw)
+        kernels.callback(plain.close)
+        nodelay = KernelChannel(nodelay_gw)
+        kernels.callback(nodelay.close)
+        flags = {"plain": plain.server_side_nodelay(), "nodelay": nodelay.server_side_nodelay()}
+        times: dict[str, list[float]] = {"plain": [], "nodelay": []}
+        for _ in range(rounds):  # interleaved, so both see the same machine load
+            for label, channel in (("plain", plain), ("nodelay", nodelay)):
+                took = channel.kernel_info()
+                if took is None:
+                    raise SystemExit(f"{label}: kernel_info timed out")
+                times[label].append(took)
+    return flags, times
 
 
 if __name__ == "__main__":
