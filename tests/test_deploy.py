@@ -94,8 +94,8 @@ def test_kubernetes_manifests_match_the_kubernetes_schema(version: str) -> None:
     kustomization = load_one(K8S / "kustomization.yaml")
     not_manifests = {"kustomization.yaml", "enterprise-gateway-values.yaml"}
     on_disk = {p.name for p in K8S.glob("*.yaml")} - not_manifests
-    # every manifest is either applied by the kustomization or the hand-applied Secret example
-    assert on_disk == {*kustomization["resources"], "secret.example.yaml"}
+    # every manifest is applied by the kustomization or is one of the hand-applied examples
+    assert on_disk == {*kustomization["resources"], "secret.example.yaml", "ingress.example.yaml"}
     for name in sorted(on_disk):
         for doc in load_all(K8S / name):
             try:
@@ -252,6 +252,15 @@ def test_the_deployment_runs_the_server_with_flags_it_has() -> None:
         <= deployment["spec"]["template"]["metadata"]["labels"].items()
     )
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+
+    ingress = load_one(K8S / "ingress.example.yaml")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == config["path"]
+    assert path["backend"]["service"] == {
+        "name": service["metadata"]["name"],
+        "port": {"name": service["spec"]["ports"][0]["name"]},
+    }
 
 
 def test_the_example_secrets_hold_no_usable_token() -> None:
