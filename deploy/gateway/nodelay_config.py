@@ -1,35 +1,90 @@
-"""Jupyter config for a kernel gateway: send kernel websocket frames without Nagle's delay.
+"""Jupyter config file: TCP_NODELAY on a gateway's kernel websocket.
 
-Pass it to the gateway with `--config=deploy/gateway/nodelay_config.py` (Kernel Gateway 3 or Enterprise
-Gateway 3). Neither gateway, nor jupyter_server under them, calls tornado's
-`WebSocketHandler.set_nodelay(True)` on the kernel channels websocket, so each small message
-waits for the client's delayed ACK: about 40 ms per request. This file wraps the handler's `open`
-to switch `TCP_NODELAY` on for every kernel websocket, and logs one line per websocket saying so.
+Pass it to the gateway with ``--config=deploy/gateway/nodelay_config.py``.
 
-The handler is a jupyter_server internal: `KernelWebsocketHandler` in jupyter_server 2 (Kernel
-Gateway 3), `ZMQChannelsHandler` in jupyter_server 1 (Enterprise Gateway 3). If neither exists the
-gateway refuses to start with an ImportError naming them, rather than running slow unnoticed.
+Why: neither jupyter_server 1.24 nor 2.x calls tornado's ``WebSocketHandler.set_nodelay(True)`` on the
+``/api/kernels/{id}/channels`` socket, so a gateway's small replies wait on Nagle's algorithm plus the
+client's delayed ACK: about 40 ms per message on Linux. With no-delay on, a ``kernel_info`` round trip
+on loopback drops to a few milliseconds (docs/deploy.md has the figures measured here).
+
+What it does, by the jupyter_server the gateway runs on:
+
+* jupyter_server 2.x (Jupyter Kernel Gateway 3, plain ``jupyter server``): installs a subclass of
+  ``ZMQChannelsWebsocketConnection`` through the public ``kernel_websocket_connection_class`` setting
+  of ``KernelGatewayApp`` and ``ServerApp``; its ``connect()`` switches no-delay on first. No
+  monkeypatching. If you already set your own connection class, subclass it the same way instead.
+* jupyter_server 1.x (Jupyter Enterprise Gateway 3.3 pins 1.24): that setting does not exist, so this
+  wraps ``jupyter_server.services.kernels.handlers.ZMQChannelsHandler.open``, which Enterprise
+  Gateway's own channels handler inherits. This touches an internal: check it after upgrading.
+
+If neither hook is found the gateway still starts, with a warning on stderr naming this file.
 """
 
-import functools
-import inspect
+from __future__ import annotations
 
-try:  # jupyter_server 2
-    from jupyter_server.services.kernels.websocket import KernelWebsocketHandler as _Handler
-except ImportError:  # jupyter_server 1
-    from jupyter_server.services.kernels.handlers import ZMQChannelsHandler as _Handler
+import logging
+from typing import Any
 
-if not getattr(_Handler.open, "_sets_nodelay", False):
-    _open = _Handler.open
+_log = logging.getLogger("nodelay_config")
 
-    @functools.wraps(_open)
-    async def _open_without_nagle(self, *args, **kwargs):
+
+def _jupyter_server_2_connection_class() -> type | None:
+    """A websocket connection class that turns no-delay on, or None before jupyter_server 2."""
+    try:
+        from jupyter_server.services.kernels.connection.channels import (
+            ZMQChannelsWebsocketConnection,
+        )
+    except ImportError:
+        return None
+
+    class NoDelayZMQChannelsWebsocketConnection(ZMQChannelsWebsocketConnection):  # type: ignore[misc]
+        """ZMQChannelsWebsocketConnection that sends each message at once (TCP_NODELAY)."""
+
+        def connect(self) -> Any:
+            # The handler's open() calls connect() first thing, once the websocket is established,
+            # which is when tornado allows set_nodelay().
+            self.websocket_handler.set_nodelay(True)
+            return super().connect()
+
+    return NoDelayZMQChannelsWebsocketConnection
+
+
+def _patch_jupyter_server_1_handler() -> bool:
+    """Wrap jupyter_server 1.x's ZMQChannelsHandler.open to turn no-delay on; True if done."""
+    try:
+        from jupyter_server.services.kernels.handlers import ZMQChannelsHandler
+    except ImportError:
+        return False
+    original_open = ZMQChannelsHandler.open
+    if getattr(original_open, "_sets_nodelay", False):  # the file was loaded twice
+        return True
+
+    def open_with_nodelay(self: Any, *args: Any, **kwargs: Any) -> Any:
         self.set_nodelay(True)
-        kernel_id = getattr(self, "kernel_id", None) or kwargs.get("kernel_id") or args[:1]
-        self.log.info("TCP_NODELAY set on the websocket of kernel %s", kernel_id)
-        result = _open(self, *args, **kwargs)
-        if inspect.isawaitable(result):
-            await result
+        return original_open(self, *args, **kwargs)
 
-    _open_without_nagle._sets_nodelay = True
-    _Handler.open = _open_without_nagle
+    open_with_nodelay._sets_nodelay = True  # type: ignore[attr-defined]
+    ZMQChannelsHandler.open = open_with_nodelay
+    return True
+
+
+def apply(config: Any) -> str:
+    """Turn TCP_NODELAY on for the kernel websocket; returns how, or "" if no hook was found."""
+    connection_class = _jupyter_server_2_connection_class()
+    if connection_class is not None:
+        config.KernelGatewayApp.kernel_websocket_connection_class = connection_class
+        config.ServerApp.kernel_websocket_connection_class = connection_class
+        return "kernel_websocket_connection_class"
+    if _patch_jupyter_server_1_handler():
+        return "ZMQChannelsHandler.open"
+    _log.warning(
+        "nodelay_config.py: found no kernel websocket handler to set TCP_NODELAY on in this "
+        "jupyter_server; the gateway runs, but each message may wait ~40 ms. Check the file "
+        "against the installed jupyter_server version."
+    )
+    return ""
+
+
+# traitlets runs this file with get_config() in scope; importing it (tests) skips this part.
+if "get_config" in globals():
+    apply(get_config())  # type: ignore[name-defined]  # noqa: F821
