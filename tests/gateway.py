@@ -42,7 +42,16 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 KG_REQUIREMENT = "jupyter-kernel-gateway==3.0.1"
 # The kernel side, pinned to the versions of the project's environment.
-KERNEL_PACKAGES = ("ipykernel", "matplotlib", "numpy", "pandas", "pillow", "cloudpickle")
+KERNEL_PACKAGES = (
+    "ipykernel",
+    "matplotlib",
+    "numpy",
+    "pandas",
+    "pillow",
+    "cloudpickle",
+    "seaborn",
+    "plotly",
+)
 # The kernelspec the gateway starts by default (message interrupts), and one with signal interrupts.
 KERNEL_NAME = "python3"
 SIGNAL_KERNEL_NAME = "python3-signal"

@@ -45,6 +45,7 @@ async def _wait_for_new_kernel(client: Client[Any], session_id: str, old_pid: in
             await anyio.sleep(0.1)
 
 
+@pytest.mark.local_kernels
 async def test_a_kernel_killed_while_idle_is_restarted_and_the_next_call_says_so(
     config: ServerConfig,
 ) -> None:
@@ -73,6 +74,7 @@ async def test_a_kernel_killed_while_idle_is_restarted_and_the_next_call_says_so
     assert again.structured_content["state_kept"] is True
 
 
+@pytest.mark.local_kernels
 async def test_a_stopped_kernel_is_restarted_after_failed_kernel_info_checks(
     config: ServerConfig,
 ) -> None:

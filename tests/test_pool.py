@@ -49,6 +49,7 @@ def _kernels_of_this_process() -> set[int]:
     return set(kernel_interpreters())
 
 
+@pytest.mark.local_kernels
 async def test_create_session_takes_a_pooled_kernel_and_the_pool_refills(
     config: ServerConfig,
 ) -> None:
@@ -64,6 +65,7 @@ async def test_create_session_takes_a_pooled_kernel_and_the_pool_refills(
         assert (await _pool(client)) == {"size": 1, "ready": 1, "starting": 0}
 
 
+@pytest.mark.local_kernels
 async def test_the_first_use_of_default_takes_a_pooled_kernel(config: ServerConfig) -> None:
     config = replace(config, kernel_pool_size=1)
     async with Client(create_server(config)) as client:
@@ -73,6 +75,7 @@ async def test_the_first_use_of_default_takes_a_pooled_kernel(config: ServerConf
         assert _started_at(await kernel_pid(client)) < asked - 0.01
 
 
+@pytest.mark.local_kernels
 async def test_restart_kernel_takes_a_pooled_kernel(config: ServerConfig) -> None:
     config = replace(config, kernel_pool_size=1)
     async with Client(create_server(config)) as client:
