@@ -168,6 +168,34 @@ async def test_cells_sent_to_one_session_from_two_servers_never_interleave(
         assert start >= end  # each cell began after the one before it had ended
 
 
+async def test_a_short_time_limit_waiting_behind_another_servers_cell_does_not_stop_it(
+    tmp_path: Path, kernel_gateway: KernelGateway
+) -> None:
+    a_config = on_gateway(tmp_path / "a", kernel_gateway)
+    b_config = on_gateway(tmp_path / "b", kernel_gateway)
+    started = tmp_path / "a-started"
+    # A's cell outlasts B's limit plus the interrupt grace (3 s), which is when a B that did not
+    # wait would interrupt, then restart, the kernel under A's cell
+    long_cell = f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(6)\n'a done'"
+    async with Client(create_server(a_config)) as a, Client(create_server(b_config)) as b:
+        await call(a, "create_session", session_id="busy")
+        await call(b, "run_python_code", code="1", session_id="busy")  # B knows the session
+        results: dict[str, dict[str, Any]] = {}
+
+        async def run_a() -> None:
+            results["a"] = await call(a, "run_python_code", code=long_cell, session_id="busy")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_a)
+            await wait_for_file(started)
+            # B's one-second limit starts when A's cell is done, not while B waits behind it
+            results["b"] = await call(
+                b, "run_python_code", code="'b done'", session_id="busy", timeout_s=1
+            )
+    assert (results["a"]["status"], results["a"]["result"]) == ("ok", "'a done'")
+    assert (results["b"]["status"], results["b"]["result"]) == ("ok", "'b done'")
+
+
 async def test_a_stopped_server_leaves_its_sessions_to_the_others(
     tmp_path: Path, kernel_gateway: KernelGateway
 ) -> None:

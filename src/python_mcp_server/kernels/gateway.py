@@ -54,6 +54,9 @@ _LATE_OUTPUT_CHARS = 10_000
 _READY_RETRY_S = 1.0  # a first kernel_info may be lost while the kernel starts: ask again
 _SHUTDOWN_TIMEOUT_S = 10.0
 _WATCH_INTERVAL_S = 1.0  # how often the gateway is asked whether the kernel is still there
+# how long a request waits for another server's cell in the same kernel to end before it is
+# sent anyway (then its time limit, and the interrupt that may follow, apply as usual)
+_FOREIGN_WAIT_S = 600.0
 _PYTHON_EXPRESSION = "__import__('sys').executable"
 MODULE_NAME = "__pmcp__"  # the kernel-side package's name in the kernel (see services/_kernel_ext)
 
@@ -77,6 +80,9 @@ class GatewayKernelHandle:
         self._exit: ExitInfo | None = None
         self._ended = asyncio.Event()
         self._late = HeadTail(_LATE_OUTPUT_CHARS, "")
+        self._foreign: set[str] = set()  # cells another server is running in this kernel
+        self._foreign_done = asyncio.Event()
+        self._foreign_done.set()
         self._closed = False
         self._created = False  # started by this handle (else attached: never deleted on failure)
         self.published = False  # it serves a session other servers can find (set by services)
@@ -214,6 +220,8 @@ class GatewayKernelHandle:
 
     def _on_iopub(self, msg: dict[str, Any], parent: str | None) -> None:
         content = msg.get("content") or {}
+        if msg.get("msg_type") == "status":
+            self._track_foreign(msg, content.get("execution_state"))
         if msg.get("msg_type") == "status" and content.get("execution_state") in (
             "restarting",
             "dead",
@@ -233,6 +241,29 @@ class GatewayKernelHandle:
         out = parse_iopub(msg)
         if isinstance(out, StreamOutput):  # printed after its cell ended
             self._late.append(out.text)
+
+    def _track_foreign(self, msg: dict[str, Any], state: object) -> None:
+        """Iopub goes to every connection: note the cells other servers run in this kernel."""
+        parent = msg.get("parent_header") or {}
+        if parent.get("msg_type") != "execute_request" or not parent.get("msg_id"):
+            return
+        if parent.get("session") == self._messages.session:
+            return
+        if state == "busy":
+            self._foreign.add(parent["msg_id"])
+            self._foreign_done.clear()
+        elif state == "idle":
+            self._foreign.discard(parent["msg_id"])
+            if not self._foreign:
+                self._foreign_done.set()
+
+    async def _after_foreign_cells(self) -> None:
+        """Wait (bounded) until no other server's cell runs here, so this request's time limit
+        starts when the kernel can run it, and an interrupt it may need hits only its own."""
+        if self._foreign_done.is_set():
+            return
+        with anyio.move_on_after(_FOREIGN_WAIT_S):
+            await self._foreign_done.wait()
 
     def _on_reply(self, msg: dict[str, Any], parent: str | None) -> None:
         content = msg.get("content") or {}
@@ -287,6 +318,7 @@ class GatewayKernelHandle:
             if not fut.done():
                 fut.set_exception(KernelDiedError(f"The kernel {info.describe()}."))
         self._requests.clear()
+        self._foreign_done.set()
 
     # ------------------------------------------------------------- requests
 
@@ -316,6 +348,8 @@ class GatewayKernelHandle:
         store_history: bool = True,
         user_expressions: dict[str, str] | None = None,
     ) -> KernelRun:
+        self._check_alive()
+        await self._after_foreign_cells()
         self._check_alive()
         msg_id, text = self._messages.request(
             "shell",
