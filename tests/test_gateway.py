@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import itertools
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,27 @@ async def test_a_gateway_that_stops_answering_is_named_within_its_timeouts(
             gateway.resume()
         assert f"The kernel gateway at {gateway.url}" in slow
         assert (await call(client, "run_python_code", code="3 * 3"))["result"] == "9"
+
+
+async def test_a_gateway_that_does_not_list_kernels_still_serves_one_server(
+    tmp_path: Path, start_kernel_gateway: Callable[..., KernelGateway]
+) -> None:
+    gateway = start_kernel_gateway(list_kernels=False)
+    config = on_gateway(tmp_path / "a", gateway)
+    async with Client(create_server(config)) as client:
+        await call(client, "create_session", session_id="solo")
+        assert (await call(client, "run_python_code", code="6 * 7", session_id="solo"))[
+            "result"
+        ] == "42"
+        assert [s["session_id"] for s in (await call(client, "list_sessions"))["sessions"]] == [
+            "solo"
+        ]
+        await call(client, "restart_kernel", session_id="solo")
+        assert (await call(client, "run_python_code", code="1", session_id="solo"))[
+            "status"
+        ] == "ok"
+        # the gateway will not list its kernels: its log names the one the restart started
+        started = re.findall(r"Kernel started: ([0-9a-f-]+)", gateway.log_text())
+        gateway.delete_kernel(started[-1])  # deleted behind the server's back: asked one by one
+        told = await told_text(client, "run_python_code", code="1", session_id="solo")
+        assert "Session 'solo' ended: its kernel is gone from the kernel gateway" in told

@@ -38,6 +38,7 @@ from python_mcp_server.kernels.backend import (
 from python_mcp_server.kernels.gateway_client import (
     GatewayClient,
     GatewaySettings,
+    ListingRefusedError,
     Messages,
     decode,
     new_session,
@@ -138,7 +139,7 @@ class GatewayKernelHandle:
             self._created = True
         self._ws = await self._client.open_channels(self.kernel_id, self._messages.session)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read()), loop.create_task(self._watch())]
+        self._tasks = [loop.create_task(self._read())]
         await self._wait_ready()
         await self._load_extension()
 
@@ -189,20 +190,16 @@ class GatewayKernelHandle:
                 continue
             self._dispatch(message)
 
-    async def _watch(self) -> None:
-        """A gateway does not always close the websocket of a kernel it shut down (deleted by
-        another server, culled): ask it whether the kernel is still there."""
-        assert self.kernel_id is not None
-        while self._exit is None:
-            await asyncio.sleep(_WATCH_INTERVAL_S)
-            try:
-                state = await self._client.kernel_state(self.kernel_id)
-            except GatewayError:
-                continue  # unreachable for now: the websocket's end decides
-            if state is None:
-                self._mark_dead(ExitInfo(None, reason=self._gone_reason(), removed=True))
-                if self._ws is not None:
-                    self._ws.close()
+    @property
+    def watched(self) -> bool:
+        """Started, not closed, not known dead: the backend's watch looks for it."""
+        return self.kernel_id is not None and not self._closed and self._exit is None
+
+    def gone(self) -> None:
+        """The gateway no longer has the kernel (the backend's watch found out)."""
+        self._mark_dead(ExitInfo(None, reason=self._gone_reason(), removed=True))
+        if self._ws is not None:
+            self._ws.close()
 
     def _gone_reason(self) -> str:
         return (
@@ -441,6 +438,7 @@ class GatewayBackend:
         self._client = GatewayClient(settings)
         self._bootstrap = bootstrap
         self._handles: set[GatewayKernelHandle] = set()
+        self._watcher: asyncio.Task[None] | None = None
 
     def jail_factory(self) -> Callable[[], ProcessJail] | None:
         return None  # kernels' processes are the gateway's to contain
@@ -453,6 +451,7 @@ class GatewayBackend:
     async def start(self, spec: KernelSpec) -> GatewayKernelHandle:
         env = {"KERNEL_USERNAME": self.settings.username, **_limits_env(spec.limits)}
         handle = GatewayKernelHandle(self._client, spec, self._bootstrap, env)
+        self._watch_from_now()
         self._handles.add(handle)
         try:
             await handle.start()
@@ -465,6 +464,7 @@ class GatewayBackend:
         """A handle on a kernel already on the gateway (started by another server)."""
         handle = GatewayKernelHandle(self._client, spec, self._bootstrap, {})
         handle.kernel_id = kernel_id
+        self._watch_from_now()
         self._handles.add(handle)
         try:
             await handle.start()
@@ -478,8 +478,44 @@ class GatewayBackend:
         found = await self._client.list_kernels()
         return [str(k["id"]) for k in found if isinstance(k.get("id"), str)]
 
+    def _watch_from_now(self) -> None:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """A gateway does not always close the websocket of a kernel it shut down (deleted by
+        another server, culled): one listing per interval tells for all of this server's
+        kernels (a gateway that does not list kernels is asked kernel by kernel)."""
+        while True:
+            await asyncio.sleep(_WATCH_INTERVAL_S)
+            self._handles = {h for h in self._handles if not h.closed}
+            live = [h for h in self._handles if h.watched]  # before asking: newer ones may miss
+            if not live:
+                continue
+            try:
+                listed = set(await self.kernel_ids())
+            except ListingRefusedError:
+                listed = {h.kernel_id or "" for h in live if await self._still_there(h.kernel_id)}
+            except GatewayError:
+                continue  # unreachable for now: each websocket's end decides
+            for handle in live:
+                if handle.kernel_id not in listed:
+                    handle.gone()
+
+    async def _still_there(self, kernel_id: str | None) -> bool:
+        if kernel_id is None:
+            return False
+        try:
+            return await self._client.kernel_state(kernel_id) is not None
+        except GatewayError:
+            return True
+
     async def aclose(self) -> None:
         """Shut down any kernel still open (the session manager closes its own first)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         open_handles = [h for h in self._handles if not h.closed]
         self._handles.clear()
         if open_handles:

@@ -69,6 +69,10 @@ class GatewaySettings:
         return {"Authorization": f"token {self.token}"} if self.token else {}
 
 
+class ListingRefusedError(GatewayError):
+    """The gateway does not list its kernels (Kernel Gateway without list_kernels)."""
+
+
 class GatewayClient:
     """REST calls to one gateway, and its kernels' websockets."""
 
@@ -92,6 +96,7 @@ class GatewayClient:
         *,
         idempotent: bool = True,
         timeout_s: float | None = None,
+        refusals: tuple[int, ...] = (401, 403),
     ) -> httpx.Response:
         """One request, retried as the module says; raises `GatewayError` when it cannot be
         made or the gateway refuses the token."""
@@ -123,7 +128,7 @@ class GatewayClient:
             if response.status_code in _RETRY_STATUS and idempotent:
                 failure = f"it answered {response.status_code} {response.reason_phrase}"
                 continue
-            if response.status_code in (401, 403):
+            if response.status_code in refusals:
                 raise GatewayError(self.refused(response.status_code, _detail(response)))
             return response
         raise GatewayError(
@@ -197,12 +202,14 @@ class GatewayClient:
         await self.call("DELETE", f"/api/kernels/{quote(kernel_id)}")
 
     async def list_kernels(self) -> list[dict[str, Any]]:
-        response = await self.call("GET", "/api/kernels")
+        # 403 here is Kernel Gateway's "listing is off", not a refused token
+        response = await self.call("GET", "/api/kernels", refusals=(401,))
         if response.status_code != 200:
-            raise GatewayError(
-                f"The kernel gateway at {self.settings.shown} did not list its kernels "
-                f"({response.status_code}); Kernel Gateway needs "
-                "--KernelGatewayApp.list_kernels=True for that."
+            raise ListingRefusedError(
+                f"The kernel gateway at {self.settings.shown} does not list its kernels "
+                f"({response.status_code}), so servers sharing it cannot find each other's "
+                "sessions: start Kernel Gateway with --JupyterWebsocketPersonality.list_kernels="
+                "True (KG_LIST_KERNELS=True), Enterprise Gateway with EG_LIST_KERNELS=True."
             )
         found = response.json()
         return [k for k in found if isinstance(k, dict)] if isinstance(found, list) else []

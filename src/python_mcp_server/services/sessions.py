@@ -39,6 +39,7 @@ from python_mcp_server.errors import (
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend, KernelLimits
 from python_mcp_server.kernels.gateway import GatewayBackend
+from python_mcp_server.kernels.gateway_client import ListingRefusedError
 from python_mcp_server.services._layers import Layer
 from python_mcp_server.services.artifacts import ArtifactStore
 from python_mcp_server.services.environments import (
@@ -221,7 +222,10 @@ class SessionManager:
             return self.get(session_id)
         async with self._create_lock:
             if session_id not in self._sessions:
-                shared = await self.directory.find(session_id)
+                try:
+                    shared = await self.directory.find(session_id)
+                except ListingRefusedError:  # only this server's sessions can be known
+                    shared = None
                 if shared is None:
                     raise self._gone(session_id)
                 try:
@@ -258,6 +262,16 @@ class SessionManager:
         self._incarnations.started(shared.session_id, implicit=False)
         self.outputs.begin(shared.session_id)
         logger.info("session %s adopted from the gateway", shared.session_id)
+
+    async def _shared_elsewhere(self, session_id: str) -> bool:
+        """Whether another server sharing the gateway has a session of this id. A gateway that
+        does not list its kernels cannot tell: then each server has its own sessions."""
+        assert self.directory is not None
+        try:
+            return await self.directory.find(session_id) is not None
+        except ListingRefusedError as exc:
+            logger.warning("%s", exc)
+            return False
 
     def _forget_shared(self, session: KernelSession) -> None:
         if self.directory is not None:
@@ -356,7 +370,7 @@ class SessionManager:
             self.kernels if env is None else self.kernels.for_environment(env.python, env.read_only)
         )
         if self.directory is not None:
-            if await self.directory.find(session_id) is not None:
+            if await self._shared_elsewhere(session_id):
                 raise SessionExistsError(session_id)
             shared = SharedSession(session_id, "", description, time.time(), time.time())
             source = self.directory.kernels(source, shared, self._ended_elsewhere)

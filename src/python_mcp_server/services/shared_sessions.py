@@ -40,6 +40,7 @@ from python_mcp_server.errors import (
 )
 from python_mcp_server.kernels import KernelHandle, KernelLimits
 from python_mcp_server.kernels.gateway import GatewayBackend, GatewayKernelHandle
+from python_mcp_server.kernels.gateway_client import ListingRefusedError
 from python_mcp_server.services._kernel_ext import call_expression
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.session import KernelSource
@@ -231,7 +232,10 @@ class SharedKernels:
         old = self._current
         if old is not None:
             besides = _kernel_id(old.handle)
-            successor = await self._directory.find(self._session_id, besides)
+            try:
+                successor = await self._directory.find(self._session_id, besides)
+            except ListingRefusedError:  # no other server's kernels can be known
+                successor = None
             if successor is not None:
                 self._current = await self._directory.adopt(successor)
                 return self._current
