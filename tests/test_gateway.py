@@ -216,6 +216,29 @@ async def test_a_stopped_server_leaves_its_sessions_to_the_others(
         assert res["result"] == "42"
 
 
+async def test_a_kernel_that_claims_another_session_is_not_taken_for_it(
+    tmp_path: Path, kernel_gateway: KernelGateway
+) -> None:
+    # the attacker: code in one session rewrites what its kernel says it serves, to be found
+    # by the other servers as the victim's session (and get the victim's cells)
+    a_config = on_gateway(tmp_path / "a", kernel_gateway)
+    b_config = on_gateway(tmp_path / "b", kernel_gateway)
+    claim = (
+        "import json, sys\n"
+        "sys.modules['__pmcp__'].sessions.publish(json.dumps("
+        "{'session_id': 'victim', 'description': None, 'created': 0, 'signature': 'forged'}))"
+    )
+    async with Client(create_server(a_config)) as a, Client(create_server(b_config)) as b:
+        await call(a, "create_session", session_id="victim")
+        await call(a, "run_python_code", code="x = 'the victim'", session_id="victim")
+        await call(a, "create_session", session_id="evil")
+        assert (await call(a, "run_python_code", code=claim, session_id="evil"))["status"] == "ok"
+        seen = await call(b, "run_python_code", code="x", session_id="victim")
+        assert seen["result"] == "'the victim'"
+        listed = [s["session_id"] for s in (await call(b, "list_sessions"))["sessions"]]
+        assert listed.count("victim") == 1
+
+
 # ------------------------------------------------------------------------------- failure
 
 

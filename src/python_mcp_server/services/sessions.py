@@ -85,7 +85,9 @@ class SessionManager:
         self.environments = EnvironmentStore(config, self.sandbox.plan)
         # kernels on a gateway: sessions shared with the other servers pointed at it
         self.directory = (
-            SessionDirectory(backend, self.kernels) if isinstance(backend, GatewayBackend) else None
+            SessionDirectory(backend, self.kernels, (config.kernel_gateway_token or "").encode())
+            if isinstance(backend, GatewayBackend)
+            else None
         )
         self.outputs = ArtifactStore(config)  # each session's files, deleted when it ends
         self._sessions: dict[str, KernelSession] = {}

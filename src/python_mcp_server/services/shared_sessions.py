@@ -24,8 +24,12 @@ What is guaranteed (docs/deploy.md says it for users):
 from __future__ import annotations
 
 import ast
+import asyncio
+import hashlib
+import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +53,8 @@ from python_mcp_server.services.snapshot import StateTransfer
 logger = logging.getLogger(__name__)
 
 _ASK_TIMEOUT_S = 10.0
+_MAX_ANSWER_CHARS = 64 * 1024  # a published session is a few hundred characters
+_UNPUBLISHED_RETRY_S = 10.0  # a kernel serving no session (a warm pool's) is asked again after
 _DESCRIBE = call_expression("sessions.describe")
 
 
@@ -76,16 +82,39 @@ class SharedSession:
     last_used: float
 
 
-def _published(meta: Any, kernel_id: str) -> SharedSession | None:
+def _signature(key: bytes, kernel_id: str, session_id: str, description: Any, created: Any) -> str:
+    """What a server signs when it publishes a session in a kernel: the kernel's own id is in
+    it, so a record copied into another kernel does not verify there."""
+    blob = json.dumps([kernel_id, session_id, description, created], sort_keys=True).encode()
+    return hmac.new(key, blob, hashlib.sha256).hexdigest()
+
+
+def _published(meta: Any, kernel_id: str, key: bytes) -> SharedSession | None:
+    """The session a kernel says it serves, if a server sharing the gateway's token published
+    it there: code in a kernel can rewrite what it says, but cannot sign it."""
     if not isinstance(meta, dict) or not isinstance(meta.get("session_id"), str):
         return None
-    description = meta.get("description")
+    session_id: str = meta["session_id"]
+    description: Any = meta.get("description")
+    created: Any = meta.get("created")
+    expected = _signature(key, kernel_id, session_id, description, created)
+    if not hmac.compare_digest(str(meta.get("signature", "")), expected):
+        logger.warning(
+            "kernel %s on the gateway claims session %r without a valid signature: ignored",
+            kernel_id,
+            session_id,
+        )
+        return None
+    try:
+        stamps = float(created), float(meta.get("last_used") or 0.0)
+    except (TypeError, ValueError):
+        return None
     return SharedSession(
-        session_id=meta["session_id"],
+        session_id=session_id,
         kernel_id=kernel_id,
         description=description if isinstance(description, str) else None,
-        created=float(meta.get("created") or 0.0),
-        last_used=float(meta.get("last_used") or 0.0),
+        created=stamps[0],
+        last_used=min(stamps[1], time.time()),
     )
 
 
@@ -98,7 +127,7 @@ async def ask(handle: KernelHandle, expression: str) -> Any:
         reply = await run.wait()
     found = reply.content.get("user_expressions", {}).get("v", {})
     text = found.get("data", {}).get("text/plain") if isinstance(found, dict) else None
-    if not isinstance(text, str):
+    if not isinstance(text, str) or len(text) > _MAX_ANSWER_CHARS:
         return None
     try:
         return json.loads(ast.literal_eval(text))
@@ -109,10 +138,12 @@ async def ask(handle: KernelHandle, expression: str) -> Any:
 class SessionDirectory:
     """Finds the sessions on the gateway, and publishes this server's there."""
 
-    def __init__(self, backend: GatewayBackend, starter: KernelStarter) -> None:
+    def __init__(self, backend: GatewayBackend, starter: KernelStarter, key: bytes) -> None:
         self._backend = backend
         self._starter = starter
+        self._key = key  # signs what this server publishes; the replicas share it
         self._seen: dict[str, SharedSession] = {}  # kernel id -> the session it serves
+        self._unpublished: dict[str, float] = {}  # kernel id -> when it served none
         self._ended: set[str] = set()  # kernels of sessions ended here, maybe still listed
 
     @property
@@ -122,10 +153,15 @@ class SessionDirectory:
     async def publish(
         self, ready: ReadyKernel, session_id: str, description: str | None, created: float
     ) -> None:
-        meta = {"session_id": session_id, "description": description, "created": created}
+        kernel_id = _kernel_id(ready.handle) or ""
+        meta = {
+            "session_id": session_id,
+            "description": description,
+            "created": created,
+            "signature": _signature(self._key, kernel_id, session_id, description, created),
+        }
         found = await ask(ready.handle, call_expression("sessions.publish", json.dumps(meta)))
-        kernel_id = _kernel_id(ready.handle)
-        shared = _published(found, kernel_id) if kernel_id else None
+        shared = _published(found, kernel_id, self._key) if kernel_id else None
         if isinstance(ready.handle, GatewayKernelHandle):
             ready.handle.published = True
         if shared is None:
@@ -141,11 +177,19 @@ class SessionDirectory:
         ids = [k for k in await self._backend.kernel_ids() if k not in self._ended]
         for gone in set(self._seen) - set(ids):
             del self._seen[gone]
-        for kernel_id in ids:
-            if kernel_id not in self._seen:
-                shared = await self._read(kernel_id)
-                if shared is not None:
-                    self._seen[kernel_id] = shared
+        now = time.monotonic()
+        unknown = [
+            k
+            for k in ids
+            if k not in self._seen and now - self._unpublished.get(k, -1e9) > _UNPUBLISHED_RETRY_S
+        ]
+        read = await asyncio.gather(*(self._read(k) for k in unknown))
+        for kernel_id, shared in zip(unknown, read, strict=True):
+            if shared is not None:
+                self._seen[kernel_id] = shared
+                self._unpublished.pop(kernel_id, None)
+            else:
+                self._unpublished[kernel_id] = now
         best: dict[str, SharedSession] = {}
         for shared in sorted(self._seen.values(), key=lambda s: s.created, reverse=True):
             best[shared.session_id] = shared
@@ -168,7 +212,8 @@ class SessionDirectory:
     async def last_used(self, ready: ReadyKernel) -> float | None:
         """When any server last ran a cell in this kernel, or None if it cannot tell."""
         try:
-            shared = _published(await ask(ready.handle, _DESCRIBE), "")
+            kernel_id = _kernel_id(ready.handle) or ""
+            shared = _published(await ask(ready.handle, _DESCRIBE), kernel_id, self._key)
         except (KernelDiedError, GatewayError, TimeoutError):
             return None
         return shared.last_used if shared is not None else None
@@ -182,7 +227,7 @@ class SessionDirectory:
             logger.info("kernel %s on the gateway could not be asked: %s", kernel_id, exc)
             return None
         try:
-            return _published(await ask(handle, _DESCRIBE), kernel_id)
+            return _published(await ask(handle, _DESCRIBE), kernel_id, self._key)
         except (KernelDiedError, TimeoutError):
             return None
         finally:
