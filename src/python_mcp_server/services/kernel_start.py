@@ -167,6 +167,11 @@ class KernelStarter:
                 return ready
         return await self.cold_start(limits)
 
+    async def replace(self, old: ReadyKernel, limits: KernelLimits | None = None) -> ReadyKernel:
+        """A restart: the old kernel goes first (its memory may be what the new one needs)."""
+        await old.aclose()
+        return await self.take(limits)
+
     def for_environment(self, python: str, read_only: tuple[Path, ...]) -> EnvironmentKernels:
         """Kernels of a session's own environment (never from the warm pool, which serves the
         server's environment)."""
@@ -206,6 +211,10 @@ class EnvironmentKernels:
 
     async def take(self, limits: KernelLimits | None = None) -> ReadyKernel:
         return await self._starter.cold_start(limits, self._python, self._read_only)
+
+    async def replace(self, old: ReadyKernel, limits: KernelLimits | None = None) -> ReadyKernel:
+        await old.aclose()
+        return await self.take(limits)
 
     def state_transfer(self) -> StateTransfer:
         return self._starter.state_transfer()

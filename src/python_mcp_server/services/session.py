@@ -58,6 +58,10 @@ class KernelSource(Protocol):
         """A ready kernel (from the warm pool when it has one)."""
         ...
 
+    async def replace(self, old: ReadyKernel, limits: KernelLimits | None = None) -> ReadyKernel:
+        """A kernel in place of `old` (a restart), which it closes."""
+        ...
+
     def state_transfer(self) -> StateTransfer:
         """A folder the old and the new kernel of a restart can both reach."""
         ...
@@ -465,8 +469,7 @@ class KernelSession:
         self._life.move(S.RESTARTING)
         self._generation += 1
         try:
-            await old.aclose()
-            new = await self._kernels.take(self.limits)
+            new = await self._kernels.replace(old, self.limits)
         except BaseException:
             if not self._life.closed:
                 self._life.move(S.DEAD)

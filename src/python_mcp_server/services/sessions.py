@@ -85,7 +85,12 @@ class SessionManager:
         self.environments = EnvironmentStore(config, self.sandbox.plan)
         # kernels on a gateway: sessions shared with the other servers pointed at it
         self.directory = (
-            SessionDirectory(backend, self.kernels, (config.kernel_gateway_token or "").encode())
+            SessionDirectory(
+                backend,
+                self.kernels,
+                (config.kernel_gateway_token or "").encode(),
+                config.kernel_start_timeout_s,
+            )
             if isinstance(backend, GatewayBackend)
             else None
         )

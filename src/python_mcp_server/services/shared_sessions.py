@@ -138,9 +138,12 @@ async def ask(handle: KernelHandle, expression: str) -> Any:
 class SessionDirectory:
     """Finds the sessions on the gateway, and publishes this server's there."""
 
-    def __init__(self, backend: GatewayBackend, starter: KernelStarter, key: bytes) -> None:
+    def __init__(
+        self, backend: GatewayBackend, starter: KernelStarter, key: bytes, successor_wait_s: float
+    ) -> None:
         self._backend = backend
         self._starter = starter
+        self.successor_wait_s = successor_wait_s  # how long a crashed kernel's publisher may take
         self._key = key  # signs what this server publishes; the replicas share it
         self._seen: dict[str, SharedSession] = {}  # kernel id -> the session it serves
         self._unpublished: dict[str, float] = {}  # kernel id -> when it served none
@@ -250,8 +253,10 @@ class SessionDirectory:
 
 
 class SharedKernels:
-    """A session's kernel source on a gateway: hands out a published kernel; after the first,
-    looks for a successor another server made before starting one."""
+    """A session's kernel source on a gateway. Its first kernel is published (or adopted from
+    another server); a restart publishes the new kernel before the old one is shut down, so the
+    other servers find the successor as soon as the old kernel is gone. A kernel that died under
+    another server's session is replaced by that server: this one waits for the successor."""
 
     def __init__(
         self,
@@ -267,27 +272,51 @@ class SharedKernels:
         self._description = shared.description
         self._created = shared.created
         self._on_gone = on_gone
-        self._current = adopted
         self._first = adopted
+        self._mine: set[str] = set()  # kernels this server published for the session
 
     async def take(self, limits: KernelLimits | None = None) -> ReadyKernel:
         if self._first is not None:
             ready, self._first = self._first, None
             return ready
-        old = self._current
-        if old is not None:
-            besides = _kernel_id(old.handle)
+        return await self._publish_new(limits)
+
+    async def replace(self, old: ReadyKernel, limits: KernelLimits | None = None) -> ReadyKernel:
+        successor = await self._successor(old)
+        if successor is not None:
+            await _let_go(old)
+            return await self._directory.adopt(successor)
+        info = old.exit_info()
+        if info is not None and info.removed:  # deleted or culled, and nobody made another
+            await _let_go(old)
+            await self._on_gone(self._session_id)
+            raise SessionGoneError(self._session_id, self._directory.gateway)
+        try:
+            return await self._publish_new(limits)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await old.aclose()
+
+    async def _successor(self, old: ReadyKernel) -> SharedSession | None:
+        """A kernel another server published for the session in place of `old`. When `old` died
+        under a session this server did not publish, its publisher replaces it: wait for that
+        (bounded by the kernel start timeout) rather than make a second successor."""
+        besides = _kernel_id(old.handle)
+        info = old.exit_info()
+        wait = info is not None and not info.removed and besides not in self._mine
+        deadline = time.monotonic() + (self._directory.successor_wait_s if wait else 0.0)
+        pause = 0.2
+        while True:
             try:
-                successor = await self._directory.find(self._session_id, besides)
+                found = await self._directory.find(self._session_id, besides)
             except ListingRefusedError:  # no other server's kernels can be known
-                successor = None
-            if successor is not None:
-                self._current = await self._directory.adopt(successor)
-                return self._current
-            info = old.exit_info()
-            if info is not None and info.removed:
-                await self._on_gone(self._session_id)
-                raise SessionGoneError(self._session_id, self._directory.gateway)
+                return None
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            await anyio.sleep(pause)  # the other server is starting the successor
+            pause = min(pause * 2, 1.0)
+
+    async def _publish_new(self, limits: KernelLimits | None) -> ReadyKernel:
         ready = await self._inner.take(limits)
         try:
             await self._directory.publish(ready, self._session_id, self._description, self._created)
@@ -295,11 +324,23 @@ class SharedKernels:
             with anyio.CancelScope(shield=True):
                 await ready.aclose()
             raise
-        self._current = ready
+        kernel_id = _kernel_id(ready.handle)
+        if kernel_id is not None:
+            self._mine.add(kernel_id)
         return ready
 
     def state_transfer(self) -> StateTransfer:
         return self._inner.state_transfer()
+
+
+async def _let_go(old: ReadyKernel) -> None:
+    """Close this server's handle on a kernel without shutting the kernel down (it is gone, or
+    another server's restart replaced it)."""
+    handle = old.handle
+    if isinstance(handle, GatewayKernelHandle):
+        await handle.detach()
+    else:
+        await handle.aclose()
 
 
 def _kernel_id(handle: KernelHandle) -> str | None:
