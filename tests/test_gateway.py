@@ -356,3 +356,15 @@ async def test_a_gateway_that_does_not_list_kernels_still_serves_one_server(
         gateway.delete_kernel(started[-1])  # deleted behind the server's back: asked one by one
         told = await told_text(client, "run_python_code", code="1", session_id="solo")
         assert "Session 'solo' ended: its kernel is gone from the kernel gateway" in told
+
+
+async def test_an_own_environment_is_refused_on_a_gateway_with_what_to_do_instead(
+    tmp_path: Path, kernel_gateway: KernelGateway
+) -> None:
+    config = on_gateway(tmp_path / "a", kernel_gateway)
+    async with Client(create_server(config)) as client:
+        refused = await error(client, "create_session", session_id="env", dependencies=["six"])
+        assert f"kernels on the gateway at {kernel_gateway.url} cannot use" in refused
+        assert "install_dependencies" in refused
+        assert (await call(client, "list_sessions"))["sessions"] == []
+    assert kernel_gateway.kernel_ids() == set()

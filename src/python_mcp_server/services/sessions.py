@@ -327,6 +327,13 @@ class SessionManager:
         limits = self._limits(memory_mb, max_processes, cpus)
         if dependencies is None and python is None:
             return await self._create(session_id, description, limits)
+        if self.directory is not None:
+            raise InvalidArgumentError(
+                "A session's own environment (dependencies, python) is built on this server's "
+                f"disk, which kernels on the gateway at {self.directory.gateway} cannot use. "
+                "Create the session without them, then call install_dependencies: it installs "
+                "into the session's kernel there."
+            )
         self._check_room(session_id)
         env = await self.environments.create(dependencies or [], python, progress)
         try:
