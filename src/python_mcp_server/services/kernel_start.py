@@ -170,7 +170,10 @@ class KernelStarter:
         return EnvironmentKernels(self, python, read_only)
 
     def state_transfer(self) -> StateTransfer:
-        """Sandboxed kernels share no folder but the workspace: restarts carry state through it."""
+        """Sandboxed kernels share no folder but the workspace: restarts carry state through it.
+        Kernels on a gateway share none with this server: through the server itself."""
+        if self._backend.remote:
+            return StateTransfer(through_server=True)
         if self.workspace_owner is None and not self.sandboxed:
             return StateTransfer()
         return StateTransfer.within(self._config.workspace_root, self.workspace_owner)

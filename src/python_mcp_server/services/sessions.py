@@ -76,7 +76,8 @@ class SessionManager:
         self.kernels.sandboxed = self.sandbox.enabled
         self.kernels.workspace_owner = self.sandbox.workspace_owner
         self.environments = EnvironmentStore(config, self.sandbox.plan)
-        self.outputs = ArtifactStore(config)  # each session's files, deleted when it ends
+        # each session's files, deleted when it ends; on this server's disk in either case
+        self.outputs = ArtifactStore(config, in_workspace=not backend.remote)
         self._sessions: dict[str, KernelSession] = {}
         self._starting: dict[str, KernelSession] = {}
         self._incarnations = Incarnations()  # what ended under each name, who saw which
