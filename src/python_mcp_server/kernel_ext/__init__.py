@@ -98,13 +98,21 @@ def _report_in_reply(kernel: Any, metadata_key: str, report: Callable[[], dict[s
 
 
 def install(
-    limit: int = LIMIT, chunk: int = CHUNK, metadata_key: str = METADATA_KEY, shell: Any = None
+    limit: int = LIMIT,
+    chunk: int = CHUNK,
+    metadata_key: str = METADATA_KEY,
+    shell: Any = None,
+    layout: tuple[str, ...] = (),
 ) -> None:
-    """Install the kernel-side hooks into `shell` (default: the running one); once per process."""
+    """Install the kernel-side hooks into `shell` (default: the running one); once per process.
+    The `layout` folders are made in the workspace when missing (a server elsewhere cannot)."""
     global _tracker  # one tracker per kernel process, as audit hooks cannot be removed
+    root = files.workspace_root()
+    for name in layout:
+        os.makedirs(os.path.join(root, name), exist_ok=True)
     if _tracker is not None:
         return
-    tracker = _tracker = files.ChangeTracker(files.workspace_root(), limit)
+    tracker = _tracker = files.ChangeTracker(root, limit)
     sys.addaudithook(tracker.hook)
     shell = shell if shell is not None else _shell()
     repair = streams.Repair(sys.stdout, sys.stderr)

@@ -47,8 +47,13 @@ _ENDED_MEMORY = 256  # ended session ids remembered, to say why their links no l
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def kernel_setup_code(limit: int = MAX_CHANGED_FILES, chunk: int = 1 << 19) -> str:
-    """The one statement that installs the kernel-side hooks without touching user names."""
+def kernel_setup_code(
+    limit: int = MAX_CHANGED_FILES, chunk: int = 1 << 19, layout: tuple[str, ...] = ()
+) -> str:
+    """The one statement that installs the kernel-side hooks without touching user names;
+    with `layout`, it also makes those folders of the workspace (where the server cannot)."""
+    if layout:
+        return call_expression("install", limit, chunk, METADATA_KEY, None, layout)
     return call_expression("install", limit, chunk, METADATA_KEY)
 
 
