@@ -374,3 +374,40 @@ async def test_a_restart_that_preserves_state_keeps_a_variable(where: Where) -> 
     assert restarted["state_preserved"] is True
     assert restarted["restored"] == ["kept"]
     assert after["result"] == "42"
+
+
+# ------------------------------------------------- the kernel that serves the workspace
+
+
+def _gateway_config(config: ServerConfig, gateway: KernelGateway) -> ServerConfig:
+    return dataclasses.replace(
+        config, kernel_gateway_url=gateway.url, kernel_gateway_token=gateway.token, sandbox="off"
+    )
+
+
+async def test_the_files_kernel_is_no_session_and_ends_with_the_server(
+    config: ServerConfig, kernel_gateway: KernelGateway
+) -> None:
+    async with Client(create_server(_gateway_config(config, kernel_gateway))) as client:
+        await call(client, "list_files")
+        sessions = await call(client, "list_sessions")
+        on_gateway = kernel_gateway.kernel_ids()
+    assert sessions["sessions"] == []
+    assert len(on_gateway) == 1
+    assert kernel_gateway.kernel_ids() == set()
+
+
+async def test_a_files_kernel_the_gateway_deleted_is_replaced_on_the_next_call(
+    config: ServerConfig, kernel_gateway: KernelGateway
+) -> None:
+    async with Client(create_server(_gateway_config(config, kernel_gateway))) as client:
+        await call(client, "write_file", path="kept.txt", content="still here")
+        (first,) = kernel_gateway.kernel_ids()
+        kernel_gateway.delete_kernel(first)  # as a gateway culling idle kernels does
+        read = await call(client, "read_file", path="kept.txt")
+        written = await call(client, "write_file", path="after.txt", content="new")
+        now = kernel_gateway.kernel_ids()
+    assert read["content"] == "still here"
+    assert written["created"] is True
+    assert len(now) == 1
+    assert first not in now

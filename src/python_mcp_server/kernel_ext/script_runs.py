@@ -6,8 +6,11 @@ session (so its process group is its own), and reads its output in two threads, 
 head and the tail of each stream within the server's budget. The server then asks `poll` until
 the run is over, and calls `kill` when its time is up; neither blocks the kernel, so the other
 file operations go on meanwhile. The processes the script starts are remembered as they appear
-(`/proc`, with their start time, so a recycled pid is never killed), so a kill reaches the ones
-that left its process group too.
+(`/proc`, with their start time, so a recycled pid is never killed), and the ones holding its
+output open are found by the pipes' inodes, so a kill reaches the ones that left its process
+group too; those still running once the script has exited are ended, and counted. (A daemon
+that detached before it was ever seen, and let go of the output, escapes: the gateway's
+container is what bounds it.)
 
 Standard library only, like the rest of the package.
 """
@@ -72,6 +75,27 @@ def _stat(pid: int) -> tuple[int, int, int] | None:
     return int(fields[1]), int(fields[2]), int(fields[19])
 
 
+def _holders(inodes: set[int]) -> set[int]:
+    """The processes, other than this one, that hold one of the pipes `inodes` open."""
+    wanted = {f"pipe:[{inode}]" for inode in inodes}
+    found = set()
+    me = os.getpid()
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                fds = os.listdir(f"/proc/{name}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{name}/fd/{fd}") in wanted:
+                        found.add(int(name))
+                        break
+    return found
+
+
 def _processes() -> dict[int, tuple[int, int, int]]:
     found = {}
     with contextlib.suppress(OSError):
@@ -91,6 +115,9 @@ class Run:
         self.out, self.err = Kept(budget), Kept(budget)
         self.known: dict[int, int] = {}  # pid -> start time, of the script and its descendants
         self.exited_at: float | None = None
+        self.inodes = {
+            os.fstat(pipe.fileno()).st_ino for pipe in (proc.stdout, proc.stderr) if pipe
+        }
         self.readers = [
             threading.Thread(target=self._drain, args=(pipe, kept), daemon=True)
             for pipe, kept in ((proc.stdout, self.out), (proc.stderr, self.err))
@@ -120,14 +147,22 @@ class Run:
                     self.known[pid] = started
                     grew = True
 
-    def kill(self) -> int:
-        """End the process group and every descendant seen; how many were alive."""
+    def _alive(self, *, holders: bool) -> set[int]:
+        """The script's processes alive now (seen before, or holding its output open)."""
         self.look()
         alive = set()
         for pid, started in self.known.items():
             st = _stat(pid)
             if st is not None and st[2] == started:
                 alive.add(pid)
+        if holders:
+            alive |= _holders(self.inodes)
+        return alive
+
+    def kill(self) -> int:
+        """End the process group, every descendant seen and every process holding the output
+        open; how many were alive."""
+        alive = self._alive(holders=True)
         with contextlib.suppress(OSError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         for pid in alive:
@@ -135,10 +170,14 @@ class Run:
                 os.kill(pid, signal.SIGKILL)
         return len(alive)
 
+    def end_left(self) -> int:
+        """The script exited: end the processes it left running; how many."""
+        return self.kill() if self._alive(holders=False) else 0
+
     def reading(self) -> bool:
         return any(reader.is_alive() for reader in self.readers)
 
-    def result(self, lingering: int = 0, killed: int = 0) -> dict[str, Any]:
+    def result(self, lingering: int = 0, killed: int = 0, left: int = 0) -> dict[str, Any]:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(_REAP_S)
         for reader in self.readers:
@@ -150,6 +189,7 @@ class Run:
             "err": self.err.report(),
             "lingering": lingering,
             "killed": killed,
+            "left": left,
         }
 
 
@@ -187,7 +227,7 @@ def poll(run_id: str, linger_s: float) -> dict[str, Any]:
         del _runs[run_id]
         return run.result(lingering=run.kill())
     del _runs[run_id]
-    return run.result()
+    return run.result(left=run.end_left())
 
 
 def kill(run_id: str) -> dict[str, Any] | None:

@@ -8,6 +8,11 @@ the server's own: started on the first file call, started again on the next call
 not show it and `--max-sessions` does not count it. It must see the folder every session's
 kernel sees (on one host, the gateway's working folder; on Kubernetes, a shared volume).
 
+A kernel the gateway shut down (culled when idle, deleted) may go unnoticed by its handle, whose
+websocket can stay open; so the kernel is asked on the control channel whether it still answers
+before it is used after a quiet spell, and while a call waits long for its reply. One that does
+not answer is replaced.
+
 `evaluate_literal` is the one way to a value computed in a kernel here: a silent request whose
 only work is a user expression, its `text/plain` repr read back as a Python literal.
 """
@@ -18,14 +23,21 @@ import ast
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
 import anyio
 
-from python_mcp_server.errors import KernelCallError, KernelDiedError, WorkspaceError
+from python_mcp_server.errors import (
+    KernelBusyError,
+    KernelCallError,
+    KernelDiedError,
+    WorkspaceError,
+)
 from python_mcp_server.kernels import KernelBackend, KernelHandle, KernelSpec
+from python_mcp_server.kernels.backend import ExecutionRun, Reply
 from python_mcp_server.kernels.messages import strip_ansi
 from python_mcp_server.services._kernel_ext import call_expression
 
@@ -33,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 120.0
 """Longest one file operation may take (a large folder deleted, a slow shared volume)."""
+QUIET_S = 30.0
+"""After this long unused, the kernel is asked whether it still answers before it is used."""
+_FIRST_CHECK_S = 2.0  # a call still waiting this long checks that the kernel answers...
+_CHECK_EVERY_S = 10.0  # ... and again at this interval
+_ANSWER_S = 5.0  # how long a kernel_info on the control channel may take
 _KEY = "value"
 
 
@@ -45,10 +62,19 @@ async def evaluate_literal(handle: KernelHandle, expression: str, timeout_s: flo
         KernelDiedError: the kernel ended first.
         KernelCallError: the expression raised.
     """
-    run = await handle.submit(
+    run = await _submit(handle, expression)
+    return literal_of(await asyncio.wait_for(run.wait(), timeout_s))
+
+
+async def _submit(handle: KernelHandle, expression: str) -> ExecutionRun:
+    return await handle.submit(
         "", None, silent=True, store_history=False, user_expressions={_KEY: expression}
     )
-    reply = await asyncio.wait_for(run.wait(), timeout_s)
+
+
+def literal_of(reply: Reply) -> Any:
+    """The value of the user expression of a request `_submit` sent; KernelCallError when it
+    raised or cannot be read."""
     value = reply.content.get("user_expressions", {}).get(_KEY, {})
     if reply.status != "ok" or value.get("status") != "ok":
         problem = value if value.get("status") == "error" else reply.content
@@ -70,6 +96,7 @@ class FilesKernel:
         self._handle: KernelHandle | None = None
         self._root: PurePosixPath | None = None
         self._lock = asyncio.Lock()
+        self._used_at = 0.0  # when a call last had its answer
         self.starts = 0  # kernels started so far
 
     @property
@@ -81,7 +108,9 @@ class FilesKernel:
         async with self._lock:
             handle = self._handle
             if handle is not None and handle.exit_info() is None:
-                return handle
+                quiet = time.monotonic() - self._used_at > QUIET_S
+                if not quiet or await _answers(handle):
+                    return handle
             self._handle = None
             if handle is not None:
                 logger.info("the workspace kernel ended; starting another")
@@ -98,6 +127,7 @@ class FilesKernel:
                 raise
             self._root = PurePosixPath(hello["ok"]["root"])
             self._handle = handle
+            self._used_at = time.monotonic()
             self.starts += 1
             logger.info("workspace files are served by %s, at %s", self.where, self._root)
             return handle
@@ -115,8 +145,9 @@ class FilesKernel:
         for attempt in (1, 2):
             handle = await self._ready()
             try:
-                value = await evaluate_literal(handle, _expression(op, args), CALL_TIMEOUT_S)
+                value = await self._evaluate(handle, _expression(op, args))
             except KernelDiedError as exc:
+                await self._discard(handle)
                 if retry and attempt == 1:
                     continue
                 raise WorkspaceError(
@@ -135,8 +166,27 @@ class FilesKernel:
                 raise WorkspaceError(
                     f"The workspace on the gateway could not do {op!r}: {exc}."
                 ) from exc
+            self._used_at = time.monotonic()
             return self._outcome(value)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _evaluate(handle: KernelHandle, expression: str) -> Any:
+        """`evaluate_literal`, checking while it waits that the kernel still answers."""
+        run = await _submit(handle, expression)
+        waited, step = 0.0, _FIRST_CHECK_S
+        while True:
+            try:
+                return literal_of(await asyncio.wait_for(run.wait(), step))
+            except TimeoutError:
+                waited += step
+                if waited >= CALL_TIMEOUT_S:
+                    raise
+                if not await _answers(handle):
+                    raise KernelDiedError(
+                        "it no longer answers; the gateway may have shut it down"
+                    ) from None
+                step = min(_CHECK_EVERY_S, CALL_TIMEOUT_S - waited)
 
     @staticmethod
     def _outcome(value: object) -> dict[str, Any]:
@@ -162,6 +212,15 @@ class FilesKernel:
         if handle is not None:
             with anyio.CancelScope(shield=True):
                 await handle.aclose()
+
+
+async def _answers(handle: KernelHandle) -> bool:
+    """Whether the kernel answers a kernel_info on its control channel (busy or not)."""
+    try:
+        await handle.request("kernel_info_request", {}, _ANSWER_S, control=True)
+    except (KernelBusyError, KernelDiedError):
+        return False
+    return True
 
 
 def _expression(op: str, args: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ from python_mcp_server.workspace.scripts import (
     SCRIPTS,
     ScriptOutcome,
     check_run,
+    left_running_note,
     lingering_note,
     script_name,
     script_report,
@@ -106,8 +107,10 @@ class RemoteScriptRunner:
             outcome.notes.append(timed_out_note(timeout, int(found["killed"])))
         if found["lingering"]:
             outcome.notes.append(lingering_note(int(found["lingering"])))
+        if found["left"]:
+            outcome.notes.append(left_running_note(int(found["left"])))
         outcome.exit_code = found["exit_code"]
-        outcome.killed = int(found["killed"]) + int(found["lingering"])
+        outcome.killed = sum(int(found[key]) for key in ("killed", "lingering", "left"))
         sinks = (_kept(budget, found["out"]), _kept(budget, found["err"]))
         return script_report(filename, outcome, sinks, budget, time.monotonic() - started)
 

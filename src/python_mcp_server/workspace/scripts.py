@@ -54,6 +54,13 @@ def lingering_note(count: int) -> str:
     )
 
 
+def left_running_note(count: int) -> str:
+    return (
+        f"{count} background process(es) the script left running were ended; run long-lived "
+        "services from run_python_code instead."
+    )
+
+
 def check_run(
     config: ServerConfig, name: str, args: list[str] | None, timeout_s: float | None
 ) -> tuple[str, list[str], float]:
@@ -265,10 +272,7 @@ class ScriptRunner:
                 left = reported
             if left:
                 outcome.killed += left
-                outcome.notes.append(
-                    f"{left} background process(es) the script left running were ended; "
-                    "run long-lived services from run_python_code instead."
-                )
+                outcome.notes.append(left_running_note(left))
         finally:
             if jail is not None:  # a failed start or a cancel: end whatever is in the jail
                 await asyncio.shield(jail.end())
