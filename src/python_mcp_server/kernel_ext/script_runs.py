@@ -211,10 +211,13 @@ def start(path: str, argv: list[str], cwd: str, budget: int) -> str:
     return run_id
 
 
-def poll(run_id: str, linger_s: float) -> dict[str, Any]:
+def poll(run_id: str, linger_s: float) -> dict[str, Any] | None:
     """`{"done": false}` while the script runs; its result once it ended and its output closed
-    (or, `linger_s` after it exited, once the processes holding its output open were killed)."""
-    run = _runs[run_id]
+    (or, `linger_s` after it exited, once the processes holding its output open were killed).
+    None for a run this kernel does not have."""
+    run = _runs.get(run_id)
+    if run is None:
+        return None
     run.look()
     if run.proc.poll() is None:
         return {"done": False}

@@ -382,6 +382,12 @@ def script_start(args: dict[str, Any]) -> str:
     return script_runs.start(path, args["args"], where.path, args["budget"])
 
 
+def _found(result: dict[str, Any] | None) -> dict[str, Any]:
+    if result is None:  # this kernel never ran it: the one that did was replaced
+        raise beneath.Refused("run_lost")
+    return result
+
+
 OPS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "hello": hello,
     "list": listing,
@@ -394,7 +400,7 @@ OPS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "write": write,
     "delete": delete,
     "script_start": script_start,
-    "script_poll": lambda args: script_runs.poll(args["id"], args["linger_s"]),
+    "script_poll": lambda args: _found(script_runs.poll(args["id"], args["linger_s"])),
     "script_kill": lambda args: script_runs.kill(args["id"]),
 }
 

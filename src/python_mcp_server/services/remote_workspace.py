@@ -83,6 +83,11 @@ def refusal(error: dict[str, Any], path: str | None, **context: Any) -> ServerEr
         return shaping.parents_blocked(shown)
     if kind == "no_script":
         return ScriptNotFoundError(context["script"])
+    if kind == "run_lost":
+        return WorkspaceError(
+            "The script's run was lost: the kernel that ran it on the gateway ended (the gateway "
+            "shut it down, or it died) and was replaced. Run the script again."
+        )
     if kind == "os":
         return shaping.refused_by_file_system(path, str(error.get("strerror")))
     return WorkspaceError(f"The workspace on the gateway refused {shown!r}: {error}.")
