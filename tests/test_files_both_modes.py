@@ -366,14 +366,20 @@ async def test_an_exported_notebook_is_written_and_read_back(where: Where) -> No
     assert cell["outputs"][0]["text"] == ["42\n"]
 
 
-async def test_a_restart_that_preserves_state_keeps_a_variable(where: Where) -> None:
+async def test_a_restart_that_preserves_state_keeps_variables_small_and_large(
+    where: Where,
+) -> None:
+    # `blob` pickles to 10 MB: more than one piece on its way through the server
+    setup = "kept = {'n': 41}\nblob = bytes(range(256)) * 40_000"
     async with serving(where) as client:
-        await call(client, "run_python_code", code="kept = {'n': 41}")
+        await call(client, "run_python_code", code=setup)
         restarted = await call(client, "restart_kernel", preserve_state=True)
-        after = await call(client, "run_python_code", code="kept['n'] + 1")
+        after = await call(
+            client, "run_python_code", code="(kept['n'] + 1, blob == bytes(range(256)) * 40_000)"
+        )
     assert restarted["state_preserved"] is True
-    assert restarted["restored"] == ["kept"]
-    assert after["result"] == "42"
+    assert restarted["restored"] == ["blob", "kept"]
+    assert after["result"] == "(42, True)"
 
 
 # ------------------------------------------------- the kernel that serves the workspace

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ class StateTransfer:
     async def save(self, handle: KernelHandle, timeout_s: float) -> None:
         """Pickle the old kernel's globals. On failure, `problem` says why and nothing is kept."""
         if self.through_server:
-            reason = await _failure(self._fetch(handle, timeout_s))
+            reason = await _failure(self._fetch(handle, timeout_s), timeout_s)
             if reason is not None:
                 self.saved = []
                 self.problem = f"the variables could not be saved: {reason}"
@@ -81,7 +82,7 @@ class StateTransfer:
         if not self.saved:
             return
         if self.through_server:
-            reason = await _failure(self._send(handle, timeout_s))
+            reason = await _failure(self._send(handle, timeout_s), timeout_s)
         else:
             code = call_expression("load_state", str(self.folder))
             reason = await _run(handle, code, timeout_s)
@@ -97,13 +98,15 @@ class StateTransfer:
     async def _fetch(self, handle: KernelHandle, timeout_s: float) -> None:
         """The old kernel's pickled globals, in pieces, into this server's folder."""
         data = json.loads(
-            await _value(handle, call_expression("dump_state", MAX_STATE_BYTES), timeout_s)
+            await evaluate_literal(
+                handle, call_expression("dump_state", MAX_STATE_BYTES), timeout_s
+            )
         )
         size = int(data["size"])
         with (self.folder / _STATE_FILE).open("wb") as f:
             for offset in range(0, size, PIECE_BYTES):
                 code = call_expression("state_piece", offset, PIECE_BYTES)
-                f.write(base64.b64decode(await _value(handle, code, timeout_s)))
+                f.write(base64.b64decode(await evaluate_literal(handle, code, timeout_s)))
         self.saved = list(data["saved"])
         self._drop(data["dropped"])
 
@@ -112,8 +115,10 @@ class StateTransfer:
         with (self.folder / _STATE_FILE).open("rb") as f:
             while piece := f.read(PIECE_BYTES):
                 code = call_expression("state_add", base64.b64encode(piece).decode("ascii"))
-                await _value(handle, code, timeout_s)
-        data = json.loads(await _value(handle, call_expression("restore_state"), timeout_s))
+                await evaluate_literal(handle, code, timeout_s)
+        data = json.loads(
+            await evaluate_literal(handle, call_expression("restore_state"), timeout_s)
+        )
         self.restored = list(data["restored"])
         self._drop(data["dropped"])
 
@@ -121,16 +126,13 @@ class StateTransfer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-async def _value(handle: KernelHandle, expression: str, timeout_s: float) -> Any:
-    return await evaluate_literal(handle, expression, timeout_s)
-
-
-async def _failure(step: Any) -> str | None:
-    """Await `step` (a coroutine); None when it worked, else why it did not."""
+async def _failure(step: Coroutine[Any, Any, None], timeout_s: float) -> str | None:
+    """Await `step`, whose requests each wait at most `timeout_s`; None when it worked, else
+    why it did not."""
     try:
         await step
     except TimeoutError:
-        return "the kernel did not finish in time"
+        return f"the kernel did not finish within {timeout_s:g} s"
     except (KernelDiedError, KernelBusyError, KernelCallError) as exc:
         return str(exc)
     except (OSError, ValueError, KeyError) as exc:
