@@ -330,6 +330,19 @@ async def test_a_script_runs_where_the_kernels_are_with_its_output_and_exit_code
     assert missing == str(ScriptNotFoundError("nope.py"))
 
 
+async def test_long_script_output_keeps_head_and_tail(where: Where) -> None:
+    code = "import sys\nprint('A' * 10 + 'x' * 100_000 + 'B' * 9)\nsys.stderr.write('é' * 3)\n"
+    async with serving(where, max_output_chars=20) as client:
+        await call(client, "save_script", name="loud", code=code)
+        ran = await call(client, "run_script", name="loud")
+    assert ran["stdout"] == "AAAAAAAAAA\n... [100000 bytes omitted] ...\nBBBBBBBBB\n"
+    assert (ran["stdout_truncated"], ran["stderr"], ran["stderr_truncated"]) == (True, "ééé", False)
+    assert ran["message"] == (
+        "Long output was cut to 20 bytes per stream (head and tail kept); write large results "
+        "to a file in outputs/ instead."
+    )
+
+
 @pytest.mark.slow
 async def test_a_script_past_its_time_is_killed_with_what_it_started(where: Where) -> None:
     code = (
