@@ -11,7 +11,8 @@ ServerError                        the model can act on this (reaches it as an `
 │   ├── KernelStartError           the kernel process could not start
 │   │   └── GatewayError           the kernel gateway is unreachable, refused us, or lost the kernel
 │   ├── KernelDiedError            the kernel process is gone
-│   └── KernelBusyError            an operation that needs an idle kernel met a busy one
+│   ├── KernelBusyError            an operation that needs an idle kernel met a busy one
+│   └── KernelCallError            a call into the kernel-side package raised (callers reword it)
 ├── WorkspaceError
 │   ├── PathOutsideWorkspaceError  traversal, absolute path or symlink escape, NUL byte
 │   ├── WorkspaceFileNotFoundError
@@ -147,6 +148,11 @@ class KernelDiedError(KernelError):
 
 class KernelBusyError(KernelError):
     """The kernel is busy and the operation needs it idle."""
+
+
+class KernelCallError(KernelError):
+    """A function of the kernel-side package raised (its name and message), or its value could
+    not be read; the caller says what it was doing."""
 
 
 class WorkspaceError(ServerError):

@@ -63,6 +63,16 @@ class HeadTail(Generic[AnyStr]):
         self._tail_len = 0
         self.total = 0
 
+    @classmethod
+    def kept(cls, budget: int, head: AnyStr, tail: AnyStr, total: int) -> HeadTail[AnyStr]:
+        """What another `HeadTail` of the same budget kept of a stream of `total` (its `head()`
+        and `tail()`), as one again."""
+        restored = cls(budget, head[:0])
+        restored._head, restored._head_len = [head], len(head)
+        restored._tail, restored._tail_len = [tail], len(tail)
+        restored.total = total
+        return restored
+
     def append(self, piece: AnyStr) -> None:
         self.total += len(piece)
         room = self.head_budget - self._head_len

@@ -12,11 +12,16 @@ the IPython objects it is handed defensively.
   (`PYTHON_MCP_SERVER_PROXY_SOCKET` set), the loopback relay to it and `HTTP(S)_PROXY`.
 - `drain()`: the changed-file report (JSON) for the cell that just ran.
 - `probe(name, args_json, user_ns)`: one of `PROBES` as a JSON string, for silent probes.
-- `save_state(folder, limit)`, `load_state(folder)`: variables across a restart.
+- `save_state(folder, limit)`, `load_state(folder)`: variables across a restart, through a
+  folder both kernels see; `dump_state`, `state_piece`, `state_add`, `restore_state`: the same
+  through the server, in pieces (kernels on a gateway share no folder with it).
+- `workspace(op, args_json)`: the workspace's files, for a server on another machine
+  (`workspace_files`).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -32,6 +37,8 @@ METADATA_KEY = "python_mcp_server_files"
 CELL_KEY = "python_mcp_server_cell"  # {"interrupt": ..., "repaired": [...]} in each execute reply
 
 _tracker: files.ChangeTracker | None = None
+_state_out = b""  # the pickled globals on their way out, through the server
+_state_in = bytearray()  # ... and on their way in
 
 
 def _shell() -> Any:
@@ -92,13 +99,21 @@ def _report_in_reply(kernel: Any, metadata_key: str, report: Callable[[], dict[s
 
 
 def install(
-    limit: int = LIMIT, chunk: int = CHUNK, metadata_key: str = METADATA_KEY, shell: Any = None
+    limit: int = LIMIT,
+    chunk: int = CHUNK,
+    metadata_key: str = METADATA_KEY,
+    shell: Any = None,
+    layout: tuple[str, ...] = (),
 ) -> None:
-    """Install the kernel-side hooks into `shell` (default: the running one); once per process."""
+    """Install the kernel-side hooks into `shell` (default: the running one); once per process.
+    The `layout` folders are made in the workspace when missing (a server elsewhere cannot)."""
     global _tracker  # one tracker per kernel process, as audit hooks cannot be removed
+    root = files.workspace_root()
+    for name in layout:
+        os.makedirs(os.path.join(root, name), exist_ok=True)
     if _tracker is not None:
         return
-    tracker = _tracker = files.ChangeTracker(files.workspace_root(), limit)
+    tracker = _tracker = files.ChangeTracker(root, limit)
     sys.addaudithook(tracker.hook)
     shell = shell if shell is not None else _shell()
     repair = streams.Repair(sys.stdout, sys.stderr)
@@ -143,3 +158,44 @@ def save_state(folder: str, limit: int) -> None:
 def load_state(folder: str) -> None:
     """Restore the globals saved in `folder` into the user's namespace."""
     snapshot.load(_shell().user_ns, folder)
+
+
+def dump_state(limit: int) -> str:
+    """Pickle the user's globals into memory, for the server to fetch with `state_piece`: JSON
+    with the names saved, the names dropped (and why) and the size in bytes."""
+    global _state_out
+    shell = _shell()
+    _state_out, saved, dropped = snapshot.dump(shell.user_ns, _hidden(shell), limit)
+    return json.dumps({"saved": saved, "dropped": dropped, "size": len(_state_out)})
+
+
+def state_piece(offset: int, size: int) -> str:
+    """`size` bytes of the pickled globals from `offset`, base64; the last piece frees them."""
+    global _state_out
+    piece = _state_out[offset : offset + size]
+    if offset + size >= len(_state_out):
+        _state_out = b""
+    return base64.b64encode(piece).decode()
+
+
+def state_add(piece: str) -> int:
+    """Add a base64 piece of the pickled globals on their way in; their size so far."""
+    _state_in.extend(base64.b64decode(piece))
+    return len(_state_in)
+
+
+def restore_state() -> str:
+    """Unpickle what `state_add` received into the user's namespace: JSON with the names
+    restored and the names dropped (and why)."""
+    blob = bytes(_state_in)
+    _state_in.clear()
+    restored, dropped = snapshot.restore(_shell().user_ns, blob)
+    return json.dumps({"restored": restored, "dropped": dropped})
+
+
+def workspace(op: str, args_json: str) -> str:
+    """A workspace file operation (`workspace_files.OPS`) as JSON. Imported on first use: only
+    the kernel that serves the workspace to a server elsewhere needs it."""
+    from . import workspace_files
+
+    return workspace_files.call(op, args_json)

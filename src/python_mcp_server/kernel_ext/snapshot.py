@@ -58,28 +58,43 @@ def pickle_names(
     return blobs, dropped
 
 
+def dump(
+    user_ns: Mapping[str, Any], hidden: Mapping[str, Any], limit: int
+) -> tuple[bytes, list[str], dict[str, str]]:
+    """The pickled globals as one blob, the names in it, and why others are not."""
+    blobs, dropped = pickle_names(user_ns, hidden, limit)
+    return pickle.dumps(blobs, protocol=pickle.HIGHEST_PROTOCOL), list(blobs), dropped
+
+
 def save(user_ns: Mapping[str, Any], hidden: Mapping[str, Any], folder: str, limit: int) -> None:
     """Write the pickled globals to `folder/state.pkl` and what happened to `saved.json`."""
-    blobs, dropped = pickle_names(user_ns, hidden, limit)
+    blob, saved, dropped = dump(user_ns, hidden, limit)
     with open(os.path.join(folder, STATE_FILE), "wb") as f:
-        pickle.dump(blobs, f, protocol=pickle.HIGHEST_PROTOCOL)
+        f.write(blob)
     with open(os.path.join(folder, SAVED_FILE), "w") as f:
-        json.dump({"saved": list(blobs), "dropped": dropped}, f)
+        json.dump({"saved": saved, "dropped": dropped}, f)
 
 
-def load(user_ns: MutableMapping[str, Any], folder: str) -> None:
-    """Unpickle `folder/state.pkl` into `user_ns`; write what happened to `loaded.json`."""
+def restore(user_ns: MutableMapping[str, Any], blob: bytes) -> tuple[list[str], dict[str, str]]:
+    """Unpickle a blob of `dump` into `user_ns`: the names restored, and why others were not."""
     _pickler()  # objects pickled by value need cloudpickle importable
-    with open(os.path.join(folder, STATE_FILE), "rb") as f:
-        blobs = pickle.load(f)  # noqa: S301 - written by this kernel's predecessor, same server
+    blobs = pickle.loads(blob)  # noqa: S301 - written by this kernel's predecessor, same server
     restored: list[str] = []
     dropped: dict[str, str] = {}
-    for name, blob in blobs.items():
+    for name, one in blobs.items():
         try:
-            user_ns[name] = pickle.loads(blob)  # noqa: S301 - as above
+            user_ns[name] = pickle.loads(one)  # noqa: S301 - as above
             restored.append(name)
         # unpickling runs the object's own code: any failure costs that one name, reported
         except BaseException as exc:  # noqa: BLE001
             dropped[name] = f"it could not be restored: {type(exc).__name__}: {exc}"[:300]
+    return restored, dropped
+
+
+def load(user_ns: MutableMapping[str, Any], folder: str) -> None:
+    """Unpickle `folder/state.pkl` into `user_ns`; write what happened to `loaded.json`."""
+    with open(os.path.join(folder, STATE_FILE), "rb") as f:
+        blob = f.read()
+    restored, dropped = restore(user_ns, blob)
     with open(os.path.join(folder, LOADED_FILE), "w") as f:
         json.dump({"restored": restored, "dropped": dropped}, f)

@@ -189,6 +189,10 @@ class KernelHandle(Protocol):
 
 
 class KernelBackend(Protocol):
+    remote: bool
+    """Kernels run on another machine: they see neither this server's disk nor its temporary
+    folders, so files reach them through a kernel (`kernel_ext.workspace_files`)."""
+
     async def start(self, spec: KernelSpec) -> KernelHandle: ...
 
     def jail_factory(self) -> Callable[[], ProcessJail] | None:

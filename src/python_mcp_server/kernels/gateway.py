@@ -433,6 +433,8 @@ class GatewayBackend:
     """Starts kernels on a Jupyter gateway. `bootstrap` is the statement that loads the
     kernel-side package in a new kernel."""
 
+    remote = True
+
     def __init__(self, settings: GatewaySettings, bootstrap: str) -> None:
         self.settings = settings
         self._client = GatewayClient(settings)

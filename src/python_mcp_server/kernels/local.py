@@ -448,6 +448,8 @@ class LocalBackend:
     it; otherwise, or when it does not, kernels are ended with a process-tree kill.
     """
 
+    remote = False
+
     def __init__(
         self,
         *,

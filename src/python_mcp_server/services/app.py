@@ -15,10 +15,13 @@ from python_mcp_server.sandbox.host import plan_sandbox
 from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR, bootstrap_code
 from python_mcp_server.services.environment import EnvironmentService
 from python_mcp_server.services.execution import ExecutionService
+from python_mcp_server.services.files_kernel import FilesKernel
 from python_mcp_server.services.health import HealthService
 from python_mcp_server.services.introspection import IntrospectionService
 from python_mcp_server.services.notebooks import NotebookService
 from python_mcp_server.services.packages import PackageService
+from python_mcp_server.services.remote_scripts import RemoteScriptRunner
+from python_mcp_server.services.remote_workspace import RemoteWorkspace
 from python_mcp_server.services.sandboxing import (
     SandboxRuntime,
     check_network_settings,
@@ -28,6 +31,7 @@ from python_mcp_server.services.sandboxing import (
 )
 from python_mcp_server.services.scripts import ScriptService
 from python_mcp_server.services.sessions import SessionManager
+from python_mcp_server.workspace.access import WorkspaceFiles
 from python_mcp_server.workspace.manager import WorkspaceManager
 from python_mcp_server.workspace.scripts import ScriptRunner
 
@@ -42,7 +46,7 @@ class Services:
     introspection: IntrospectionService
     packages: PackageService
     environment: EnvironmentService
-    workspace: WorkspaceManager
+    workspace: WorkspaceFiles
     scripts: ScriptService
     health: HealthService
     notebooks: NotebookService
@@ -71,38 +75,59 @@ class Services:
         backend = backend or kernel_backend(config, sandbox)
         try:
             owner = sandbox.workspace_owner
-            if owner is not None:
+            if owner is not None and not backend.remote:
                 give_workspace_to_sandbox(config.workspace_root)
-            workspace = WorkspaceManager.open(config, owner)
-            async with SessionManager(config, backend, sandbox=sandbox) as sessions:
+            async with (
+                SessionManager(config, backend, sandbox=sandbox) as sessions,
+                _files(config, backend, sessions, owner) as (workspace, scripts),
+            ):
                 yield cls(
                     config=config,
                     sessions=sessions,
-                    execution=ExecutionService(config, sessions),
+                    execution=ExecutionService(config, sessions, workspace),
                     introspection=IntrospectionService(config, sessions),
                     packages=PackageService(config, sessions),
                     environment=EnvironmentService(config, sessions),
                     workspace=workspace,
-                    scripts=ScriptService(
-                        config,
-                        ScriptRunner(
-                            config,
-                            workspace,
-                            backend.jail_factory(),
-                            backend.confinement(
-                                config.kernel_python,
-                                config.workspace_root,
-                                sessions.kernels.default_limits,
-                                KERNEL_EXT_DIR / "script_supervisor.py",
-                            ),
-                        ),
-                        sessions.environments,
-                    ),
+                    scripts=scripts,
                     health=HealthService(config, sessions),
                     notebooks=NotebookService(config, sessions, workspace),
                 )
         finally:
             await backend.aclose()
+
+
+@asynccontextmanager
+async def _files(
+    config: ServerConfig,
+    backend: KernelBackend,
+    sessions: SessionManager,
+    owner: tuple[int, int] | None,
+) -> AsyncIterator[tuple[WorkspaceFiles, ScriptService]]:
+    """The workspace and scripts: on this server's disk, or, for kernels on a gateway, where
+    they are, through a kernel there (started on first use, shut down on exit)."""
+    if backend.remote:
+        kernel = FilesKernel(backend, sessions.kernels.spec)
+        try:
+            remote = RemoteWorkspace(config, kernel)
+            runner = RemoteScriptRunner(config, remote)
+            yield remote, ScriptService(config, runner, None)
+        finally:
+            await kernel.aclose()
+        return
+    workspace = WorkspaceManager.open(config, owner)
+    local = ScriptRunner(
+        config,
+        workspace,
+        backend.jail_factory(),
+        backend.confinement(
+            config.kernel_python,
+            config.workspace_root,
+            sessions.kernels.default_limits,
+            KERNEL_EXT_DIR / "script_supervisor.py",
+        ),
+    )
+    yield workspace, ScriptService(config, local, sessions.environments)
 
 
 def kernel_backend(config: ServerConfig, sandbox: SandboxRuntime) -> KernelBackend:

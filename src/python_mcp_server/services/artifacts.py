@@ -32,14 +32,12 @@ from python_mcp_server.errors import (
     InvalidArgumentError,
     OutputLimitError,
     OutputNotKeptError,
-    ServerError,
     SessionOutputsGoneError,
 )
 from python_mcp_server.services._kernel_ext import MODULE, call_expression
 from python_mcp_server.services.models import ArtifactInfo
 from python_mcp_server.workspace.beneath import Beneath
 from python_mcp_server.workspace.output_folder import OutputFolder
-from python_mcp_server.workspace.paths import relative_parts
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +47,13 @@ _ENDED_MEMORY = 256  # ended session ids remembered, to say why their links no l
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def kernel_setup_code(limit: int = MAX_CHANGED_FILES, chunk: int = 1 << 19) -> str:
-    """The one statement that installs the kernel-side hooks without touching user names."""
+def kernel_setup_code(
+    limit: int = MAX_CHANGED_FILES, chunk: int = 1 << 19, layout: tuple[str, ...] = ()
+) -> str:
+    """The one statement that installs the kernel-side hooks without touching user names;
+    with `layout`, it also makes those folders of the workspace (where the server cannot)."""
+    if layout:
+        return call_expression("install", limit, chunk, METADATA_KEY, None, layout)
     return call_expression("install", limit, chunk, METADATA_KEY)
 
 
@@ -155,9 +158,10 @@ class ArtifactStore:
     (spills) and worker threads (displays), hence the lock.
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, in_workspace: bool = True) -> None:
         self._config = config
         self._root = config.workspace_root
+        self._in_workspace = in_workspace  # False: the file tools see the kernels' disk, not this
         self._beneath = Beneath(self._root)
         self._live: dict[str, _Outputs] = {}
         self._ended: OrderedDict[str, str] = OrderedDict()  # session id -> how it ended
@@ -274,32 +278,24 @@ class ArtifactStore:
         except OSError:  # a refusal (a symlink leading outside) says so instead
             raise ArtifactNotFoundError(session_id, filename, earlier=ended) from None
         if size > cap or len(data) > cap:
-            raise FileTooLargeError(
-                rel,
-                max(size, len(data)),
-                cap,
-                f"Read it in pieces with read_file({rel!r}, offset=...).",
+            hint = (
+                f"Read it in pieces with read_file({rel!r}, offset=...)."
+                if self._in_workspace
+                else "This server keeps it beside the kernels' workspace, out of read_file's "
+                "reach: print less at a time, or have the code write it to a workspace file."
             )
+            raise FileTooLargeError(rel, max(size, len(data)), cap, hint)
         return data, guess_mime(filename)
 
-    def describe_changed(self, rel_paths: list[str]) -> list[ArtifactInfo]:
-        """Size and type of the files a cell wrote; gone, outside or not-a-file paths are left out."""
-        infos: list[ArtifactInfo] = []
-        for rel in rel_paths[:MAX_CHANGED_FILES]:
-            try:
-                parts = relative_parts(self._root, rel, need_name=True, from_disk=True)
-            except ServerError:
-                continue
-            found = self._beneath.stat_file(parts)
-            if found is None:
-                continue
-            name = "/".join(found[0])
-            infos.append(
-                ArtifactInfo(
-                    path=name,
-                    uri=f"workspace://{quote(name, safe='/', errors='surrogateescape')}",
-                    size=found[1].st_size,
-                    mime_type=guess_mime(name),
-                )
+    def describe(self, found: list[tuple[str, int]]) -> list[ArtifactInfo]:
+        """The files a cell wrote, as `WorkspaceFiles.regular_files` found them (real path
+        below the root, size)."""
+        return [
+            ArtifactInfo(
+                path=name,
+                uri=f"workspace://{quote(name, safe='/', errors='surrogateescape')}",
+                size=size,
+                mime_type=guess_mime(name),
             )
-        return infos
+            for name, size in found[:MAX_CHANGED_FILES]
+        ]

@@ -18,6 +18,7 @@ from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, KernelDiedError
 from python_mcp_server.services.artifacts import (
     DRAIN_EXPRESSION,
+    MAX_CHANGED_FILES,
     METADATA_KEY,
     Drained,
     parse_drain,
@@ -42,6 +43,7 @@ from python_mcp_server.services.results import (
 from python_mcp_server.services.session import KernelSession
 from python_mcp_server.services.sessions import SessionManager
 from python_mcp_server.text import require_text
+from python_mcp_server.workspace.access import WorkspaceFiles
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +55,12 @@ _DRAIN_KEY = "__pmcp_files__"
 
 
 class ExecutionService:
-    def __init__(self, config: ServerConfig, sessions: SessionManager) -> None:
+    def __init__(
+        self, config: ServerConfig, sessions: SessionManager, workspace: WorkspaceFiles
+    ) -> None:
         self._config = config
         self._sessions = sessions
+        self._workspace = workspace  # where the files a cell wrote are looked up
         self.artifacts = sessions.outputs
         self._cleanups: set[asyncio.Task[None]] = set()  # stopped progress pumps, until they end
 
@@ -165,10 +170,12 @@ class ExecutionService:
         if not displays and not paths:
             return RichOutputs(), []
 
-        def work() -> tuple[RichOutputs, list[ArtifactInfo]]:
+        def render() -> RichOutputs:
             renderer = DisplayRenderer(
                 self._config, self.artifacts, session_id, drained.plotlyjs if drained else None
             )
-            return renderer.render(displays), self.artifacts.describe_changed(paths)
+            return renderer.render(displays)
 
-        return await anyio.to_thread.run_sync(work)
+        rich = await anyio.to_thread.run_sync(render) if displays else RichOutputs()
+        found = await self._workspace.regular_files(paths[:MAX_CHANGED_FILES]) if paths else []
+        return rich, self.artifacts.describe(found)

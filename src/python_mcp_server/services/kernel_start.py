@@ -25,6 +25,7 @@ from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR
 from python_mcp_server.services.artifacts import kernel_setup_code
 from python_mcp_server.services.pool import KernelPool
 from python_mcp_server.services.snapshot import StateTransfer
+from python_mcp_server.workspace.shaping import SUBFOLDERS
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,14 @@ class ReadyKernel:
         await self.handle.release()
 
 
-async def install_extension(handle: KernelHandle) -> bool:
+async def install_extension(handle: KernelHandle, layout: tuple[str, ...] = ()) -> bool:
     """Load the kernel-side extension with a silent request (no history, no names, no
-    execution_count). Returns whether changed-file tracking works in this kernel."""
+    execution_count), and make the workspace's `layout` folders when given. Returns whether
+    changed-file tracking works in this kernel."""
+    code = kernel_setup_code(layout=layout)
     try:
         with anyio.fail_after(SETUP_TIMEOUT_S):
-            run = await handle.submit(kernel_setup_code(), silent=True, store_history=False)
+            run = await handle.submit(code, silent=True, store_history=False)
             reply = await run.wait()
     except KernelDiedError:
         return False
@@ -151,7 +154,10 @@ class KernelStarter:
         """A kernel started now, with the extension loaded before it is handed out."""
         handle = await self._backend.start(self.spec(limits, python, read_only))
         try:
-            tracks_files = await install_extension(handle)
+            # the server makes the workspace's folders on its own disk; on a gateway, the kernel
+            tracks_files = await install_extension(
+                handle, SUBFOLDERS if self._backend.remote else ()
+            )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await handle.aclose()
@@ -178,7 +184,10 @@ class KernelStarter:
         return EnvironmentKernels(self, python, read_only)
 
     def state_transfer(self) -> StateTransfer:
-        """Sandboxed kernels share no folder but the workspace: restarts carry state through it."""
+        """Sandboxed kernels share no folder but the workspace: restarts carry state through it.
+        Kernels on a gateway share none with this server: through the server itself."""
+        if self._backend.remote:
+            return StateTransfer(through_server=True)
         if self.workspace_owner is None and not self.sandboxed:
             return StateTransfer()
         return StateTransfer.within(self._config.workspace_root, self.workspace_owner)

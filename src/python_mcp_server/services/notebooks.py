@@ -16,7 +16,7 @@ from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError
 from python_mcp_server.services.records import CellRecord, HistoryEntry, KernelReplaced, iso
 from python_mcp_server.services.sessions import SessionManager
-from python_mcp_server.workspace.manager import WorkspaceManager
+from python_mcp_server.workspace.access import WorkspaceFiles
 
 
 def _nbformat() -> Any:
@@ -130,7 +130,7 @@ def build_notebook(
 
 class NotebookService:
     def __init__(
-        self, config: ServerConfig, sessions: SessionManager, workspace: WorkspaceManager
+        self, config: ServerConfig, sessions: SessionManager, workspace: WorkspaceFiles
     ) -> None:
         self._config = config
         self._sessions = sessions

@@ -12,6 +12,10 @@ over shared layers from uv's cache), with an interpreter that satisfies `require
 venv goes when the script ends, the layers stay shared by hash. Neither a session's environment
 nor the base one changes. A script without the block runs as before, with the kernels'
 interpreter. The block is read as PEP 723 specifies (the reference regular expression, TOML).
+
+With kernels on a gateway, scripts are saved and run where the kernels are (`RemoteScriptRunner`,
+through a kernel there); environments are built on this server's disk, out of their reach, so a
+script with the block is refused there, saying so.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -29,11 +33,29 @@ from python_mcp_server.errors import InvalidArgumentError
 from python_mcp_server.services._pythons import interpreters
 from python_mcp_server.services.environments import EnvironmentStore
 from python_mcp_server.workspace.models import ScriptRun, WriteResult
-from python_mcp_server.workspace.scripts import ScriptRunner
 
 # PEP 723's reference expression
 _BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
-_MAX_READ = 1_000_000
+
+
+class ScriptRunner(Protocol):
+    """Saves and runs the scripts of `scripts/`: on this machine (`workspace.ScriptRunner`), or
+    where kernels on a gateway are (`RemoteScriptRunner`)."""
+
+    async def save(self, name: str, code: str) -> WriteResult: ...
+
+    async def source(self, name: str) -> str:
+        """The start of the script, as text; ScriptNotFoundError when there is none."""
+        ...
+
+    async def run(
+        self,
+        name: str,
+        args: list[str] | None = None,
+        timeout_s: float | None = None,
+        python: str | None = None,
+        read_only: tuple[Path, ...] = (),
+    ) -> ScriptRun: ...
 
 
 def script_metadata(source: str) -> dict[str, Any] | None:
@@ -72,11 +94,14 @@ class ScriptService:
     """Saves scripts and runs them, in an environment of their own when they declare one."""
 
     def __init__(
-        self, config: ServerConfig, runner: ScriptRunner, environments: EnvironmentStore
+        self,
+        config: ServerConfig,
+        runner: ScriptRunner,
+        environments: EnvironmentStore | None,
     ) -> None:
         self._config = config
         self.runner = runner
-        self._environments = environments
+        self._environments = environments  # None: scripts run where no environment can go
 
     async def save(self, name: str, code: str) -> WriteResult:
         return await self.runner.save(name, code)
@@ -84,11 +109,16 @@ class ScriptService:
     async def run(
         self, name: str, args: list[str] | None = None, timeout_s: float | None = None
     ) -> ScriptRun:
-        path = self.runner.path(name)
-        source = await anyio.to_thread.run_sync(_read, path)
-        meta = script_metadata(source)
+        meta = script_metadata(await self.runner.source(name))
         if meta is None:
             return await self.runner.run(name, args, timeout_s)
+        if self._environments is None:
+            raise InvalidArgumentError(
+                "The script declares its own dependencies (a '# /// script' block, PEP 723), "
+                "and this server runs kernels on a gateway, where it cannot build an "
+                "environment for it. Remove the block to run it with the kernels' interpreter "
+                "and the packages installed there."
+            )
         deps = _dependencies(meta)
         python = await self._python_for(meta.get("requires-python"))
         env = await self._environments.create(deps, python)
@@ -123,8 +153,3 @@ class ScriptService:
             f"The script requires Python {requires}, and this server has {have}. Change "
             "requires-python, or ask for that Python to be installed."
         )
-
-
-def _read(path: Path) -> str:
-    with path.open("rb") as f:
-        return f.read(_MAX_READ).decode("utf-8", "replace")

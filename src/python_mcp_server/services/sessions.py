@@ -94,7 +94,8 @@ class SessionManager:
             if isinstance(backend, GatewayBackend)
             else None
         )
-        self.outputs = ArtifactStore(config)  # each session's files, deleted when it ends
+        # each session's files, deleted when it ends; on this server's disk in either case
+        self.outputs = ArtifactStore(config, in_workspace=not backend.remote)
         self._sessions: dict[str, KernelSession] = {}
         self._starting: dict[str, KernelSession] = {}
         self._incarnations = Incarnations()  # what ended under each name, who saw which

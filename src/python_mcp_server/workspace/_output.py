@@ -14,6 +14,14 @@ class BoundedBytes:
     def __init__(self, budget: int) -> None:
         self._kept = HeadTail(budget, b"")
 
+    @classmethod
+    def kept(cls, budget: int, head: bytes, tail: bytes, total: int) -> BoundedBytes:
+        """The stream another `BoundedBytes` of the same budget kept (elsewhere: a script run
+        by a kernel on a gateway)."""
+        bounded = cls(budget)
+        bounded._kept = HeadTail.kept(budget, head, tail, total)
+        return bounded
+
     def append(self, data: bytes) -> None:
         self._kept.append(data)
 

@@ -8,12 +8,10 @@ the event loop keeps answering while a large folder is walked or deleted.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import fnmatch
 import logging
-import mimetypes
 import os
 import shutil
 import stat
@@ -27,20 +25,18 @@ import anyio.to_thread
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import (
     FileTooLargeError,
-    InvalidArgumentError,
     NotAFileError,
     PathOutsideWorkspaceError,
-    WorkspaceError,
+    ServerError,
     WorkspaceFileExistsError,
     WorkspaceFileNotFoundError,
 )
+from python_mcp_server.workspace import shaping
 from python_mcp_server.workspace._files import (
-    as_text,
     atomic_write,
     decode_content,
     entry_type,
     iso_utc,
-    tree_text,
     uri_for,
     walk,
 )
@@ -57,20 +53,12 @@ from python_mcp_server.workspace.paths import RULE_ROOT, relative_parts, resolve
 
 logger = logging.getLogger(__name__)
 
-SUBFOLDERS = ("scripts", "outputs", "uploads")
-NOT_REGULAR = (
-    "{path!r} is not a regular file (a pipe, socket or device); only regular files can be "
-    "{verb}. Choose another path."
-)
-SCAN_LIMIT = 100_000
-"""Most directory entries one listing or info walk visits."""
+SUBFOLDERS = shaping.SUBFOLDERS
+SCAN_LIMIT = shaping.SCAN_LIMIT
+_not_regular = shaping.not_regular
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _not_regular(path: str, verb: str) -> InvalidArgumentError:
-    return InvalidArgumentError(NOT_REGULAR.format(path=path, verb=verb))
 
 
 class WorkspaceManager:
@@ -119,11 +107,8 @@ class WorkspaceManager:
         try:
             return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
         except OSError as exc:  # a name too long, a symlink loop, a full disk: the model can act
-            where = repr(args[0]) if args and isinstance(args[0], str) else "the path"
-            raise WorkspaceError(
-                f"The file system refused {where}: {exc.strerror or exc}. Use a shorter or "
-                "different path, or call list_files to see what exists."
-            ) from exc
+            where = args[0] if args and isinstance(args[0], str) else None
+            raise shaping.refused_by_file_system(where, str(exc.strerror or exc)) from exc
 
     async def read_resource(self, path: str) -> tuple[str | bytes, str]:
         """A whole file for a resource read, size-capped: (text or bytes, mime type).
@@ -132,17 +117,27 @@ class WorkspaceManager:
         guessed from the file name.
         """
         name, data = await self._run(self.read_whole, path)
-        mime = mimetypes.guess_type(name)[0]
-        if b"\x00" not in data:
-            try:
-                return data.decode("utf-8"), mime or "text/plain"
-            except UnicodeDecodeError:
-                pass
-        return data, mime or "application/octet-stream"
+        return shaping.resource_value(name, data)
 
     async def write_all(self, path: str, data: bytes, overwrite: bool = True) -> WriteResult:
         """Write bytes produced by the server (an exported notebook, for example)."""
         return await self._run(self.write_bytes, path, data, overwrite)
+
+    async def regular_files(self, paths: list[str]) -> list[tuple[str, int]]:
+        """Of `paths`, the regular files inside the root: real path below it and size."""
+        return await anyio.to_thread.run_sync(self.regular_files_sync, paths)
+
+    def regular_files_sync(self, paths: list[str]) -> list[tuple[str, int]]:
+        found: list[tuple[str, int]] = []
+        for rel in paths:
+            try:
+                parts = relative_parts(self.root, rel, need_name=True, from_disk=True)
+            except ServerError:
+                continue
+            hit = self.beneath.stat_file(parts)
+            if hit is not None:
+                found.append(("/".join(hit[0]), hit[1].st_size))
+        return found
 
     # ------------------------------------------------------------------ list
 
@@ -164,10 +159,7 @@ class WorkspaceManager:
         max_entries: int | None,
         offset: int = 0,
     ) -> FileList:
-        if offset < 0:
-            raise InvalidArgumentError(f"offset must be 0 or more, not {offset}.")
-        cap = self.config.max_list_entries
-        limit = cap if max_entries is None else max(1, min(max_entries, cap))
+        limit = shaping.list_limit(self.config, max_entries, offset)
         try:
             with self.beneath.open_dir(path, self.parts(path)) as (fd, base_parts):
                 entries, matched, scan_cut = self._entries(
@@ -176,34 +168,7 @@ class WorkspaceManager:
         except (FileNotFoundError, NotADirectoryError):  # a folder on the way is missing
             raise WorkspaceFileNotFoundError(path) from None
         base_rel = "/".join(base_parts) or "."
-        shown_to = offset + len(entries)
-        more = matched > shown_to
-        notes = []
-        if more:
-            notes.append(
-                f"Showing entries {offset + 1}-{shown_to} of {matched}: call list_files again with "
-                f"offset={shown_to} for the next ones, or narrow it with a pattern such as '*.csv'"
-                + (" or recursive=false." if recursive else ".")
-            )
-        if offset and offset >= matched:
-            notes.append(
-                f"offset={offset} is past the last of the {matched} matching entries; start "
-                "again with offset=0."
-            )
-        if scan_cut:
-            notes.append(
-                f"The scan stopped after {SCAN_LIMIT} entries, so there may be more than "
-                f"{matched}; list a deeper path."
-            )
-        return FileList(
-            path=base_rel,
-            entries=entries,
-            truncated=more or scan_cut,
-            tree=tree_text(base_rel, entries),
-            message=" ".join(notes) or None,
-            total=matched,
-            next_offset=shown_to if more else None,
-        )
+        return shaping.file_list(base_rel, entries, matched, scan_cut, offset, recursive)
 
     def _entries(
         self,
@@ -256,49 +221,13 @@ class WorkspaceManager:
             yield f, st.st_size, parts
 
     def read_sync(self, path: str, offset: int, max_bytes: int | None) -> FileContent:
-        cap = self.config.max_file_read_bytes
-        if offset < 0:
-            raise InvalidArgumentError(f"offset must be 0 or more, not {offset}.")
-        want = cap if max_bytes is None else min(max_bytes, cap)
-        if want < 1:
-            raise InvalidArgumentError(f"max_bytes must be 1 or more, not {max_bytes}.")
+        want = shaping.read_want(self.config, offset, max_bytes)
         with self._reading(path) as (f, total, parts):
             if offset > total:
-                raise InvalidArgumentError(
-                    f"offset {offset} is past the end of {path!r}, which is {total} bytes."
-                )
+                raise shaping.offset_past_end(path, offset, total)
             f.seek(offset)
             data = f.read(want)
-        end = offset + len(data)
-        text = as_text(data, at_eof=end >= total)
-        encoding: Literal["utf-8", "base64"] = "utf-8"
-        if text is not None:
-            content, used = text
-        else:
-            content, used, encoding = base64.b64encode(data).decode("ascii"), len(data), "base64"
-        end = offset + used
-        truncated = end < total
-        notes = []
-        if max_bytes is not None and max_bytes > cap:
-            notes.append(f"max_bytes was lowered to the server limit of {cap} bytes.")
-        if truncated:
-            notes.append(
-                f"Returned bytes {offset}..{end} of {total}. Call read_file with offset={end} "
-                "for the next chunk."
-            )
-        rel = "/".join(parts)
-        return FileContent(
-            path=rel,
-            content=content,
-            encoding=encoding,
-            total_size=total,
-            offset=offset,
-            bytes_returned=used,
-            truncated=truncated,
-            next_offset=end if truncated else None,
-            uri=uri_for(rel),
-            message=" ".join(notes) or None,
-        )
+        return shaping.file_content(self.config, "/".join(parts), data, offset, total, max_bytes)
 
     def read_whole(self, path: str) -> tuple[str, bytes]:
         """A whole file for a resource read, refused above the read limit: its real name (the
@@ -306,13 +235,7 @@ class WorkspaceManager:
         cap = self.config.max_file_read_bytes
         with self._reading(path) as (f, size, parts):
             data = f.read(cap + 1) if size <= cap else b""
-        if size > cap or len(data) > cap:
-            raise FileTooLargeError(
-                path,
-                max(size, len(data)),
-                cap,
-                "Read it in chunks with read_file(path, offset=...).",
-            )
+        shaping.check_whole(path, size, data, cap)
         return parts[-1], data
 
     # ----------------------------------------------------------------- write
@@ -331,27 +254,16 @@ class WorkspaceManager:
     def write_bytes(
         self, path: str, data: bytes, overwrite: bool = True, append: bool = False
     ) -> WriteResult:
-        cap = self.config.max_file_write_bytes
-        if path.endswith(("/", "\\")):
-            raise InvalidArgumentError(
-                f"{path!r} ends with a slash, so it names a folder; give a file name such as "
-                f"'{path.rstrip('/')}/data.txt'. Folders are created as needed."
-            )
+        shaping.check_write_path(path)
         parts = self.parts(path, need_name=True)
-        if len(data) > cap:
-            raise FileTooLargeError(
-                path, len(data), cap, "Write it as several smaller files, or produce it with code."
-            )
+        shaping.check_write_size(self.config, path, len(data))
         try:
             if append:
                 rel, created = self._append(path, parts, data)
             else:
                 rel, created = self._replace(path, parts, data, overwrite)
         except NotADirectoryError as exc:
-            raise InvalidArgumentError(
-                f"Cannot create the folders for {path!r}: a file is in the way. Call list_files "
-                "to see what exists."
-            ) from exc
+            raise shaping.parents_blocked(path) from exc
         except IsADirectoryError:
             raise NotAFileError(path) from None
         return WriteResult(path=rel, bytes_written=len(data), created=created, uri=uri_for(rel))
@@ -396,12 +308,7 @@ class WorkspaceManager:
                 raise _not_regular(path, "written")
             cap = self.config.max_file_write_bytes
             if st.st_size + len(data) > cap:
-                raise FileTooLargeError(
-                    path,
-                    st.st_size + len(data),
-                    cap,
-                    "Write it as several smaller files, or produce it with code.",
-                )
+                raise FileTooLargeError(path, st.st_size + len(data), cap, shaping.WRITE_HINT)
             if created and self.owner is not None:
                 with contextlib.suppress(OSError):
                     os.fchown(fd, *self.owner)
@@ -437,16 +344,11 @@ class WorkspaceManager:
         kind = entry_type(st.st_mode)
         if kind == "directory":
             if not recursive:
-                raise InvalidArgumentError(
-                    f"{path!r} is a folder. Pass recursive=true to delete it and everything in "
-                    "it, or delete the files inside one by one."
-                )
+                raise shaping.is_a_folder(path)
             shutil.rmtree(name, dir_fd=parent)  # descriptor-based: it never follows a link
-            return "Deleted the folder {rel!r} and everything in it."
+            return shaping.DELETED["folder"]
         os.unlink(name, dir_fd=parent)
-        if kind == "symlink":
-            return "Deleted the link {rel!r} (its target was not touched)."
-        return "Deleted {rel!r}."
+        return shaping.DELETED["link" if kind == "symlink" else "file"]
 
     # ------------------------------------------------------------------ info
 
@@ -472,15 +374,5 @@ class WorkspaceManager:
                 elif stat.S_ISREG(st.st_mode):
                     files += 1
                     used += st.st_size
-        c = self.config
-        return WorkspaceInfo(
-            root=str(self.root),
-            bytes_used=used,
-            file_count=files,
-            folder_count=folders,
-            subfolders=subfolders,
-            scan_truncated=truncated,
-            max_file_read_bytes=c.max_file_read_bytes,
-            max_file_write_bytes=c.max_file_write_bytes,
-            max_list_entries=c.max_list_entries,
-        )
+        counts = (used, files, folders)
+        return shaping.workspace_info(self.config, str(self.root), counts, subfolders, truncated)

@@ -81,7 +81,10 @@ class DeleteResult(BaseModel):
 class WorkspaceInfo(BaseModel):
     """The result of get_workspace_info."""
 
-    root: str = Field(description="Absolute path of the workspace folder on the server.")
+    root: str = Field(
+        description="Absolute path of the workspace folder, as the kernels see it (on their "
+        "machine when they run on a gateway)."
+    )
     bytes_used: int = Field(description="Total size of the files found.")
     file_count: int
     folder_count: int

@@ -23,7 +23,7 @@ server's own opens.
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 from python_mcp_server.errors import PathOutsideWorkspaceError
 from python_mcp_server.text import require_text
@@ -36,7 +36,7 @@ RULE_SYMLINK = "it goes through a symlink that points outside the workspace"
 RULE_ROOT = "it names the workspace root itself; name a file or folder inside it"
 
 
-def _inside(root: Path, path: Path) -> bool:
+def _inside(root: PurePath, path: PurePath) -> bool:
     return path == root or root in path.parents
 
 
@@ -51,24 +51,33 @@ def relative_parts(
     escapes). The `..` parts are kept: they are applied where the path really goes, by the walk
     in `beneath`, which also judges every symlink on the way.
     """
+    return parts_below(
+        PurePosixPath(os.path.realpath(root)), user_path, need_name=need_name, from_disk=from_disk
+    )
+
+
+def parts_below(
+    real_root: PurePosixPath, user_path: str, *, need_name: bool = False, from_disk: bool = False
+) -> list[str]:
+    """`relative_parts` for a root given by its real path, which need not exist here (the
+    workspace of kernels on another machine): no file system is looked at."""
     if "\x00" in user_path:
         raise PathOutsideWorkspaceError(user_path, RULE_NUL)
     if not from_disk:
         require_text(user_path, "path")
-    root = Path(os.path.realpath(root))
     if not user_path.strip():
         if need_name:
             raise PathOutsideWorkspaceError(user_path, RULE_EMPTY)
         return []
     given = PurePosixPath(user_path)
-    lexical = Path(os.path.normpath(given if given.is_absolute() else root / given))
-    if not _inside(root, lexical):
+    lexical = PurePosixPath(os.path.normpath(given if given.is_absolute() else real_root / given))
+    if not _inside(real_root, lexical):
         rule = RULE_ABSOLUTE if given.is_absolute() else RULE_PARENT
         raise PathOutsideWorkspaceError(user_path, rule)
-    if need_name and lexical == root:
+    if need_name and lexical == real_root:
         raise PathOutsideWorkspaceError(user_path, RULE_ROOT)
     if given.is_absolute():  # inside the root, as checked: its place below the root
-        return list(lexical.relative_to(root).parts)
+        return list(lexical.relative_to(real_root).parts)
     return [part for part in user_path.split("/") if part not in ("", ".")]
 
 

@@ -33,10 +33,47 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _MAX_NAME = 100
 _WATCH_S = 0.2
 """How often the process tree is sampled while a script runs."""
-_LINGER_S = 2.0
+LINGER_S = 2.0
 """How long after the script exits its output may stay open (held by a background process)."""
 _REAP_S = 5.0
 """Bound on waiting for killed processes and their pipes."""
+MAX_SOURCE_BYTES = 1_000_000
+"""How much of a script is read to find its inline metadata."""
+
+
+def timed_out_note(limit_s: float, killed: int) -> str:
+    return (
+        f"The script ran past {limit_s:g} s and was killed, with every process it started "
+        f"({killed} in all). Output up to that point is shown."
+    )
+
+
+def lingering_note(count: int) -> str:
+    return (
+        f"The script left {count} background process(es) holding its output open; they were killed."
+    )
+
+
+def left_running_note(count: int) -> str:
+    return (
+        f"{count} background process(es) the script left running were ended; run long-lived "
+        "services from run_python_code instead."
+    )
+
+
+def check_run(
+    config: ServerConfig, name: str, args: list[str] | None, timeout_s: float | None
+) -> tuple[str, list[str], float]:
+    """A run's script file name, argv and time limit, checked."""
+    filename = script_name(name)
+    argv = list(args or [])
+    if any("\x00" in a for a in argv):
+        raise InvalidArgumentError("A script argument contains a NUL byte; remove it.")
+    limit = config.script_timeout_s
+    timeout = limit if timeout_s is None else min(timeout_s, limit)
+    if timeout <= 0:
+        raise InvalidArgumentError(f"timeout_s must be more than 0, not {timeout_s}.")
+    return filename, argv, timeout
 
 
 def script_name(name: str) -> str:
@@ -58,7 +95,7 @@ def script_name(name: str) -> str:
 
 
 @dataclass
-class _Outcome:
+class ScriptOutcome:
     exit_code: int | None = None
     timed_out: bool = False
     killed: int = 0
@@ -77,13 +114,13 @@ async def _supervise(
     pipes: tuple[OutputPipe, OutputPipe],
     limit_s: float,
     wrappers: tuple[str, ...] = (),
-) -> _Outcome:
+) -> ScriptOutcome:
     """Wait for the script and its output. Kill its tree on timeout, or when stray processes
     keep its output open after it exited."""
     tree = ProcessTree(proc.pid, {pipe.inode for pipe in pipes}, wrappers)
     readers = {asyncio.create_task(pipe.drain()) for pipe in pipes}
     watcher = asyncio.create_task(_watch(tree))
-    outcome = _Outcome()
+    outcome = ScriptOutcome()
     try:
         try:
             await asyncio.wait_for(proc.wait(), limit_s)
@@ -91,18 +128,12 @@ async def _supervise(
             outcome.timed_out = True
             outcome.killed = tree.kill()
             await asyncio.wait_for(proc.wait(), _REAP_S)
-            outcome.notes.append(
-                f"The script ran past {limit_s:g} s and was killed, with every process it "
-                f"started ({outcome.killed} in all). Output up to that point is shown."
-            )
-        _, pending = await asyncio.wait(readers, timeout=_LINGER_S)
+            outcome.notes.append(timed_out_note(limit_s, outcome.killed))
+        _, pending = await asyncio.wait(readers, timeout=LINGER_S)
         if pending:
             lingering = tree.kill()
             outcome.killed += lingering
-            outcome.notes.append(
-                f"The script left {lingering} background process(es) holding its output "
-                "open; they were killed."
-            )
+            outcome.notes.append(lingering_note(lingering))
             _, pending = await asyncio.wait(pending, timeout=_REAP_S)
         if pending:
             logger.warning("script pid %s: output still open after its tree was killed", proc.pid)
@@ -170,6 +201,17 @@ class ScriptRunner:
             raise ScriptNotFoundError(filename)
         return path
 
+    async def source(self, name: str) -> str:
+        """The start of `scripts/<name>` (`MAX_SOURCE_BYTES`), as text; raises if there is no
+        such script."""
+        path = self.path(name)
+
+        def read() -> str:
+            with path.open("rb") as f:
+                return f.read(MAX_SOURCE_BYTES).decode("utf-8", "replace")
+
+        return await asyncio.to_thread(read)
+
     async def run(
         self,
         name: str,
@@ -180,14 +222,7 @@ class ScriptRunner:
     ) -> ScriptRun:
         """Run `scripts/<name>` and wait for it, at most `timeout_s` seconds, with the kernels'
         interpreter or `python` (an environment of its own, whose layers `read_only` names)."""
-        filename = script_name(name)
-        argv = list(args or [])
-        if any("\x00" in a for a in argv):
-            raise InvalidArgumentError("A script argument contains a NUL byte; remove it.")
-        limit = self.config.script_timeout_s
-        timeout = limit if timeout_s is None else min(timeout_s, limit)
-        if timeout <= 0:
-            raise InvalidArgumentError(f"timeout_s must be more than 0, not {timeout_s}.")
+        filename, argv, timeout = check_run(self.config, name, args, timeout_s)
         path = self.workspace.resolve(f"{SCRIPTS}/{filename}", need_name=True)
         if not path.is_file():
             raise ScriptNotFoundError(filename)
@@ -237,17 +272,16 @@ class ScriptRunner:
                 left = reported
             if left:
                 outcome.killed += left
-                outcome.notes.append(
-                    f"{left} background process(es) the script left running were ended; "
-                    "run long-lived services from run_python_code instead."
-                )
+                outcome.notes.append(left_running_note(left))
         finally:
             if jail is not None:  # a failed start or a cancel: end whatever is in the jail
                 await asyncio.shield(jail.end())
             command.cleanup()
             out.close()
             err.close()
-        return _report(filename, outcome, (out.sink, err.sink), budget, time.monotonic() - started)
+        return script_report(
+            filename, outcome, (out.sink, err.sink), budget, time.monotonic() - started
+        )
 
 
 def _both(
@@ -264,9 +298,9 @@ def _both(
     return both
 
 
-def _report(
+def script_report(
     filename: str,
-    outcome: _Outcome,
+    outcome: ScriptOutcome,
     sinks: tuple[BoundedBytes, BoundedBytes],
     budget: int,
     took_s: float,
