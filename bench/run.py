@@ -88,12 +88,18 @@ HEADERS: dict[str, str] = {
 }
 
 
-def call_body(request_id: int) -> dict[str, object]:
+def call_body(
+    request_id: int, tool: str = "run_python_code", arguments: dict[str, object] | None = None
+) -> dict[str, object]:
     return {
         "jsonrpc": "2.0",
         "id": request_id,
         "method": "tools/call",
-        "params": {"name": "run_python_code", "arguments": {"code": CODE}, "_meta": META},
+        "params": {
+            "name": tool,
+            "arguments": {"code": CODE} if arguments is None else arguments,
+            "_meta": META,
+        },
     }
 
 
@@ -138,14 +144,18 @@ class MinimalHttp:
         await self.writer.wait_closed()
 
     async def once(self) -> None:
+        check_ok(await self.call("run_python_code", {"code": CODE}))
+
+    async def call(self, tool: str, arguments: dict[str, object]) -> dict[str, object]:
+        """One tools/call; the JSON-RPC response."""
         self.next_id += 1
-        body = json.dumps(call_body(self.next_id)).encode()
+        body = json.dumps(call_body(self.next_id, tool, arguments)).encode()
         head = [
             f"POST {self.path} HTTP/1.1",
             f"Host: {self.host}:{self.port}",
             "Content-Type: application/json",
             f"Content-Length: {len(body)}",
-            *(f"{k}: {v}" for k, v in HEADERS.items()),
+            *(f"{k}: {v}" for k, v in {**HEADERS, "Mcp-Name": tool}.items()),
         ]
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         status, headers = self._parse_head(await self.reader.readuntil(b"\r\n\r\n"))
@@ -158,7 +168,9 @@ class MinimalHttp:
         if headers.get("content-type", "").startswith("text/event-stream"):
             data = [line[5:] for line in payload.split(b"\r\n") if line.startswith(b"data:")]
             payload = data[-1]
-        check_ok(json.loads(payload))
+        answer = json.loads(payload)
+        assert isinstance(answer, dict), answer
+        return answer
 
     @staticmethod
     def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
