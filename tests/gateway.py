@@ -11,7 +11,8 @@ throws it away when it loses the rename: no lock needed.
 What passes from a `POST /api/kernels` body's `env` to the kernel (Kernel Gateway 3,
 `kernel_gateway/services/kernels/handlers.py`): every `KERNEL_*` variable, plus the names in
 `JupyterWebsocketPersonality.env_whitelist` (here `CLIENT_ENV`), plus `PATH` and the names in
-`KernelGatewayApp.env_process_whitelist` taken from the gateway's own environment (here none).
+`KernelGatewayApp.env_process_whitelist` taken from the gateway's own environment (here
+`GATEWAY_ENV`: home and the package index settings).
 Nothing else: the kernel's environment is built from those alone, with `KERNEL_GATEWAY=1` added.
 A body without `env` gives the kernel the gateway's whole environment (minus `KG_AUTH_TOKEN`).
 """
@@ -57,6 +58,20 @@ KERNEL_NAME = "python3"
 SIGNAL_KERNEL_NAME = "python3-signal"
 # What a client's POST /api/kernels `env` may set besides KERNEL_*: what the server sends a kernel.
 CLIENT_ENV = ("PYTHON_MCP_SERVER_WORKSPACE", "MPLBACKEND", "PYTHONUNBUFFERED")
+# What kernels take from the gateway's own environment besides PATH: where home is and how this
+# machine reaches its package index (an installer run by a kernel needs them, as on any host).
+GATEWAY_ENV = (
+    "HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_CACHE_DIR",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+)
 NODELAY_CONFIG = REPO / "deploy" / "gateway" / "nodelay_config.py"
 CACHE_ENV = "PYTHON_MCP_SERVER_TEST_CACHE"
 # Failures of `uv pip install` that mean "no index and not cached", not "the harness is broken".
@@ -272,6 +287,7 @@ class KernelGateway:
     def command(self) -> list[str]:
         o = self.options
         whitelist = [f"--JupyterWebsocketPersonality.env_whitelist={name}" for name in CLIENT_ENV]
+        whitelist += [f"--KernelGatewayApp.env_process_whitelist={name}" for name in GATEWAY_ENV]
         return [
             str(self.venv / "bin" / "python"),
             *("-m", "kernel_gateway", "--ip=127.0.0.1", f"--port={self.port}", "--port_retries=0"),

@@ -155,7 +155,7 @@ async def test_cells_sent_to_one_session_from_two_servers_never_interleave(
                     code=cell.replace("WHO", repr(who)),
                     session_id="both",
                 )
-                assert res["status"] == "ok", res
+                assert res["status"] == "ok", (res["command"], res["output_tail"])
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(cells, a, "a")
@@ -368,3 +368,33 @@ async def test_an_own_environment_is_refused_on_a_gateway_with_what_to_do_instea
         assert "install_dependencies" in refused
         assert (await call(client, "list_sessions"))["sessions"] == []
     assert kernel_gateway.kernel_ids() == set()
+
+
+@pytest.mark.network
+async def test_install_dependencies_installs_where_the_gateway_kernel_runs(
+    tmp_path: Path, kernel_gateway: KernelGateway
+) -> None:
+    config = on_gateway(tmp_path / "a", kernel_gateway)
+    remove = (
+        "import shutil, subprocess, sys\n"
+        "subprocess.run([shutil.which('uv'), 'pip', 'uninstall', '--python', sys.executable, "
+        "'humanize'], capture_output=True, check=False).returncode"
+    )
+    async with Client(create_server(config)) as client:
+        await call(client, "create_session", session_id="pk")
+        try:
+            res = await call(client, "install_dependencies", packages=["humanize"], session_id="pk")
+            assert res["status"] == "ok", (res["command"], res["output_tail"])
+            assert res["sandboxed"] is False  # the gateway's isolation applies, not ours
+            # the kernel's own interpreter on the gateway side, not the server's
+            assert str(kernel_gateway.venv / "bin" / "python") in res["command"]
+            assert "kernel on the gateway" in res["message"]
+            ran = await call(
+                client,
+                "run_python_code",
+                code="import humanize; humanize.__name__",
+                session_id="pk",
+            )
+            assert ran["result"] == "'humanize'"
+        finally:
+            await call(client, "run_python_code", code=remove, session_id="pk")

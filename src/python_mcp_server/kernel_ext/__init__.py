@@ -140,6 +140,7 @@ PROBES: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {
     ),
     "versions": lambda ns, args: packages.versions(),
     "refresh": lambda ns, args: packages.refresh(args),
+    "install": lambda ns, args: packages.install(args),
 }
 
 

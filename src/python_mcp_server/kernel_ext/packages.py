@@ -9,6 +9,7 @@ import re
 import site
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 
 def _key(name: str) -> str:
@@ -74,3 +75,46 @@ def refresh(before: Mapping[str, str]) -> dict[str, dict[str, list[str]]]:
             if imported:
                 restart[key] = imported
     return {"versions": found, "restart": restart}
+
+
+_OUTPUT_TAIL = 200_000
+
+
+def install(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Install into this kernel's own interpreter (a kernel on a gateway, whose environment the
+    server cannot reach): uv when the kernel's PATH has it, else pip; wheels only unless asked.
+    `args`: requirements, upgrade (names), source_builds, timeout (seconds). The installer is
+    killed with everything it started when the time is up (returncode None)."""
+    import shutil
+    import signal
+    import subprocess
+
+    requirements = [str(r) for r in args.get("requirements") or []]
+    upgrade = [str(n) for n in args.get("upgrade") or []]
+    source_builds = bool(args.get("source_builds"))
+    uv = shutil.which("uv")
+    if uv is not None:
+        argv = [uv, "pip", "install", "--python", sys.executable]
+        argv += [] if source_builds else ["--only-binary", ":all:"]
+        argv += [a for name in upgrade for a in ("--upgrade-package", name)]
+    else:
+        argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+        argv += [] if source_builds else ["--only-binary=:all:"]
+        argv += ["--upgrade"] if upgrade else []
+    argv += requirements
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=float(args.get("timeout") or 300))
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        code = None
+    text = output.decode("utf-8", "replace")[-_OUTPUT_TAIL:]
+    return {"returncode": code, "output": text, "installer": "uv" if uv else "pip", "argv": argv}

@@ -11,20 +11,33 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, PackageError
-from python_mcp_server.services._installer import InstallSandbox, find_installer, run_installer
+from python_mcp_server.services._installer import (
+    Installer,
+    InstallerRun,
+    InstallSandbox,
+    find_installer,
+    run_installer,
+)
 from python_mcp_server.services._probe import evaluate, locked
 from python_mcp_server.services._requirements import Requested, parse_requirements
 from python_mcp_server.services.environments import Progress
+from python_mcp_server.services.session import KernelSession
 from python_mcp_server.services.sessions import SessionManager
 
 MAX_INSTALL_TIMEOUT_S = 3600.0
+_SLACK_S = 30.0  # beyond the install's own limit, for the kernel to report it
+_THERE = (
+    " They went into the environment of the session's kernel on the gateway: what else shares "
+    "it is the gateway's to say (with Kernel Gateway on one host, every kernel of that "
+    "kernelspec; with a pod per kernel, this kernel only, until it is restarted)."
+)
 OUTPUT_TAIL_CHARS = 3000
 
 Outcome = Literal["installed", "upgraded", "downgraded", "already_satisfied", "failed"]
@@ -125,11 +138,18 @@ class PackageService:
                 f"timeout_s must be above 0 and at most {MAX_INSTALL_TIMEOUT_S:.0f}; "
                 f"got {timeout_s}."
             )
+        remote = self._sessions.directory is not None  # kernels on a gateway
         requested = parse_requirements(
-            packages, self._config.workspace_root, self._config.allow_local_package_paths
+            packages,
+            self._config.workspace_root,
+            self._config.allow_local_package_paths and not remote,
         )
         session = await self._sessions.acquire(session_id)
         python = session.python
+        if remote:
+            return await self._install_there(
+                session, requested, upgrade, timeout, allow_source_builds, progress
+            )
         installer, argv = find_installer(python, source_builds=allow_source_builds)
         if upgrade:
             names = [r.name for r in requested if r.name]
@@ -152,6 +172,62 @@ class PackageService:
             if progress is not None:
                 await progress(f"The installer finished (exit code {run.returncode})")
             after = await evaluate(session, "refresh", {k: v[1] for k, v in before.items()})
+        return self._result(
+            session,
+            requested,
+            (before, after),
+            run,
+            (installer, argv, timeout),
+            allow_source_builds,
+            started,
+        )
+
+    async def _install_there(
+        self,
+        session: KernelSession,
+        requested: list[Requested],
+        upgrade: bool,
+        limit_s: float,
+        source_builds: bool,
+        progress: Progress | None,
+    ) -> InstallResult:
+        """Install into the kernel's own interpreter on the gateway, by the kernel itself (its
+        environment is out of this server's reach); the gateway's isolation applies."""
+        started = time.perf_counter()
+        async with locked(session, wait_s=limit_s):
+            before = await evaluate(session, "versions")
+            if progress is not None:
+                wanted = ", ".join(r.raw for r in requested)
+                await progress(f"Installing {wanted} in session {session.session_id!r}'s kernel")
+            args = {
+                "requirements": [r.argument for r in requested],
+                "upgrade": [r.name for r in requested if r.name] if upgrade else [],
+                "source_builds": source_builds,
+                "timeout": limit_s,
+            }
+            done = await evaluate(session, "install", args, timeout_s=limit_s + _SLACK_S)
+            if progress is not None:
+                await progress(f"The installer finished (exit code {done['returncode']})")
+            after = await evaluate(session, "refresh", {k: v[1] for k, v in before.items()})
+        run = InstallerRun(done["returncode"], str(done["output"]))
+        installer: Installer = "uv" if done["installer"] == "uv" else "pip"
+        how = (installer, [str(a) for a in done["argv"]], limit_s)
+        return self._result(session, requested, (before, after), run, how, source_builds, started)
+
+    def _result(
+        self,
+        session: KernelSession,
+        requested: list[Requested],
+        versions: tuple[dict[str, list[str]], dict[str, Any]],
+        run: InstallerRun,
+        how: tuple[Installer, list[str], float],
+        allow_source_builds: bool,
+        started: float,
+    ) -> InstallResult:
+        """The result: what changed between the `versions` before and after the `run`."""
+        (before, after), (installer, argv, timeout) = versions, how
+        session_id, python = session.session_id, session.python
+        remote = self._sessions.directory is not None
         returncode, output = run.returncode, run.output
         own = session.environment is not None
         if installer == "pip" and "No module named pip" in output:
@@ -174,7 +250,7 @@ class PackageService:
             other_changes=_changes(old, new, named),
             restart_needed=bool(restart),
             installer=installer,
-            sandboxed=self._sandbox is not None,
+            sandboxed=self._sandbox is not None and not remote,
             source_builds=allow_source_builds,
             refused_hosts=run.refused,
             environment="own" if own else "base",
@@ -182,7 +258,7 @@ class PackageService:
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             output_tail=_tail(output),
             message=_message(status, outcomes, restart, old, new, timeout, run.refused)
-            + _where(own, status),
+            + (_THERE if remote and status == "ok" else _where(own, status)),
         )
 
 
