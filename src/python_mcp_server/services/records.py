@@ -39,7 +39,7 @@ class RestartOutcome:
 
     def result(self, session_id: str, pid: int | None) -> RestartResult:
         """The restart_kernel result: what survived, what did not and why."""
-        head = f"Kernel restarted (new pid {pid});"
+        head = "Kernel restarted" + (f" (new pid {pid});" if pid is not None else ";")
         if not self.asked:
             message = f"{head} all variables were cleared."
         else:
