@@ -398,3 +398,15 @@ async def test_install_dependencies_installs_where_the_gateway_kernel_runs(
             assert ran["result"] == "'humanize'"
         finally:
             await call(client, "run_python_code", code=remove, session_id="pk")
+
+
+async def test_another_servers_workspace_kernel_is_not_a_session(
+    tmp_path: Path, kernel_gateway: KernelGateway
+) -> None:
+    a_config = on_gateway(tmp_path / "a", kernel_gateway)
+    b_config = on_gateway(tmp_path / "b", kernel_gateway)
+    async with Client(create_server(a_config)) as a, Client(create_server(b_config)) as b:
+        await call(a, "write_file", path="note.txt", content="hi")  # A's workspace kernel starts
+        assert len(kernel_gateway.kernel_ids()) == 1
+        assert (await call(b, "list_sessions"))["sessions"] == []
+        assert (await call(b, "read_file", path="note.txt"))["content"] == "hi"

@@ -34,7 +34,8 @@ def mark_used() -> None:
 
 
 def describe() -> str:
-    """The published session as JSON (`null` when none was), with `last_used`."""
+    """The published session as JSON (`null` when none was), with `last_used`; a kernel that
+    serves no session but a role (`{"role": "workspace"}`) says that."""
     if not _meta:
         return "null"
     return json.dumps({**_meta, "last_used": _last_used})

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Generator
 from typing import Any
 
-from . import beneath, files, script_runs
+from . import beneath, files, script_runs, sessions
 
 SUBFOLDERS = ("scripts", "outputs", "uploads")
 SCAN_LIMIT = 100_000
@@ -61,7 +61,9 @@ def layout(where: beneath.Root) -> None:
 
 
 def hello(args: dict[str, Any]) -> dict[str, Any]:
-    """The root's real path and the interpreter; the standard subfolders made."""
+    """The root's real path and the interpreter; the standard subfolders made. The kernel says
+    it serves the workspace, not a session: other servers sharing the gateway skip it."""
+    sessions.publish(json.dumps({"role": "workspace"}))
     where = root()
     os.makedirs(where.path, exist_ok=True)
     layout(where)

@@ -230,11 +230,15 @@ class SessionDirectory:
             logger.info("kernel %s on the gateway could not be asked: %s", kernel_id, exc)
             return None
         try:
-            return _published(await ask(handle, _DESCRIBE), kernel_id, self._key)
+            meta = await ask(handle, _DESCRIBE)
         except (KernelDiedError, TimeoutError):
             return None
         finally:
             await handle.detach()
+        if isinstance(meta, dict) and "role" in meta and "session_id" not in meta:
+            self._ended.add(kernel_id)  # a server's workspace kernel: never a session
+            return None
+        return _published(meta, kernel_id, self._key)
 
     async def adopt(self, shared: SharedSession) -> ReadyKernel:
         """A kernel handle of our own on another server's session."""
