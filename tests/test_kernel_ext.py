@@ -502,6 +502,7 @@ LOADED = [MODULE] + [
         "interrupts",
         "packages",
         "relay",
+        "sessions",
         "snapshot",
         "streams",
         "variables",
