@@ -316,7 +316,7 @@ def test_a_probe_answers_json_by_name() -> None:
         "total": 1,
         "variables": [{"name": "x", "type": "str", "repr": "'é'", "size": 1}],
     }
-    assert set(PROBES) == {"variables", "versions", "refresh"}
+    assert set(PROBES) == {"variables", "versions", "refresh", "install"}
 
 
 # --- packages -----------------------------------------------------------------------------------
