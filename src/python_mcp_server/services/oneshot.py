@@ -29,13 +29,32 @@ from python_mcp_server.errors import ServerError, ServerStoppingError
 from python_mcp_server.kernels import KernelLimits
 from python_mcp_server.services.artifacts import ArtifactStore
 from python_mcp_server.services.environments import EnvironmentStore, Progress
-from python_mcp_server.services.kernel_start import KernelStarter
+from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.session import KernelSession, KernelSource
+from python_mcp_server.services.snapshot import StateTransfer
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "oneshot-"
+_AFTER_ANSWER_S = 0.05
 _ENDED = "belonged to a one-shot run (execute_python), whose files are kept for {keep:g} s"
+
+
+class _PoolFirst:
+    """The server's kernels, taken from the warm pool without refilling it at once: the run is
+    short, and a kernel starting beside it would slow it down. `OneShots.run` refills after."""
+
+    def __init__(self, starter: KernelStarter) -> None:
+        self._starter = starter
+
+    async def take(self, limits: KernelLimits | None = None) -> ReadyKernel:
+        return await self._starter.take(limits, defer_refill=True)
+
+    async def replace(self, old: ReadyKernel, limits: KernelLimits | None = None) -> ReadyKernel:
+        return await self._starter.replace(old, limits)
+
+    def state_transfer(self) -> StateTransfer:
+        return self._starter.state_transfer()
 
 
 class OneShots:
@@ -84,7 +103,7 @@ class OneShots:
         if dependencies is not None:
             env = await self._environments.create(dependencies, None, progress)
         source: KernelSource = (
-            self._kernels
+            _PoolFirst(self._kernels)
             if env is None
             else self._kernels.for_environment(env.python, env.read_only)
         )
@@ -113,7 +132,12 @@ class OneShots:
         task.add_done_callback(self._closing.discard)
 
     async def _end(self, session: KernelSession) -> None:
+        """Shut the run's kernel down and refill the pool, once its answer has gone out:
+        starting or stopping a kernel process beside the answer delays it by several ms."""
         run_id = session.session_id
+        if not self.stopping:
+            await asyncio.sleep(_AFTER_ANSWER_S)
+        self._kernels.pool.refill()
         try:
             with anyio.CancelScope(shield=True):
                 # a cell cancelled by its client is being settled (interrupt, then idle); the
