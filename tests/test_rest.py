@@ -16,9 +16,11 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
+from python_mcp_server.config import ServerConfig
+from python_mcp_server.rest.execute import MAX_PENDING_CHARS, _Events, event
 from python_mcp_server.tools import TOOLS
 from tests.helpers import SLEEP_UNTIL_INTERRUPTED, kernel_interpreters
-from tests.servers import RunningServer, http_server
+from tests.servers import RunningServer, http_server, threaded_http_server
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -215,6 +217,15 @@ def test_an_attacker_without_the_token_or_from_another_site_gets_nothing_run(
                     "Sec-Fetch-Site": "same-origin",
                 },
             )
+        # an <img> or <script> of another site's page: no Origin, but the browser says whence
+        answers["cross-site resource"] = c.get(
+            f"{base}/resource",
+            params={"uri": "workspace://token"},
+            headers={**good, "Sec-Fetch-Site": "cross-site"},
+        )
+        answers["cross-site post"] = c.post(
+            f"{base}/execute", json=attack, headers={**good, "Sec-Fetch-Site": "same-site"}
+        )
         big = {"name": "execute_python", "arguments": {"code": "#" * 5_000_000}}
         answers["oversized"] = c.post(f"{base}/execute", json=big, headers=good)
         for path in ("/tools", "/openapi.json", "/resource?uri=workspace://x"):
@@ -236,6 +247,7 @@ def test_an_attacker_without_the_token_or_from_another_site_gets_nothing_run(
             f"form {path}": 415,
         }
     expected |= {"oversized": 413, "none /tools": 401, "none /openapi.json": 401}
+    expected |= {"cross-site resource": 403, "cross-site post": 403}
     expected["none /resource?uri=workspace://x"] = 401
     assert statuses == expected
     assert not marker.exists()
@@ -358,6 +370,46 @@ def test_a_one_shot_run_whose_client_goes_away_is_stopped(workspace: Path) -> No
         sessions = client.post(f"{server.base}/execute", json={"name": "list_sessions"}).json()
     assert not (workspace / "late").exists()  # its kernel is gone: nothing can write it
     assert sessions["sessions"] == []
+
+
+def test_a_silent_cell_gets_keepalives(config: ServerConfig) -> None:
+    code = "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.02)\n'done'"
+    body = {"name": "execute_python", "arguments": {"code": code}}
+    with (
+        threaded_http_server(config, keepalive_s=0.2) as base,
+        httpx.Client(timeout=60) as client,
+        client.stream("POST", f"{base}/execute/stream", json=body) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(line for line in lines if line) == ": keepalive"  # before the cell ends
+        (config.workspace_root / "go").touch()
+        rest = list(events(lines))
+    assert [name for name, _ in rest] == ["result"]
+    assert rest[0][1]["result"] == "'done'"
+
+
+def test_the_stream_joins_pieces_and_says_what_a_slow_reader_missed() -> None:
+    pending = _Events()
+    pending.output("stdout", "a")
+    pending.output("stdout", "b")
+    pending.output("stderr", "!")
+    pending.output("stdout", "c")
+    joined = pending.take()
+    for n in range(3):
+        pending.output("stdout", str(n) * (MAX_PENDING_CHARS // 2))
+    kept = pending.take()
+    assert joined == [
+        event("output", {"stream": "stdout", "text": "ab"}),
+        event("output", {"stream": "stderr", "text": "!"}),
+        event("output", {"stream": "stdout", "text": "c"}),
+    ]
+    data = [json.loads(e.decode().split("data: ", 1)[1]) for e in kept]
+    assert data[0]["dropped"] == MAX_PENDING_CHARS // 2  # the oldest piece
+    assert "".join(d["text"] for d in data) == "1" * (MAX_PENDING_CHARS // 2) + "2" * (
+        MAX_PENDING_CHARS // 2
+    )
+    assert all("dropped" not in d for d in data[1:])
 
 
 # ---------------------------------------------------------------- one-shot runs

@@ -2,7 +2,7 @@
 own tool dispatch (the same tools, middleware and validation an MCP client gets), and each
 failure as an HTTP status with `{"error": {"type", "message"}}` naming the fix.
 
-A body may come without `Content-Type: application/json` (curl's `-d` sends a form type) only
+Requests that another site's page made are refused (`check_site`). A body may come without `Content-Type: application/json` (curl's `-d` sends a form type) only
 from a client that is not a browser page: a request with an `Origin` or a cross-site
 `Sec-Fetch-Site` must say it sends JSON, which a browser only does cross-origin after a CORS
 preflight this server never grants. So a foreign page cannot post code with a "simple" request.
@@ -103,6 +103,20 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def check_site(scope: Scope) -> None:
+    """RestError 403 for a request another site's page made: browsers name the relation in
+    `Sec-Fetch-Site` on every request, also on those that carry no `Origin` (an `<img>` or a
+    `<script>` pointing here), which the Origin check cannot see."""
+    site = header(scope, b"sec-fetch-site")
+    if site in ("cross-site", "same-site"):
+        raise RestError(
+            403,
+            "forbidden",
+            f"A page of another site made this request (Sec-Fetch-Site: {site}); the REST API "
+            "answers only its own pages and clients that are not browsers.",
+        )
+
+
 def from_browser_page(scope: Scope) -> bool:
     """Whether a web page may have made the request: browsers send `Origin` with every POST a
     page makes, and `Sec-Fetch-Site` other than 'none' (typed or bookmarked) with every request."""
@@ -123,7 +137,8 @@ async def read_body(receive: Receive) -> bytes | None:
 
 
 def parse_call(scope: Scope, body: bytes) -> Call:
-    """The `{name, arguments}` of a POST body; RestError (400, 415) when it is not one."""
+    """The `{name, arguments}` of a POST body; RestError (400, 403, 415) when it is not one."""
+    check_site(scope)
     content_type = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/json" and from_browser_page(scope):
         raise RestError(

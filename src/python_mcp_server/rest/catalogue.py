@@ -9,6 +9,7 @@ from fastmcp import FastMCP
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from python_mcp_server.rest.calls import RestError, check_site
 from python_mcp_server.rest.openapi import openapi_document
 
 
@@ -42,6 +43,10 @@ class Tools:
         self.mcp = mcp
 
     async def get(self, request: Request) -> Response:
+        try:
+            check_site(request.scope)
+        except RestError as exc:
+            return JSONResponse(exc.payload(), status_code=exc.status)
         return JSONResponse({"tools": await tool_list(self.mcp)})
 
 

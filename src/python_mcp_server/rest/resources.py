@@ -12,7 +12,7 @@ from fastmcp.exceptions import NotFoundError, ResourceError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from python_mcp_server.rest.calls import RestError, rest_error
+from python_mcp_server.rest.calls import RestError, check_site, rest_error
 
 _SCHEMES = ("kernel://", "workspace://")
 
@@ -30,6 +30,7 @@ class Resources:
             return JSONResponse(exc.payload(), status_code=exc.status)
 
     async def _read(self, request: Request) -> Response:
+        check_site(request.scope)
         uri = request.query_params.get("uri", "")
         if not uri.startswith(_SCHEMES):
             raise RestError(
