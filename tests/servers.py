@@ -109,13 +109,17 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
 
 
 @contextmanager
-def threaded_http_server(config: ServerConfig, startup_timeout_s: float = 60.0) -> Iterator[str]:
+def threaded_http_server(
+    config: ServerConfig, startup_timeout_s: float = 60.0, keepalive_s: float = 15.0
+) -> Iterator[str]:
     """The server's HTTP app under uvicorn, as `serve` runs it (its connections watched by a
     `ConnectionGuard` with `config`'s cap and header timeout), in a thread of this process, on a
-    free loopback port; yields the base URL. Quicker to start than a subprocess."""
+    free loopback port; yields the base URL. Quicker to start than a subprocess. `keepalive_s`:
+    how long a silent stream waits before a keepalive."""
     config = dataclasses.replace(config, port=free_port())
     guard = ConnectionGuard(cap=config.max_connections, header_timeout_s=config.header_timeout_s)
-    server = uvicorn.Server(uvicorn_config(http_app(create_server(config), config), config, guard))
+    app = http_app(create_server(config), config, keepalive_s=keepalive_s)
+    server = uvicorn.Server(uvicorn_config(app, config, guard))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

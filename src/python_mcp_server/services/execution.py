@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import anyio
 
@@ -47,7 +48,10 @@ from python_mcp_server.workspace.access import WorkspaceFiles
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExecutionService", "ProgressCallback"]
+__all__ = ["ExecutionService", "OutputListener", "ProgressCallback"]
+
+OutputListener = Callable[[str, str], None]
+"""Takes each piece of a running cell's output: the stream's name and the text."""
 
 MAX_TIMEOUT_S = 24 * 3600.0
 DRAIN_TIMEOUT_S = 10.0
@@ -71,20 +75,17 @@ class ExecutionService:
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
         caller: str | None = None,
+        on_output: OutputListener | None = None,
     ) -> ExecutionResult:
         """Run `code` in the session and return what it printed, returned, displayed or wrote.
 
         `on_progress`, when given, receives the cell's stdout/stderr while it runs (batched) and a
         keepalive message whenever the cell has been silent for `progress_keepalive_s`. `caller`
         (the client's identity, when it has one) is told if the kernel it used under this name
-        was deleted or expired since.
+        was deleted or expired since. `on_output`, when given, gets each piece of stdout and
+        stderr as it arrives, unbatched (`on_output("stdout", text)`); it must not block.
         """
-        limit = self._config.execution_timeout_s if timeout_s is None else timeout_s
-        if not 0 < limit <= MAX_TIMEOUT_S:  # NaN fails this too
-            raise InvalidArgumentError(
-                f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} "
-                f"(a day); got {timeout_s}. Omit it for the server default."
-            )
+        limit = self._limit(timeout_s)
         if not require_text(code, "code").strip():
             raise InvalidArgumentError("The code is empty; pass the Python source to run.")
         session = await self._sessions.acquire(session_id)
@@ -92,7 +93,28 @@ class ExecutionService:
             news = self._sessions.news(session_id, caller)
             if news is not None:
                 session.notify(news)  # the cell reports it, with state_kept false
-            return await self._run(session, code, limit, on_progress)
+            return await self._run(session, code, limit, on_progress, on_output)
+
+    async def run_once(
+        self,
+        code: str,
+        dependencies: list[str] | None = None,
+        timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_output: OutputListener | None = None,
+        on_setup: ProgressCallback | None = None,
+    ) -> ExecutionResult:
+        """Run `code` once in a fresh kernel (of an environment with `dependencies`, when
+        given) that is discarded afterwards (see `OneShots`). `on_setup` gets progress messages
+        of the environment build."""
+        limit = self._limit(timeout_s)
+        if not require_text(code, "code").strip():
+            raise InvalidArgumentError("The code is empty; pass the Python source to run.")
+        async with (
+            self._sessions.oneshots.run(dependencies, on_setup) as session,
+            session.turn(),
+        ):
+            return await self._run(session, code, limit, on_progress, on_output)
 
     async def _run(
         self,
@@ -100,6 +122,7 @@ class ExecutionService:
         code: str,
         limit_s: float,
         on_progress: ProgressCallback | None,
+        on_output: OutputListener | None = None,
     ) -> ExecutionResult:
         sid = session.session_id
         pump = (
@@ -110,7 +133,7 @@ class ExecutionService:
         collector = OutputCollector(
             self._config.max_output_chars,
             spill=lambda name: self._open_spill(sid, name),
-            on_stream=pump.push if pump is not None else None,
+            on_stream=_both(pump.push if pump is not None else None, on_output),
         )
         if pump is not None:
             pump.start()
@@ -130,6 +153,15 @@ class ExecutionService:
         )
         duration_ms = round((time.perf_counter() - outcome.submitted_at) * 1000, 2)
         return build_result(sid, outcome, outputs, notes, duration_ms)
+
+    def _limit(self, timeout_s: float | None) -> float:
+        limit = self._config.execution_timeout_s if timeout_s is None else timeout_s
+        if not 0 < limit <= MAX_TIMEOUT_S:  # NaN fails this too
+            raise InvalidArgumentError(
+                f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} "
+                f"(a day); got {timeout_s}. Omit it for the server default."
+            )
+        return limit
 
     def _forget(self, task: asyncio.Task[None] | None) -> None:
         """Keep a reference to a background task until it ends."""
@@ -179,3 +211,15 @@ class ExecutionService:
         rich = await anyio.to_thread.run_sync(render) if displays else RichOutputs()
         found = await self._workspace.regular_files(paths[:MAX_CHANGED_FILES]) if paths else []
         return rich, self.artifacts.describe(found)
+
+
+def _both(first: OutputListener | None, second: OutputListener | None) -> OutputListener | None:
+    """One listener that calls both (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def both(name: str, text: str) -> None:
+        first(name, text)
+        second(name, text)
+
+    return both

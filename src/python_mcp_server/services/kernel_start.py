@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 SETUP_TIMEOUT_S = 10.0
 
 
+# Run once, visibly but without history, before a kernel is handed out: a kernel's first cell
+# runs code paths nothing ran yet (the output streams, the display hook, the execute machinery)
+# and takes about twice as long as the next, which a one-shot run (execute_python) would pay.
+WARM_UP = "print(end='')\nNone"
+
+
 @dataclass(frozen=True)
 class ReadyKernel:
     """A started kernel and whether its kernel-side extension (changed-file tracking) loaded."""
@@ -51,13 +57,15 @@ class ReadyKernel:
 
 async def install_extension(handle: KernelHandle, layout: tuple[str, ...] = ()) -> bool:
     """Load the kernel-side extension with a silent request (no history, no names, no
-    execution_count), and make the workspace's `layout` folders when given. Returns whether
-    changed-file tracking works in this kernel."""
+    execution_count), and make the workspace's `layout` folders when given; then run `WARM_UP`
+    (no history either). Returns whether changed-file tracking works in this kernel."""
     code = kernel_setup_code(layout=layout)
     try:
         with anyio.fail_after(SETUP_TIMEOUT_S):
             run = await handle.submit(code, silent=True, store_history=False)
             reply = await run.wait()
+            warm = await handle.submit(WARM_UP, store_history=False)
+            await warm.wait()
     except KernelDiedError:
         return False
     except TimeoutError:
@@ -164,11 +172,13 @@ class KernelStarter:
             raise
         return ReadyKernel(handle, tracks_files)
 
-    async def take(self, limits: KernelLimits | None = None) -> ReadyKernel:
+    async def take(
+        self, limits: KernelLimits | None = None, *, defer_refill: bool = False
+    ) -> ReadyKernel:
         """A ready kernel: from the warm pool when it has one (pool kernels have the server's
-        limits), else started now."""
+        limits), else started now. `defer_refill`: see `KernelPool.take`."""
         if limits is None or limits == self.default_limits:
-            ready = await self.pool.take()
+            ready = await self.pool.take(defer_refill=defer_refill)
             if ready is not None:
                 return ready
         return await self.cold_start(limits)

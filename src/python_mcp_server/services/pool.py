@@ -81,12 +81,16 @@ class KernelPool(Generic[K]):
             return
         self._ready.append(task.result())
 
-    async def take(self) -> K | None:
-        """A started kernel, or None when the pool has none ready or starting."""
+    async def take(self, *, defer_refill: bool = False) -> K | None:
+        """A started kernel, or None when the pool has none ready or starting. With
+        `defer_refill`, a kernel that was ready is handed out without starting its replacement:
+        the caller calls `refill` when its short use is over, so that use does not share the
+        CPU with a kernel start."""
         while self._ready:
             kernel = self._ready.popleft()
             if kernel.exit_info() is None:
-                self.refill()
+                if not defer_refill:
+                    self.refill()
                 return kernel
             self._close_later(kernel)
         if not self._filling:

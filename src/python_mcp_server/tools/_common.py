@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from python_mcp_server.compat.fastmcp_private import inline_refs
 from python_mcp_server.errors import ServerError
-from python_mcp_server.runtime import caller_key, services
+from python_mcp_server.runtime import caller_key, live_output, services
 from python_mcp_server.text import escape_surrogates, on_strings
 
 P = ParamSpec("P")
@@ -109,7 +109,10 @@ async def tell_client(ctx: Context, notes: Iterable[str]) -> None:
     state) to the client as a `warning` log message, as the logging capability promises. It is
     sent only at or above the level the client asked for: `logging/setLevel` on a 2025-11-25
     session, the request's own `io.modelcontextprotocol/logLevel` on 2026-07-28 (none: nothing
-    sent). The notes are in the result too, for clients that show no log messages."""
+    sent). The notes are in the result too, for clients that show no log messages, and for calls
+    made over REST, which have no MCP session to send them to."""
+    if ctx.request_context is None:
+        return
     for note in notes:
         # The SDK marks its log call deprecated (2026-07-28 deprecates the logging capability)
         # and warns on every call; a warning filter set to "error" must not fail the tool.
@@ -130,6 +133,9 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        listener = live_output()
+        if listener is not None:
+            listener.started()  # the arguments were valid: a REST event stream may begin
         try:
             return await fn(*args, **kwargs)
         except ServerError as exc:
@@ -139,7 +145,11 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 
 def progress_reporter(ctx: Context) -> Callable[[str], Awaitable[None]] | None:
-    """Sends each message as a progress notification, when the client asked for progress."""
+    """Sends each message as a progress notification, when the client asked for progress (or
+    to the REST event stream that made the call)."""
+    listener = live_output()
+    if listener is not None:
+        return listener.progress
     rc = ctx.request_context
     if rc is None or not rc.meta or "progressToken" not in (rc.meta or {}):
         return None
