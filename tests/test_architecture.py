@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "transports": {"errors", "config", "text", "middleware", "compat"},
     # the playground's static files and the routes that serve them: nothing of ours below
     "playground": set(),
+    "rest": {"errors", "config", "runtime", "middleware"},
     "server": {
         "errors",
         "config",
@@ -48,6 +49,7 @@ ALLOWED: dict[str, set[str]] = {
         "transports",
         "compat",
         "playground",
+        "rest",
     },
     "launch": {"errors", "config", "services", "server"},
     # procs: blanking the token out of the server's own /proc command line and environment

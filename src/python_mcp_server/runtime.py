@@ -2,18 +2,58 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, cast
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol, cast
 
 from fastmcp import Context, FastMCP
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.services import Services
 
-__all__ = ["Services", "caller_key", "lifespan_for", "services"]
+__all__ = [
+    "LiveOutput",
+    "Services",
+    "caller_key",
+    "lifespan_for",
+    "live_output",
+    "services",
+    "streaming_to",
+]
 
 _KEY = "services"
+
+
+class LiveOutput(Protocol):
+    """Where a call made outside MCP (the REST API's event stream) wants what a tool produces
+    while it runs: a cell's output as it is printed, and progress messages (an install)."""
+
+    def started(self) -> None:
+        """The tool accepted its arguments and runs."""
+
+    def output(self, stream: str, text: str, /) -> None: ...
+
+    async def progress(self, message: str, /) -> None: ...
+
+
+_LIVE: ContextVar[LiveOutput | None] = ContextVar("python_mcp_server_live_output", default=None)
+
+
+@contextmanager
+def streaming_to(listener: LiveOutput) -> Iterator[None]:
+    """Tool calls made in this context (this task, and the ones it starts) send their live
+    output to `listener`."""
+    token = _LIVE.set(listener)
+    try:
+        yield
+    finally:
+        _LIVE.reset(token)
+
+
+def live_output() -> LiveOutput | None:
+    """The listener of the current call, when a REST event stream made it."""
+    return _LIVE.get()
 
 
 def lifespan_for(config: ServerConfig, opened: Services | None = None) -> Any:

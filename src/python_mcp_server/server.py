@@ -35,6 +35,7 @@ from python_mcp_server.middleware import (
     TimingMiddleware,
 )
 from python_mcp_server.playground import asset_paths, serve_asset
+from python_mcp_server.rest import rest_routes
 from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
 from python_mcp_server.transports import (
@@ -122,6 +123,9 @@ def http_app(
         path=config.path,
         middleware=middleware,
         host_origin_protection="auto",
+    )
+    app.router.routes.extend(
+        rest_routes(mcp, __version__, token=bool(config.auth_token), keepalive_s=keepalive_s)
     )
     for route in app.routes:
         if isinstance(route, Route) and route.path == config.path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import anyio
 
@@ -45,7 +46,10 @@ from python_mcp_server.text import require_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExecutionService", "ProgressCallback"]
+__all__ = ["ExecutionService", "OutputListener", "ProgressCallback"]
+
+OutputListener = Callable[[str, str], None]
+"""Takes each piece of a running cell's output: the stream's name and the text."""
 
 MAX_TIMEOUT_S = 24 * 3600.0
 DRAIN_TIMEOUT_S = 10.0
@@ -66,13 +70,15 @@ class ExecutionService:
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
         caller: str | None = None,
+        on_output: OutputListener | None = None,
     ) -> ExecutionResult:
         """Run `code` in the session and return what it printed, returned, displayed or wrote.
 
         `on_progress`, when given, receives the cell's stdout/stderr while it runs (batched) and a
         keepalive message whenever the cell has been silent for `progress_keepalive_s`. `caller`
         (the client's identity, when it has one) is told if the kernel it used under this name
-        was deleted or expired since.
+        was deleted or expired since. `on_output`, when given, gets each piece of stdout and
+        stderr as it arrives, unbatched (`on_output("stdout", text)`); it must not block.
         """
         limit = self._config.execution_timeout_s if timeout_s is None else timeout_s
         if not 0 < limit <= MAX_TIMEOUT_S:  # NaN fails this too
@@ -87,7 +93,7 @@ class ExecutionService:
             news = self._sessions.news(session_id, caller)
             if news is not None:
                 session.notify(news)  # the cell reports it, with state_kept false
-            return await self._run(session, code, limit, on_progress)
+            return await self._run(session, code, limit, on_progress, on_output)
 
     async def _run(
         self,
@@ -95,6 +101,7 @@ class ExecutionService:
         code: str,
         limit_s: float,
         on_progress: ProgressCallback | None,
+        on_output: OutputListener | None = None,
     ) -> ExecutionResult:
         sid = session.session_id
         pump = (
@@ -105,7 +112,7 @@ class ExecutionService:
         collector = OutputCollector(
             self._config.max_output_chars,
             spill=lambda name: self._open_spill(sid, name),
-            on_stream=pump.push if pump is not None else None,
+            on_stream=_both(pump.push if pump is not None else None, on_output),
         )
         if pump is not None:
             pump.start()
@@ -172,3 +179,15 @@ class ExecutionService:
             return renderer.render(displays), self.artifacts.describe_changed(paths)
 
         return await anyio.to_thread.run_sync(work)
+
+
+def _both(first: OutputListener | None, second: OutputListener | None) -> OutputListener | None:
+    """One listener that calls both (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def both(name: str, text: str) -> None:
+        first(name, text)
+        second(name, text)
+
+    return both

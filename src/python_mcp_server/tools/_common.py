@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from python_mcp_server.compat.fastmcp_private import inline_refs
 from python_mcp_server.errors import ServerError
-from python_mcp_server.runtime import caller_key, services
+from python_mcp_server.runtime import caller_key, live_output, services
 from python_mcp_server.text import escape_surrogates, on_strings
 
 P = ParamSpec("P")
@@ -130,6 +130,9 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        listener = live_output()
+        if listener is not None:
+            listener.started()  # the arguments were valid: a REST event stream may begin
         try:
             return await fn(*args, **kwargs)
         except ServerError as exc:
@@ -139,7 +142,11 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 
 def progress_reporter(ctx: Context) -> Callable[[str], Awaitable[None]] | None:
-    """Sends each message as a progress notification, when the client asked for progress."""
+    """Sends each message as a progress notification, when the client asked for progress (or
+    to the REST event stream that made the call)."""
+    listener = live_output()
+    if listener is not None:
+        return listener.progress
     rc = ctx.request_context
     if rc is None or not rc.meta or "progressToken" not in (rc.meta or {}):
         return None

@@ -12,7 +12,7 @@ from fastmcp.tools import ToolResult, tool
 from mcp.types import ContentBlock, ImageContent, ResourceLink, TextContent
 from pydantic import Field
 
-from python_mcp_server.runtime import caller_key, services
+from python_mcp_server.runtime import caller_key, live_output, services
 from python_mcp_server.services import (
     MAX_TIMEOUT_S,
     ActionResult,
@@ -175,6 +175,7 @@ async def run_python_code(
         timeout_s,
         on_progress=on_progress,
         caller=caller_key(ctx),
+        on_output=listener.output if (listener := live_output()) is not None else None,
     )
     await tell_client(ctx, res.notes)
     return ToolResult(
