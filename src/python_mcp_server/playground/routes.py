@@ -4,7 +4,9 @@ The set of files is fixed when the package is built, so a request names one of t
 404: no user path reaches the filesystem. Each file is read once, and gzipped once for clients
 that accept it (the editor bundle shrinks to about a third). Every answer carries a Content
 Security Policy that lets the page load only its own scripts and styles and talk only to its own
-origin, so nothing it shows (a cell's output, a file name) can run as script.
+origin, so nothing it shows (a cell's output, a file name) can run as script. The one exception
+is for the editor, which writes its styles into `<style>` elements: the page is sent with a fresh
+nonce for them each time, and only elements carrying it apply.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.resources
+import secrets
 from dataclasses import dataclass
 from functools import cache
 from typing import Final
@@ -28,12 +31,8 @@ _TYPES: Final = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-CONTENT_SECURITY_POLICY: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
+_NONCE_MARK: Final = b"__STYLE_NONCE__"
 _HEADERS: Final = {
-    "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "cross-origin-opener-policy": "same-origin",
@@ -41,6 +40,16 @@ _HEADERS: Final = {
     "cache-control": "no-cache",
 }
 _GZIP_MIN_BYTES: Final = 1024
+
+
+def content_security_policy(style_nonce: str | None = None) -> str:
+    """The policy of every playground answer: scripts, styles, images and calls from this
+    origin only; styles also from `<style>` elements carrying `style_nonce`."""
+    styles = "'self'" + (f" 'nonce-{style_nonce}'" if style_nonce else "")
+    return (
+        f"default-src 'none'; script-src 'self'; style-src {styles}; img-src 'self' data: blob:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,17 @@ async def serve_asset(request: Request) -> Response:
     asset = _assets().get(request.url.path)
     if asset is None:
         return Response("Not found: the playground has no such file.", 404, media_type="text/plain")
-    headers = {**_HEADERS, "etag": asset.etag, "vary": "accept-encoding"}
+    if request.url.path == PAGE_PATH:
+        nonce = secrets.token_urlsafe(18)
+        page = asset.body.replace(_NONCE_MARK, nonce.encode())
+        headers = {**_HEADERS, "content-security-policy": content_security_policy(nonce)}
+        return Response(page, headers=headers, media_type=asset.media_type)
+    headers = {
+        **_HEADERS,
+        "content-security-policy": content_security_policy(),
+        "etag": asset.etag,
+        "vary": "accept-encoding",
+    }
     if asset.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     if asset.gzipped is not None and _accepts_gzip(request):

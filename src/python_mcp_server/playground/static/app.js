@@ -127,6 +127,8 @@ const editor = createEditor($("editor"), {
   doc: sessionStorage.getItem(CODE_KEY) ?? SAMPLE,
   run: () => run(),
   attributes: { "data-testid": "code" },
+  // the page's policy lets the editor's <style> elements apply with the nonce it was sent with
+  nonce: document.querySelector("script[nonce]")?.nonce,
 });
 editor.view.dom.addEventListener("keyup", () => sessionStorage.setItem(CODE_KEY, editor.getCode()));
 
