@@ -50,6 +50,7 @@ export function createEditor(parent, { doc = "", run = () => {}, label = "Python
   const runKey = () => { run(); return true; };
   const extensions = [
     lineNumbers(), highlightActiveLineGutter(), history(), drawSelection(), indentOnInput(),
+    EditorView.lineWrapping,
     bracketMatching(), highlightActiveLine(), python(), syntaxHighlighting(highlight), theme,
     placeholder("# Python code. Shift+Enter runs it."),
     EditorState.tabSize.of(4),

@@ -166,6 +166,11 @@ async function run() {
 $("run").addEventListener("click", () => run());
 $("interrupt").addEventListener("click", () =>
   report(call("interrupt_kernel", { session_id: sessions.current }), "Interrupting").catch(() => {}));
+// the output follows new runs unless the reader scrolled up to read older ones
+$("output").addEventListener("scroll", () => {
+  const box = $("output");
+  box.dataset.pinned = String(box.scrollHeight - box.scrollTop - box.clientHeight < 48);
+});
 $("clear-output").addEventListener("click", () => {
   for (const node of $("output").querySelectorAll(".run")) node.remove();
 });
@@ -177,6 +182,7 @@ async function refreshAll() {
 }
 
 async function start() {
+  sessions.render();
   try {
     version = `v${(await health()).version}`;
     conn("ok", version);

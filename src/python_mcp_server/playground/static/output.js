@@ -92,8 +92,9 @@ export class RunView {
       this.body,
     );
     container.querySelector(".empty")?.remove();
+    this.container = container;
     container.append(this.node);
-    this.node.scrollIntoView({ block: "nearest" });
+    this.follow();
     this.tick = setInterval(() => {
       this.time.textContent = seconds(performance.now() - this.started);
     }, 250);
@@ -113,15 +114,23 @@ export class RunView {
     if (!this.frame) this.frame = requestAnimationFrame(() => this.paint());
   }
 
+  /** Keep the newest output in view while the reader has not scrolled up. */
+  follow() {
+    const box = this.container;
+    if (box.scrollHeight <= box.clientHeight + 1 && getComputedStyle(box).overflowY !== "auto") {
+      // narrow layout: the page scrolls, not the output; bring the run into view once
+      if (!this.shownOnce) this.node.scrollIntoView({ block: "nearest" });
+      this.shownOnce = true;
+    } else if (box.dataset.pinned !== "false") box.scrollTop = box.scrollHeight;
+  }
+
   paint() {
     this.frame = null;
-    const container = this.node.parentElement;
-    const atBottom = container && container.scrollHeight - container.scrollTop - container.clientHeight < 40;
     this.stream.replaceChildren(
       ...this.segments.map(({ stream, text }) => el("span", { class: stream, text: applyReturns(text) })),
     );
     if (!this.stream.isConnected) this.body.prepend(this.stream);
-    if (atBottom) container.scrollTop = container.scrollHeight;
+    this.follow();
   }
 
   end(status) {
@@ -141,8 +150,13 @@ export class RunView {
     if (result.execution_count != null) this.count.textContent = `[${result.execution_count}]`;
     if (result.duration_ms != null) this.time.textContent = seconds(result.duration_ms);
     const body = this.body;
-    if (result.result != null) body.append(el("pre", { class: "result", "data-testid": "result", text: stripAnsi(result.result) }));
-    this.displays(result.displays || []);
+    const displays = result.displays || [];
+    const htmlResult = displays.some((d) => d.is_result && d.mime_type === "text/html" && !d.truncated);
+    // the plain text is kept (hidden) for copying and for tests when the value shows as a table
+    if (result.result != null) {
+      body.append(el("pre", { class: "result", "data-testid": "result", hidden: htmlResult, text: stripAnsi(result.result) }));
+    }
+    this.displays(displays);
     for (const image of result.images || []) this.image(image);
     if (result.error) {
       const lines = result.error.traceback?.length
@@ -161,6 +175,7 @@ export class RunView {
       }
       body.append(list);
     }
+    this.follow();
   }
 
   displays(displays) {
@@ -186,6 +201,7 @@ export class RunView {
     const img = el("img", { alt, "data-testid": "image", width: info.preview_width || info.width, height: info.preview_height || info.height });
     this.body.append(img);
     if (!info.uri) return;
+    img.addEventListener("load", () => this.follow(), { once: true });
     resource(info.uri).then(
       (blob) => { img.src = URL.createObjectURL(blob); },
       (error) => img.replaceWith(el("p", { class: "note", text: `Image not shown: ${error.message}` })),
@@ -196,6 +212,7 @@ export class RunView {
   fail(message) {
     this.end("failed");
     this.body.append(el("pre", { class: "traceback", text: message }));
+    this.follow();
   }
 
   remove() {

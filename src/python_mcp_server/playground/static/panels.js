@@ -13,6 +13,24 @@ export const bytes = (n) => {
   return `${i ? n.toFixed(n < 10 ? 1 : 0) : n} ${units[i]}`;
 };
 
+const SVG = "http://www.w3.org/2000/svg";
+const ICONS = {
+  folder: "M2 4.5A1.5 1.5 0 0 1 3.5 3h3l1.5 1.5h4.5A1.5 1.5 0 0 1 14 6v5.5a1.5 1.5 0 0 1-1.5 1.5h-9A1.5 1.5 0 0 1 2 11.5z",
+  file: "M4 2h5l3 3v8.5a.5.5 0 0 1-.5.5h-7a.5.5 0 0 1-.5-.5v-11A.5.5 0 0 1 4 2zm5 0v3h3",
+};
+
+/** A small line icon (built as SVG elements: the page's policy allows no inline markup). */
+function icon(name) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("class", `icon-${name}`);
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
 /** A button that asks once more before it acts: the first click arms it for a few seconds. */
 function confirming(button, action) {
   const label = button.textContent;
@@ -147,7 +165,9 @@ export class Files {
       listed = await call("list_files", { path: "." });
     }
     this.renderCrumbs();
-    const rows = (listed.entries || []).map((entry) => this.row(entry));
+    const entries = [...(listed.entries || [])].sort((a, b) =>
+      (a.type === "directory" ? 0 : 1) - (b.type === "directory" ? 0 : 1) || a.path.localeCompare(b.path));
+    const rows = entries.map((entry) => this.row(entry));
     if (!rows.length) rows.push(el("li", { class: "empty", text: "This folder is empty. Upload files, or write them from code." }));
     if (listed.truncated) rows.push(el("li", { class: "empty", text: listed.message || "More entries than shown." }));
     this.list.replaceChildren(...rows);
@@ -167,11 +187,12 @@ export class Files {
     const name = entry.path.split("/").at(-1);
     if (entry.type === "directory") {
       return el("li", { class: "dir", "data-path": entry.path },
-        el("button", { type: "button", class: "fname", title: entry.path, text: `📁 ${name}/`, onclick: () => this.open(entry.path).catch(() => {}) }),
+        el("button", { type: "button", class: "fname", title: `Open ${entry.path}`, onclick: () => this.open(entry.path).catch(() => {}) },
+          icon("folder"), `${name}/`),
         this.deleteButton(entry.path, true));
     }
     return el("li", { class: "file", "data-path": entry.path },
-      el("span", { class: "fname", title: entry.path, text: name }),
+      el("span", { class: "fname", title: entry.modified ? `${entry.path}, changed ${new Date(entry.modified).toLocaleString()}` : entry.path }, icon("file"), name),
       el("span", { class: "size", text: bytes(entry.size) }),
       el("button", { type: "button", class: "ghost small", title: `Download ${name}`, text: "↓", "aria-label": `Download ${name}`, "data-action": "download",
         onclick: () => this.download(entry.path).catch(() => {}) }),
@@ -263,7 +284,7 @@ export class Health {
     sections.push(el("section", { class: "health-section" }, el("h3", { text: "Host" }),
       dl([["CPUs", host.cpu_count], ["memory", `${bytes(memUsed * 2 ** 20)} used of ${bytes(host.memory_total_mb * 2 ** 20)}`]]),
       meter(memUsed, host.memory_total_mb),
-      dl([["disk", `${bytes(host.disk_free_mb * 2 ** 20)} free of ${bytes(host.disk_total_mb * 2 ** 20)}`]]),
+      dl([["disk", `${bytes(diskUsed * 2 ** 20)} used of ${bytes(host.disk_total_mb * 2 ** 20)}`]]),
       meter(diskUsed, host.disk_total_mb)));
     const kernels = health.kernels || [];
     const table = el("table", { class: "kernels" },
