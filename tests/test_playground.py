@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,9 +26,17 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.servers import RunningServer, http_server
+from python_mcp_server.config import ServerConfig
+from tests.servers import RunningServer, http_server, threaded_http_server
 
-pytestmark = [pytest.mark.browser, pytest.mark.kernel]
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def in_browser(test: F) -> F:
+    """Marks a test that drives the page in Chromium (and starts kernels)."""
+    marked: F = pytest.mark.browser(pytest.mark.kernel(test))
+    return marked
+
 
 WAIT_S = 60.0  # a first run starts a kernel, and a plot imports matplotlib
 TOKEN = "playground-test-token-" + "x" * 16
@@ -235,6 +244,7 @@ def test_the_page_and_its_files_are_served_under_a_policy_of_this_origin_only(
 # --------------------------------------------------------------------------- running code
 
 
+@in_browser
 def test_code_typed_into_the_editor_runs_with_the_button(page: Chrome) -> None:
     type_code(page, 'print("hello", 6 * 7)')
     _by_testid(page, "run").click()
@@ -244,6 +254,7 @@ def test_code_typed_into_the_editor_runs_with_the_button(page: Chrome) -> None:
     assert problems(page) == []
 
 
+@in_browser
 def test_shift_enter_runs_the_code_and_shows_the_last_value(page: Chrome) -> None:
     type_code(page, "x = 21\nx * 2")
     _by_testid(page, "code").send_keys(Keys.SHIFT, Keys.ENTER)
@@ -253,6 +264,7 @@ def test_shift_enter_runs_the_code_and_shows_the_last_value(page: Chrome) -> Non
     assert _editor_text(page) == "x = 21\nx * 2"  # Shift+Enter ran it, it added no line
 
 
+@in_browser
 def test_output_shows_while_the_cell_still_runs(page: Chrome, served_workspace: Path) -> None:
     marker = served_workspace / f"go-{uuid.uuid4().hex}"
     type_code(
@@ -274,6 +286,7 @@ def test_output_shows_while_the_cell_still_runs(page: Chrome, served_workspace: 
     assert printed(run).splitlines() == ["waiting for the marker", "marker seen"]
 
 
+@in_browser
 def test_an_exception_shows_its_traceback(page: Chrome) -> None:
     type_code(page, "def f():\n    return 1 / 0\nf()")
     _by_testid(page, "run").click()
@@ -285,6 +298,7 @@ def test_an_exception_shows_its_traceback(page: Chrome) -> None:
     assert "\x1b[" not in traceback
 
 
+@in_browser
 @pytest.mark.slow  # the kernel's first matplotlib import
 def test_a_matplotlib_plot_shows_as_an_image(page: Chrome) -> None:
     type_code(
@@ -302,6 +316,7 @@ def test_a_matplotlib_plot_shows_as_an_image(page: Chrome) -> None:
     assert problems(page) == []  # nothing the page's policy had to block
 
 
+@in_browser
 def test_interrupt_stops_a_running_cell(page: Chrome) -> None:
     type_code(page, "import time\nprint('sleeping', flush=True)\ntime.sleep(600)")
     _by_testid(page, "run").click()
@@ -327,6 +342,7 @@ def _run_and_result(driver: Chrome, code: str, count: int) -> str:
     return str(run.find_element(By.CSS_SELECTOR, "[data-testid=result]").text)
 
 
+@in_browser
 def test_sessions_are_created_switched_and_deleted(page: Chrome) -> None:
     name = f"alpha-{uuid.uuid4().hex[:6]}"
     _by_testid(page, "new-session-name").send_keys(name)
@@ -363,6 +379,7 @@ def _file_row(driver: Chrome, path: str) -> WebElement:
     return driver.find_element(By.CSS_SELECTOR, f"#file-list li[data-path='{path}']")
 
 
+@in_browser
 def test_files_are_uploaded_downloaded_and_deleted(
     page: Chrome, served_workspace: Path, downloads: Path, tmp_path: Path
 ) -> None:
@@ -388,6 +405,7 @@ def test_files_are_uploaded_downloaded_and_deleted(
     assert not (workspace / name).exists()
 
 
+@in_browser
 def test_the_health_panel_lists_the_kernels(page: Chrome) -> None:
     _run_and_result(page, "1 + 1", 1)
     _by_testid(page, "tab-health").click()
@@ -409,15 +427,33 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
         yield server
 
 
+def test_behind_a_token_the_page_loads_without_it_and_the_api_does_not(
+    config: ServerConfig,
+) -> None:
+    with threaded_http_server(replace(config, auth_token=TOKEN)) as base:
+        # the page and its files hold no data, and a browser cannot send a header to open a page
+        for path in ("/", "/playground/app.js", "/playground/editor.js", "/health"):
+            assert httpx.get(base + path).status_code == 200, path
+        assert httpx.get(base + "/playground/secret.txt").status_code == 401
+        assert httpx.post(base + "/execute", json={"name": "ping"}).status_code == 401
+        assert httpx.get(base + "/tools").status_code == 401
+        assert httpx.get(base + "/mcp").status_code == 401
+
+
+def test_with_the_mcp_endpoint_at_the_root_the_playground_steps_aside(
+    config: ServerConfig,
+) -> None:
+    with threaded_http_server(replace(config, path="/", auth_token=TOKEN)) as base:
+        assert httpx.get(base + "/").status_code == 401  # the MCP endpoint, still guarded
+        assert httpx.get(base + "/playground/app.js").status_code == 401
+        page = httpx.get(base + "/playground/app.js", headers={"authorization": f"Bearer {TOKEN}"})
+        assert page.status_code == 404
+
+
+@in_browser
 def test_behind_a_token_the_page_asks_for_it_and_refuses_a_wrong_one(
     browser: Chrome, guarded: RunningServer
 ) -> None:
-    # the page and its files load without the token (they hold no data); the API does not
-    assert httpx.get(guarded.base + "/").status_code == 200
-    assert httpx.get(guarded.base + "/playground/app.js").status_code == 200
-    refused = httpx.post(guarded.base + "/execute", json={"name": "list_sessions"})
-    assert refused.status_code == 401
-
     browser.get(guarded.base + "/")
     browser.execute_script("sessionStorage.clear()")
     browser.get(guarded.base + "/")
