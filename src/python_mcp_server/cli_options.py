@@ -300,6 +300,15 @@ KernelPythonOption = Annotated[
         "Interpreter the kernels and scripts run (it needs ipykernel); default: this server's own.",
     ),
 ]
+OneshotOutputsKeepOption = Annotated[
+    float,
+    _option(
+        "--oneshot-outputs-keep",
+        "Seconds the output files of a one-shot run (execute_python) are kept after it, so "
+        "the kernel:// links of its result can be read (0 = deleted with its kernel).",
+        min=0,
+    ),
+]
 EnvDirOption = Annotated[
     Path | None,
     _option(

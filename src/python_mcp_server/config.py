@@ -59,6 +59,7 @@ class ServerConfig:
     max_file_read_bytes: int = 1_000_000
     max_resource_bytes: int = 32_000_000
     max_outputs_mb: int = 1024  # all live sessions' output files together; 0 = no limit
+    oneshot_outputs_keep_s: float = 300.0  # a one-shot run's output files, after the run
     max_file_write_bytes: int = 50_000_000
     max_list_entries: int = 500
     script_timeout_s: float = 300.0

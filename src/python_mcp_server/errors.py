@@ -117,8 +117,17 @@ class SessionExistsError(KernelError):
 
 
 class SessionLimitError(KernelError):
-    def __init__(self, limit: int, live: list[str], default: str | None = None) -> None:
-        if default is None or not live:
+    def __init__(
+        self, limit: int, live: list[str], default: str | None = None, one_shot: int = 0
+    ) -> None:
+        if one_shot:
+            names = f"{', '.join(live)}; " if live else ""
+            super().__init__(
+                f"The server already runs its limit of {limit} kernels ({names}{one_shot} "
+                "one-shot execute_python run(s), whose kernels go when they end). Try again "
+                "when a run has ended, or call delete_session on a session you no longer need."
+            )
+        elif default is None or not live:
             super().__init__(
                 f"The server already runs its limit of {limit} sessions ({', '.join(live)}). "
                 "Call delete_session on one you no longer need, or reuse an existing session_id."

@@ -80,12 +80,7 @@ class ExecutionService:
         was deleted or expired since. `on_output`, when given, gets each piece of stdout and
         stderr as it arrives, unbatched (`on_output("stdout", text)`); it must not block.
         """
-        limit = self._config.execution_timeout_s if timeout_s is None else timeout_s
-        if not 0 < limit <= MAX_TIMEOUT_S:  # NaN fails this too
-            raise InvalidArgumentError(
-                f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} "
-                f"(a day); got {timeout_s}. Omit it for the server default."
-            )
+        limit = self._limit(timeout_s)
         if not require_text(code, "code").strip():
             raise InvalidArgumentError("The code is empty; pass the Python source to run.")
         session = await self._sessions.acquire(session_id)
@@ -93,6 +88,27 @@ class ExecutionService:
             news = self._sessions.news(session_id, caller)
             if news is not None:
                 session.notify(news)  # the cell reports it, with state_kept false
+            return await self._run(session, code, limit, on_progress, on_output)
+
+    async def run_once(
+        self,
+        code: str,
+        dependencies: list[str] | None = None,
+        timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_output: OutputListener | None = None,
+        on_setup: ProgressCallback | None = None,
+    ) -> ExecutionResult:
+        """Run `code` once in a fresh kernel (of an environment with `dependencies`, when
+        given) that is discarded afterwards (see `OneShots`). `on_setup` gets progress messages
+        of the environment build."""
+        limit = self._limit(timeout_s)
+        if not require_text(code, "code").strip():
+            raise InvalidArgumentError("The code is empty; pass the Python source to run.")
+        async with (
+            self._sessions.oneshots.run(dependencies, on_setup) as session,
+            session.turn(),
+        ):
             return await self._run(session, code, limit, on_progress, on_output)
 
     async def _run(
@@ -132,6 +148,15 @@ class ExecutionService:
         )
         duration_ms = round((time.perf_counter() - outcome.submitted_at) * 1000, 2)
         return build_result(sid, outcome, outputs, notes, duration_ms)
+
+    def _limit(self, timeout_s: float | None) -> float:
+        limit = self._config.execution_timeout_s if timeout_s is None else timeout_s
+        if not 0 < limit <= MAX_TIMEOUT_S:  # NaN fails this too
+            raise InvalidArgumentError(
+                f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} "
+                f"(a day); got {timeout_s}. Omit it for the server default."
+            )
+        return limit
 
     def _forget(self, task: asyncio.Task[None] | None) -> None:
         """Keep a reference to a background task until it ends."""

@@ -49,6 +49,7 @@ from python_mcp_server.services.environments import (
 )
 from python_mcp_server.services.incarnations import Incarnations
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
+from python_mcp_server.services.oneshot import OneShots
 from python_mcp_server.services.pool import KernelPool
 from python_mcp_server.services.sandboxing import SandboxRuntime
 from python_mcp_server.services.session import KernelSession, KernelSource
@@ -95,6 +96,15 @@ class SessionManager:
             else None
         )
         self.outputs = ArtifactStore(config)  # each session's files, deleted when it ends
+        self.oneshots = OneShots(
+            config,
+            self.kernels,
+            self.environments,
+            self.outputs,
+            limits=self._oneshot_limits,
+            check_room=self._check_kernels,
+            gone=self._gone,
+        )
         self._sessions: dict[str, KernelSession] = {}
         self._starting: dict[str, KernelSession] = {}
         self._incarnations = Incarnations()  # what ended under each name, who saw which
@@ -127,6 +137,9 @@ class SessionManager:
     def pool(self) -> KernelPool[ReadyKernel]:
         return self.kernels.pool
 
+    def _oneshot_limits(self) -> KernelLimits | None:
+        return self.kernels.default_limits if self.sandbox.enabled else None
+
     async def interrupt_running(self, grace_s: float = _STOP_GRACE_S) -> int:
         """Interrupt every running cell because the server is stopping; returns how many.
 
@@ -135,7 +148,9 @@ class SessionManager:
         later (it ignores the interrupt) is stopped, so its call ends too.
         """
         self._stopping = True
-        running = [s for s in self._sessions.values() if s.running and not s.closed]
+        self.oneshots.stopping = True
+        sessions = [*self._sessions.values(), *self.oneshots.sessions()]
+        running = [s for s in sessions if s.running and not s.closed]
         for session in running:
             await session.interrupt_for_shutdown()
         if not running:
@@ -162,6 +177,7 @@ class SessionManager:
         with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True) as scope:
             results = await asyncio.gather(
                 self.kernels.pool.aclose(),
+                self.oneshots.aclose(),
                 *(s.close(release=True) for s in sessions),
                 return_exceptions=True,
             )
@@ -356,9 +372,14 @@ class SessionManager:
     def _check_room(self, session_id: str) -> None:
         if session_id in self._sessions or session_id in self._starting:
             raise SessionExistsError(session_id)
-        live = len(self._sessions) + len(self._starting)
-        if live >= self._config.max_sessions:
-            raise SessionLimitError(self._config.max_sessions, self.ids())
+        self._check_kernels()
+
+    def _check_kernels(self) -> None:
+        """Room for one more kernel: under --max-sessions (one-shot runs count) and the host's
+        memory floor."""
+        one_shot = self.oneshots.live
+        if len(self._sessions) + len(self._starting) + one_shot >= self._config.max_sessions:
+            raise SessionLimitError(self._config.max_sessions, self.ids(), one_shot=one_shot)
         self.kernels.check_memory()
 
     async def _create(
@@ -466,6 +487,7 @@ class SessionManager:
         for outcome in await asyncio.gather(*checks, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 logger.error("checking a session failed", exc_info=outcome)
+        await self.oneshots.sweep()
         if not self._closing:
             self.kernels.pool.discard_dead()
             await self.environments.collect()

@@ -1,4 +1,4 @@
-"""Execution tools: run_python_code, interrupt_kernel, restart_kernel."""
+"""Execution tools: run_python_code, execute_python, interrupt_kernel, restart_kernel."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from python_mcp_server.tools._common import (
     RUNS_CODE,
     SessionArg,
     ToolFunction,
+    progress_reporter,
     resolve_session,
     result,
     schema,
@@ -183,6 +184,60 @@ async def run_python_code(
     )
 
 
+@tool(annotations=RUNS_CODE, output_schema=schema(ExecutionResult))
+async def execute_python(
+    code: Annotated[str, Field(description="Python source to run, as in a notebook cell.")],
+    ctx: Context,
+    dependencies: Annotated[
+        list[Annotated[str, Field(max_length=200)]] | None,
+        Field(
+            max_length=50,
+            description="Packages the code needs (names with optional extras and version "
+            "specifiers, e.g. ['requests', 'pandas<2']): the run gets an environment of its "
+            "own holding them, built by uv from its cache and shared with runs and sessions "
+            "that ask for the same. Omit it to run in the server's environment.",
+        ),
+    ] = None,
+    timeout_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=MAX_TIMEOUT_S,
+            description="Stop the code after this many seconds (above 0, at most a day). Omit "
+            "for the server default (60 s unless configured).",
+        ),
+        seconds_check(MAX_TIMEOUT_S),
+    ] = None,
+) -> ToolResult:
+    """Run Python code once, in a fresh kernel that is discarded afterwards: no state at all.
+
+    Use it for self-contained code when you do not need variables to persist (for that, use
+    run_python_code in a session). Nothing is left in any session: the kernel comes from the
+    warm pool, runs the code, and is shut down; it never appears in list_sessions. With
+    `dependencies` the code runs in an environment with those packages. Files the code writes in
+    the workspace stay, like any workspace file.
+
+    The result has the same shape as run_python_code's: stdout, stderr, the last expression's
+    value, plots, displays, files written, and status 'error' with the traceback if the code
+    raised. Its kernel:// links (full-size images, long outputs) can be read for a few minutes
+    after the run, then the files are deleted.
+    """
+    listener = live_output()
+    report = progress_reporter(ctx)
+    res = await services(ctx).execution.run_once(
+        code,
+        dependencies,
+        timeout_s,
+        on_progress=report if listener is None else None,
+        on_output=listener.output if listener is not None else None,
+        on_setup=report,
+    )
+    await tell_client(ctx, res.notes)
+    return ToolResult(
+        content=execution_content(res), structured_content=sendable(res.model_dump(mode="json"))
+    )
+
+
 @tool(annotations=CHANGES_STATE, output_schema=schema(ActionResult))
 async def interrupt_kernel(ctx: Context, session_id: SessionArg = None) -> ToolResult:
     """Interrupt the code running in a session, like Ctrl-C. Variables are kept.
@@ -227,6 +282,7 @@ async def restart_kernel(
 
 TOOLS: Final[tuple[ToolFunction, ...]] = (
     run_python_code,
+    execute_python,
     interrupt_kernel,
     restart_kernel,
 )
