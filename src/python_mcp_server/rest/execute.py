@@ -189,13 +189,12 @@ class ExecuteStream:
     ) -> None:
         begun = False
         while True:
-            quiet = False
             with anyio.move_on_after(self.keepalive_s) as timer:
                 await events.wake.wait()
             quiet = timer.cancelled_caught
             pending = events.take()
-            if not begun and outcome and outcome[0][0] != 200 and not pending:
-                await send_json(send, *outcome[0])  # refused before anything was streamed
+            if not begun and outcome and not events.begun and not pending:
+                await send_json(send, *outcome[0])  # refused before the tool ran
                 return
             if not begun and (events.begun or pending or outcome or quiet):
                 begun = True

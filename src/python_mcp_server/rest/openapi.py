@@ -72,6 +72,31 @@ def openapi_document(
     tools: list[dict[str, Any]], version: str, *, token: bool = False
 ) -> dict[str, Any]:
     """The document for `tools` (as `GET /tools` lists them)."""
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "python-mcp-server REST API",
+            "version": version,
+            "description": "The MCP server's tools over plain HTTP: the same tools, results "
+            "and guards as MCP clients get. See docs/rest.md.",
+        },
+        "paths": _paths(),
+        "components": {"schemas": _schemas(tools)},
+    }
+    if token:
+        document["components"]["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The server's token (--auth-token-file or --auth-token).",
+            }
+        }
+        document["security"] = [{"bearer": []}]
+    return document
+
+
+def _schemas(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """`<tool>.call` and `<tool>.result` for each tool, `ToolCall`, `ToolResult`, `Error`."""
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     calls: list[dict[str, str]] = []
     results: list[dict[str, str]] = []
@@ -102,108 +127,82 @@ def openapi_document(
         "discriminator": {"propertyName": "name", "mapping": mapping},
     }
     schemas["ToolResult"] = {"anyOf": results}
+    return schemas
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _paths() -> dict[str, Any]:
     call_body = {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ToolCall"}}},
     }
-    document: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "python-mcp-server REST API",
-            "version": version,
-            "description": "The MCP server's tools over plain HTTP: the same tools, results "
-            "and guards as MCP clients get. See docs/rest.md.",
-        },
-        "paths": {
-            "/health": {
-                "get": {
-                    "operationId": "health",
-                    "summary": "Whether the server is up (no token needed).",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "Up.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "status": {"const": "ok"},
-                                            "version": {"type": "string"},
-                                        },
-                                    }
-                                }
-                            },
-                        }
-                    },
-                }
-            },
-            "/tools": {
-                "get": {
-                    "operationId": "listTools",
-                    "summary": "Every tool with its description, input and output schema.",
-                    "responses": {
-                        "200": {
-                            "description": "The tools.",
-                            "content": {"application/json": {"schema": _TOOL_LIST}},
-                        }
-                    },
-                }
-            },
-            "/execute": {
-                "post": {
-                    "operationId": "execute",
-                    "summary": "Call one tool; its structured result.",
-                    "description": "A user-code exception is a 200 with status 'error'.",
-                    "requestBody": call_body,
-                    "responses": _responses(
-                        {
-                            "description": "The tool's structured result.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/ToolResult"}
-                                }
-                            },
-                        }
-                    ),
-                }
-            },
-            "/execute/stream": {
-                "post": {
-                    "operationId": "executeStream",
-                    "summary": "Call one tool; its output as it runs, then its result (SSE).",
-                    "description": STREAM_DESCRIPTION,
-                    "requestBody": call_body,
-                    "responses": _responses(
-                        {
-                            "description": STREAM_DESCRIPTION,
-                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                        }
-                    ),
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document.",
-                    "responses": {"200": {"description": "OpenAPI 3.1."}},
-                }
-            },
-        },
-        "components": {"schemas": schemas},
+    result = {"$ref": "#/components/schemas/ToolResult"}
+    stream = {
+        "description": STREAM_DESCRIPTION,
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
-    if token:
-        document["components"]["securitySchemes"] = {
-            "bearer": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "The server's token (--auth-token-file or --auth-token).",
+    return {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Whether the server is up (no token needed).",
+                "security": [],
+                "responses": {"200": _json(_HEALTH, "Up.")},
             }
-        }
-        document["security"] = [{"bearer": []}]
-    return document
+        },
+        "/tools": {
+            "get": {
+                "operationId": "listTools",
+                "summary": "Every tool with its description, input and output schema.",
+                "responses": {"200": _json(_TOOL_LIST, "The tools.")},
+            }
+        },
+        "/execute": {
+            "post": {
+                "operationId": "execute",
+                "summary": "Call one tool; its structured result.",
+                "description": "A user-code exception is a 200 with status 'error'.",
+                "requestBody": call_body,
+                "responses": _responses(_json(result, "The tool's structured result.")),
+            }
+        },
+        "/execute/stream": {
+            "post": {
+                "operationId": "executeStream",
+                "summary": "Call one tool; its output as it runs, then its result (SSE).",
+                "description": STREAM_DESCRIPTION,
+                "requestBody": call_body,
+                "responses": _responses(stream),
+            }
+        },
+        "/resource": {
+            "get": {
+                "operationId": "readResource",
+                "summary": "The bytes of a kernel:// or workspace:// URI a result gave.",
+                "parameters": [
+                    {"name": "uri", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "download", "in": "query", "schema": {"enum": ["1", "true"]}},
+                ],
+                "responses": _responses({"description": "The file, with its mime type."}),
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "responses": {"200": {"description": "OpenAPI 3.1."}},
+            }
+        },
+    }
 
 
+_HEALTH: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {"status": {"const": "ok"}, "version": {"type": "string"}},
+}
 _TOOL_LIST: Final[dict[str, Any]] = {
     "type": "object",
     "required": ["tools"],

@@ -109,7 +109,10 @@ async def tell_client(ctx: Context, notes: Iterable[str]) -> None:
     state) to the client as a `warning` log message, as the logging capability promises. It is
     sent only at or above the level the client asked for: `logging/setLevel` on a 2025-11-25
     session, the request's own `io.modelcontextprotocol/logLevel` on 2026-07-28 (none: nothing
-    sent). The notes are in the result too, for clients that show no log messages."""
+    sent). The notes are in the result too, for clients that show no log messages, and for calls
+    made over REST, which have no MCP session to send them to."""
+    if ctx.request_context is None:
+        return
     for note in notes:
         # The SDK marks its log call deprecated (2026-07-28 deprecates the logging capability)
         # and warns on every call; a warning filter set to "error" must not fail the tool.
