@@ -354,14 +354,13 @@ def test_sessions_are_created_switched_and_deleted(page: Chrome) -> None:
     assert _run_and_result(page, f"who = {name!r}\nwho", 1).endswith(repr(name))
     assert page.find_elements(By.CSS_SELECTOR, f"article.run[data-session='{name}']")
 
-    # switch to default with its row's button: the variable is not there
-    wait_for(page, lambda: _session_row(page, "default"))
-    _session_row(page, "default").find_element(By.CSS_SELECTOR, "[data-action=use]").click()
+    # switch to default with the selector (it is there before its kernel starts): no variable
+    select.find_element(By.CSS_SELECTOR, "option[value='default']").click()
     wait_for(page, lambda: select.get_attribute("value") == "default")
     assert _run_and_result(page, "'who' in globals()", 2).endswith("False")
 
-    # and back with the selector: it is
-    select.find_element(By.CSS_SELECTOR, f"option[value='{name}']").click()
+    # and back with the session's own button: it is there
+    _session_row(page, name).find_element(By.CSS_SELECTOR, "[data-action=use]").click()
     wait_for(page, lambda: select.get_attribute("value") == name)
     assert _run_and_result(page, "who", 3).endswith(repr(name))
 

@@ -101,8 +101,8 @@ export class Sessions {
   }
 
   render() {
-    const ids = this.sessions.map((s) => s.session_id);
-    const shown = ids.includes(this.current) ? ids : [this.current, ...ids];
+    // 'default' is always there to pick: the first run in it starts it
+    const shown = [...new Set([...this.sessions.map((s) => s.session_id), "default", this.current])];
     this.select.replaceChildren(...shown.map((id) => el("option", { value: id, text: id, selected: id === this.current })));
     this.select.value = this.current;
     if (!this.sessions.length) {
