@@ -334,6 +334,16 @@ def _session_row(driver: Chrome, session_id: str) -> WebElement:
     return driver.find_element(By.CSS_SELECTOR, f"li.session[data-session='{session_id}']")
 
 
+def click(driver: Chrome, find: Callable[[], WebElement]) -> None:
+    """Click what `find` finds, finding it again if the page redrew it meanwhile."""
+
+    def clicked() -> bool:
+        find().click()
+        return True
+
+    wait_for(driver, clicked)
+
+
 def _run_and_result(driver: Chrome, code: str, count: int) -> str:
     type_code(driver, code)
     _by_testid(driver, "run").click()
@@ -343,7 +353,7 @@ def _run_and_result(driver: Chrome, code: str, count: int) -> str:
 
 
 @in_browser
-def test_sessions_are_created_switched_and_deleted(page: Chrome) -> None:
+def test_sessions_are_created_switched_restarted_and_deleted(page: Chrome) -> None:
     name = f"alpha-{uuid.uuid4().hex[:6]}"
     _by_testid(page, "new-session-name").send_keys(name)
     _by_testid(page, "create-session").click()
@@ -355,18 +365,29 @@ def test_sessions_are_created_switched_and_deleted(page: Chrome) -> None:
     assert page.find_elements(By.CSS_SELECTOR, f"article.run[data-session='{name}']")
 
     # switch to default with the selector (it is there before its kernel starts): no variable
-    select.find_element(By.CSS_SELECTOR, "option[value='default']").click()
+    click(page, lambda: select.find_element(By.CSS_SELECTOR, "option[value='default']"))
     wait_for(page, lambda: select.get_attribute("value") == "default")
     assert _run_and_result(page, "'who' in globals()", 2).endswith("False")
 
     # and back with the session's own button: it is there
-    _session_row(page, name).find_element(By.CSS_SELECTOR, "[data-action=use]").click()
+    click(page, lambda: _session_row(page, name).find_element(By.CSS_SELECTOR, "[data-action=use]"))
     wait_for(page, lambda: select.get_attribute("value") == name)
     assert _run_and_result(page, "who", 3).endswith(repr(name))
 
+    # a restart gives the session a fresh kernel
+    pid = _session_row(page, name).get_attribute("data-pid")
+    click(
+        page,
+        lambda: _session_row(page, name).find_element(By.CSS_SELECTOR, "[data-action=restart]"),
+    )
+    wait_for(page, lambda: _session_row(page, name).get_attribute("data-pid") != pid)
+    assert _run_and_result(page, "'who' in globals()", 4).endswith("False")
+
+    # delete asks once more: the first click arms the button, the second deletes
     delete = _session_row(page, name).find_element(By.CSS_SELECTOR, "[data-action=delete]")
-    delete.click()  # arms it
-    delete.click()  # confirms
+    delete.click()
+    wait_for(page, lambda: delete.text == "Sure?")
+    delete.click()
     wait_for(page, lambda: not page.find_elements(By.CSS_SELECTOR, f"li[data-session='{name}']"))
     assert select.get_attribute("value") == "default"
 
@@ -393,12 +414,15 @@ def test_files_are_uploaded_downloaded_and_deleted(
     wait_for(page, lambda: _file_row(page, name))
     assert (workspace / name).read_bytes() == data
 
-    _file_row(page, name).find_element(By.CSS_SELECTOR, "[data-action=download]").click()
+    click(
+        page, lambda: _file_row(page, name).find_element(By.CSS_SELECTOR, "[data-action=download]")
+    )
     saved = downloads / name
     wait_for(page, lambda: saved.exists() and saved.read_bytes() == data)
 
     delete = _file_row(page, name).find_element(By.CSS_SELECTOR, "[data-action=delete]")
     delete.click()
+    wait_for(page, lambda: delete.text == "Sure?")
     delete.click()
     wait_for(page, lambda: not page.find_elements(By.CSS_SELECTOR, f"li[data-path='{name}']"))
     assert not (workspace / name).exists()

@@ -105,6 +105,10 @@ export class Sessions {
     const shown = [...new Set([...this.sessions.map((s) => s.session_id), "default", this.current])];
     this.select.replaceChildren(...shown.map((id) => el("option", { value: id, text: id, selected: id === this.current })));
     this.select.value = this.current;
+    // a row is rebuilt only when something in it changed, and never under a half-confirmed delete
+    const drawn = JSON.stringify([this.current, this.sessions]);
+    if (drawn === this.drawn || this.list.querySelector(".armed")) return;
+    this.drawn = drawn;
     if (!this.sessions.length) {
       this.list.replaceChildren(el("li", { class: "empty", text: "No kernels yet: the first run starts the 'default' session." }));
       return;
@@ -124,7 +128,7 @@ export class Sessions {
     ].filter(Boolean).join(" · ");
     const remove = confirming(el("button", { type: "button", class: "ghost small danger", title: "Shut this kernel down and forget its variables", text: "Delete", "data-action": "delete" }),
       () => this.act("delete_session", id, `Deleting ${id}`).catch(() => {}));
-    return el("li", { class: `session${id === this.current ? " current" : ""}`, "data-session": id },
+    return el("li", { class: `session${id === this.current ? " current" : ""}`, "data-session": id, "data-pid": s.kernel_pid },
       el("div", { class: "title" }, el("span", { class: "name", text: id }), el("span", { class: `state ${s.state}`, text: s.state })),
       el("div", { class: "meta", text: meta }),
       el("div", { class: "row-actions" },
@@ -164,6 +168,7 @@ export class Files {
       this.folder = "."; // the folder went away
       listed = await call("list_files", { path: "." });
     }
+    if (this.list.querySelector(".armed")) return; // a delete waits for its confirmation
     this.renderCrumbs();
     const entries = [...(listed.entries || [])].sort((a, b) =>
       (a.type === "directory" ? 0 : 1) - (b.type === "directory" ? 0 : 1) || a.path.localeCompare(b.path));
