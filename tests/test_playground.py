@@ -231,6 +231,11 @@ def test_the_page_and_its_files_are_served_under_a_policy_of_this_origin_only(
     assert editor.headers["content-encoding"] == "gzip"
     assert editor.headers["content-type"].startswith("text/javascript")
     assert len(gzip.compress(editor.content)) < 160_000  # the page stays small
+    refused = httpx.get(
+        served.base + "/playground/editor.js", headers={"accept-encoding": "gzip;q=0, identity"}
+    )
+    assert "content-encoding" not in refused.headers
+    assert refused.content == editor.content
     again = httpx.get(
         served.base + "/playground/editor.js", headers={"if-none-match": editor.headers["etag"]}
     )

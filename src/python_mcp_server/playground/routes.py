@@ -83,18 +83,23 @@ def asset_paths() -> frozenset[str]:
 
 
 def _accepts_gzip(request: Request) -> bool:
-    return any(
-        part.split(";")[0].strip().lower() == "gzip"
-        for part in request.headers.get("accept-encoding", "").split(",")
-    )
+    """Whether the client takes gzip (named, and not with `q=0`)."""
+    for part in request.headers.get("accept-encoding", "").split(","):
+        coding, *params = (p.strip().lower() for p in part.split(";"))
+        if coding == "gzip":
+            return not any(
+                p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params
+            )
+    return False
 
 
 async def serve_asset(request: Request) -> Response:
     """The playground file at the request's path (GET and HEAD), gzipped when accepted."""
-    asset = _assets().get(request.url.path)
+    path = request.scope["path"]
+    asset = _assets().get(path)
     if asset is None:
         return Response("Not found: the playground has no such file.", 404, media_type="text/plain")
-    if request.url.path == PAGE_PATH:
+    if path == PAGE_PATH:
         nonce = secrets.token_urlsafe(18)
         page = asset.body.replace(_NONCE_MARK, nonce.encode())
         headers = {**_HEADERS, "content-security-policy": content_security_policy(nonce)}
