@@ -166,6 +166,8 @@ class KernelChannel:
 
     def server_side_nodelay(self) -> int:
         """TCP_NODELAY on the gateway's end of this websocket, read from the gateway process."""
+        if self.ws.sock is None:
+            raise SystemExit(f"{self.gw.label}: the websocket is closed")
         local = self.ws.sock.getsockname()
         libc = ctypes.CDLL(None, use_errno=True)
         pidfd = os.pidfd_open(self.gw.process.pid)

@@ -34,6 +34,7 @@ from python_mcp_server.middleware import (
     LinksAsTextMiddleware,
     TimingMiddleware,
 )
+from python_mcp_server.playground import asset_paths, serve_asset
 from python_mcp_server.rest import rest_routes
 from python_mcp_server.runtime import Services, lifespan_for
 from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
@@ -87,7 +88,15 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    if _serves_playground(config):
+        for path in sorted(asset_paths()):
+            mcp.custom_route(path, methods=["GET"])(serve_asset)
     return mcp
+
+
+def _serves_playground(config: ServerConfig) -> bool:
+    """The playground is served at `/` unless the MCP endpoint was put on one of its paths."""
+    return config.path not in asset_paths()
 
 
 def http_app(
@@ -105,7 +114,10 @@ def http_app(
     if in_flight is not None:
         middleware.insert(0, ASGIMiddleware(CountRequests, in_flight=in_flight))
     if config.auth_token:
-        middleware.append(ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token))
+        open_paths = asset_paths() if _serves_playground(config) else frozenset()
+        middleware.append(
+            ASGIMiddleware(BearerAuthMiddleware, token=config.auth_token, open_paths=open_paths)
+        )
     middleware.append(ASGIMiddleware(BodyLimitMiddleware, timeout_s=config.body_timeout_s))
     app = mcp.http_app(
         path=config.path,

@@ -6,6 +6,10 @@ VS Code, the MCP Inspector without a configured header) look for OAuth metadata 
 client learns at once that there is no authorization server; the registration answer is an OAuth
 error whose description says how to send the header, which is what these clients show. A 401
 names `error="invalid_token"` only when a credential came and was wrong (RFC 6750, section 3.1).
+
+`/health` and the paths in `open_paths` (the playground's static files, which hold no data: a
+browser cannot send a header when it loads a page, and the page then asks for the token) answer
+without it.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ NO_OAUTH: Final = (
 
 
 class BearerAuthMiddleware:
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self._token = token.encode()
+        self._open = OPEN_PATHS | open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in OPEN_PATHS:
+        if scope["type"] != "http" or path in self._open:
             await self.app(scope, receive, send)
             return
         if path.startswith("/.well-known/") or path == "/register":
