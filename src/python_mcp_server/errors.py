@@ -141,6 +141,7 @@ class SessionLimitError(KernelError):
                 "call delete_session on one you no longer need."
             )
         self.limit = limit
+        self.one_shot = one_shot
 
 
 class KernelStartError(KernelError):

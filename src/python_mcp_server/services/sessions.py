@@ -316,7 +316,9 @@ class SessionManager:
         try:
             await self._create(DEFAULT_SESSION, "Started on first use.", implicit=True)
         except SessionLimitError as exc:
-            raise SessionLimitError(exc.limit, self.ids(), DEFAULT_SESSION) from exc
+            raise SessionLimitError(
+                exc.limit, self.ids(), DEFAULT_SESSION, one_shot=exc.one_shot
+            ) from exc
 
     async def create(
         self,
