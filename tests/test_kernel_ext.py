@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import subprocess
+import signal
 import sys
 import threading
 import traceback
@@ -215,6 +216,35 @@ def test_an_interrupt_in_the_users_code_raises_and_one_after_it_is_dropped() -> 
     asyncio.run(guard.wrap(run_code_recorder([]))("user code"))
     guard.on_sigint(2, None)  # the cell had finished: dropped, reported as outside
     assert guard.report() == interrupts.OUTSIDE
+
+
+def test_a_sigint_delivered_in_run_codes_own_lines_after_the_cell_is_dropped_not_raised() -> None:
+    # The interpreter runs a Python signal handler at the next bytecode of the main thread: a
+    # SIGINT sent as a short cell ends can be delivered in run_code's lines after the cell's
+    # code returned. Raised there it would escape run_code (as IPython's does, this one shows
+    # only errors from the cell's code), and ipykernel would send no reply at all.
+    guard, shown = interrupts.Guard(), list[str]()
+
+    async def run_code(code_obj: Any, result: Any = None, *, async_: bool = False) -> bool:
+        try:
+            exec(code_obj, {})
+        except BaseException as error:  # IPython's run_code shows it as the cell's error
+            shown.append(type(error).__name__)
+            return True
+        signal.raise_signal(signal.SIGINT)  # handled here, in run_code's own frame
+        return False
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        guard.arm()
+        assert asyncio.run(guard.wrap(run_code)(compile("x = 1", "<cell>", "exec"))) is False
+        assert guard.report() == interrupts.OUTSIDE
+        guard.arm()
+        cell = compile("import signal\nsignal.raise_signal(signal.SIGINT)\n", "<cell>", "exec")
+        assert asyncio.run(guard.wrap(run_code)(cell)) is True
+        assert (shown, guard.report()) == (["KeyboardInterrupt"], interrupts.LANDED)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_an_interrupt_is_shown_without_the_guards_own_frame() -> None:

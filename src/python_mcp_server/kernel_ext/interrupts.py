@@ -27,12 +27,20 @@ OUTSIDE = "outside"  # it arrived after the user's code had finished: dropped
 
 
 class Guard:
-    """Where the SIGINTs of one request landed; `depth` counts the user's code running."""
+    """Where the SIGINTs of one request landed; `depth` counts the user's code running.
+
+    While a cell runs, IPython's `run_code` (and this guard's wrapper of it) also has lines of
+    its own around the user's code: the lines after the code finished, and the traceback it
+    shows for an error. A SIGINT that the interpreter delivers there (it runs the handler at the
+    next bytecode of the main thread, which may be after the code returned) is not raised:
+    raised there, it would escape `run_code`'s own handling and ipykernel would send no reply."""
 
     def __init__(self) -> None:
         self.depth = 0
         self.pending = False
         self.landed = False
+        self.cells: list[Any] = []  # the code objects of the cells running, innermost last
+        self.wrappers: set[Any] = set()  # the code of run_code and of its wrapper here
 
     def arm(self) -> None:
         """A request starts: forget the last one's interrupts and take over SIGINT."""
@@ -41,10 +49,22 @@ class Guard:
         signal.signal(signal.SIGINT, self.on_sigint)
 
     def on_sigint(self, signum: int, frame: Any) -> None:
-        if self.depth > 0:
+        if self.depth > 0 and not self._around_cell(frame):
             self.landed = True
             raise KeyboardInterrupt
         self.pending = True
+
+    def _around_cell(self, frame: Any) -> bool:
+        """Whether `frame` runs in `run_code`'s own lines (or what they call) rather than in
+        the cell's code (or what it calls). A suspended async cell's frames are not on the
+        stack: an interrupt while it awaits raises in the event loop, as IPython expects."""
+        while frame is not None:
+            if frame.f_code in self.cells:
+                return False
+            if frame.f_code in self.wrappers:
+                return True
+            frame = frame.f_back
+        return False
 
     def report(self) -> str | None:
         """`LANDED`, `OUTSIDE`, or None when no interrupt came during the request."""
@@ -62,12 +82,15 @@ class Guard:
                 self.landed = True
                 code_obj = INTERRUPTED
                 kwargs["async_"] = False
+            self.cells.append(code_obj)
             self.depth += 1
             try:
                 return await run_code(code_obj, *args, **kwargs)
             finally:
                 self.depth -= 1
+                self.cells.pop()
 
+        self.wrappers.update({guarded.__code__, _code_of(run_code)})
         return guarded
 
     def wrap_sync(self, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,6 +105,11 @@ class Guard:
                 self.depth -= 1
 
         return guarded
+
+
+def _code_of(function: Any) -> Any:
+    """The code object a (bound) function runs."""
+    return getattr(getattr(function, "__func__", function), "__code__", None)
 
 
 def _drop_own_frame(error: BaseException | None) -> None:
