@@ -8,8 +8,8 @@ import io
 import json
 import os
 import pickle
-import subprocess
 import signal
+import subprocess
 import sys
 import threading
 import traceback
@@ -228,7 +228,7 @@ def test_a_sigint_delivered_in_run_codes_own_lines_after_the_cell_is_dropped_not
     async def run_code(code_obj: Any, result: Any = None, *, async_: bool = False) -> bool:
         try:
             exec(code_obj, {})
-        except BaseException as error:  # IPython's run_code shows it as the cell's error
+        except BaseException as error:  # noqa: BLE001 (IPython's run_code shows any as the cell's error)
             shown.append(type(error).__name__)
             return True
         signal.raise_signal(signal.SIGINT)  # handled here, in run_code's own frame
