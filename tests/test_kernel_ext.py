@@ -228,7 +228,7 @@ def test_a_sigint_delivered_in_run_codes_own_lines_after_the_cell_is_dropped_not
     async def run_code(code_obj: Any, result: Any = None, *, async_: bool = False) -> bool:
         try:
             exec(code_obj, {})
-        except BaseException as error:  # noqa: BLE001 (IPython's run_code shows any as the cell's error)
+        except BaseException as error:  # noqa: BLE001 (as IPython's run_code: shows any)
             shown.append(type(error).__name__)
             return True
         signal.raise_signal(signal.SIGINT)  # handled here, in run_code's own frame
