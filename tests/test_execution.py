@@ -91,6 +91,32 @@ async def test_a_timeout_interrupts_the_cell_and_keeps_the_variables(config: Ser
     assert (config.workspace_root / "ran.txt").read_text() == "x"  # sent once, never re-sent
 
 
+@pytest.mark.parametrize(
+    ("code", "line"),
+    [
+        # awaiting: the event loop runs, not the cell; the interrupt cancels it where it waits
+        ("import asyncio\nawait asyncio.sleep(0)\nawait asyncio.sleep(60)", "asyncio.sleep(60)"),
+        # an async cell busy in synchronous code: raised where it runs
+        ("import asyncio, time\nawait asyncio.sleep(0)\ntime.sleep(60)", "time.sleep(60)"),
+    ],
+)
+async def test_a_timeout_interrupts_an_async_cell_and_keeps_the_variables(
+    config: ServerConfig, code: str, line: str
+) -> None:
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "kept = 'yes'"})
+        res = await client.call_tool("run_python_code", {"code": code, "timeout_s": 1})
+        after = await client.call_tool("run_python_code", {"code": "kept"})
+    data = res.structured_content
+    assert data is not None
+    assert (data["status"], data["state_kept"]) == ("timeout", True), data
+    assert data["message"] == "The code ran longer than 1 s; interrupted, state kept."
+    assert data["error"]["ename"] == "KeyboardInterrupt"
+    assert line in "".join(data["error"]["traceback"])
+    assert after.structured_content is not None
+    assert after.structured_content["result"] == "'yes'"
+
+
 async def test_a_cell_that_ignores_interrupts_gets_the_kernel_restarted(
     config: ServerConfig,
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import inspect
 import io
 import json
 import os
@@ -245,6 +246,16 @@ def test_a_sigint_delivered_in_run_codes_own_lines_after_the_cell_is_dropped_not
         assert (shown, guard.report()) == (["KeyboardInterrupt"], interrupts.LANDED)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_ipykernel_still_runs_async_cells_inside_the_hook_the_guard_replaces() -> None:
+    # ipykernel's private context manager around an async cell: the guard puts its own in its
+    # place, so that an interrupt cancels an awaiting cell. A rename would silently bring back
+    # the restart of every interrupted async cell.
+    from ipykernel.ipkernel import IPythonKernel
+
+    assert callable(getattr(IPythonKernel, interrupts.ASYNC_CELL_HOOK, None))
+    assert f"self.{interrupts.ASYNC_CELL_HOOK}" in inspect.getsource(IPythonKernel.do_execute)
 
 
 def test_an_interrupt_is_shown_without_the_guards_own_frame() -> None:

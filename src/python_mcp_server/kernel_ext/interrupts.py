@@ -8,19 +8,29 @@ only while the user's code runs (a cell's code, or a probe, completion or inspec
 the user's objects); one that arrives before a cell's code starts is raised as it starts, and one
 that arrives after it finished is dropped (the cell completed). The execute reply says which
 happened (`report`), so the server knows whether a cell it interrupted finished on its own.
+
+An async cell (top-level `await`) that is waiting is not running: the event loop is. An interrupt
+then cancels the cell where it waits, shown as the KeyboardInterrupt it was (ipykernel's own hook
+for this never fires), so an awaiting cell stops with its variables kept rather than restarting.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # run in place of the cell when the interrupt came before the cell's first line
 INTERRUPTED = compile("raise KeyboardInterrupt", "<interrupted before the code ran>", "exec")
+
+# ipykernel's (private) context manager around an async cell, replaced by `Guard.cancel_on_sigint`;
+# tests/test_kernel_ext.py notices when ipykernel renames it or stops using it
+ASYNC_CELL_HOOK = "_cancel_on_sigint"
 
 LANDED = "landed"  # the interrupt raised KeyboardInterrupt in the user's code
 OUTSIDE = "outside"  # it arrived after the user's code had finished: dropped
@@ -41,30 +51,52 @@ class Guard:
         self.landed = False
         self.cells: list[Any] = []  # the code objects of the cells running, innermost last
         self.wrappers: set[Any] = set()  # the code of run_code and of its wrapper here
+        self.waiting: asyncio.Future[Any] | None = None  # an async cell's task, as it awaits
+        self.cancelled = False  # this request's interrupt cancelled an awaiting async cell
 
     def arm(self) -> None:
         """A request starts: forget the last one's interrupts and take over SIGINT."""
         self.pending = False
         self.landed = False
+        self.cancelled = False
         signal.signal(signal.SIGINT, self.on_sigint)
 
     def on_sigint(self, signum: int, frame: Any) -> None:
-        if self.depth > 0 and not self._around_cell(frame):
+        where = self._where(frame)
+        if self.depth > 0 and where != "around":
             self.landed = True
+            waiting = self.waiting
+            if where == "loop" and waiting is not None:
+                # an async cell awaiting: its frames are not running, the event loop is. Cancel
+                # it where it waits (shown as KeyboardInterrupt), as asyncio.run does on Ctrl-C
+                self.cancelled = True
+                waiting.get_loop().call_soon_threadsafe(waiting.cancel)
+                return
             raise KeyboardInterrupt
         self.pending = True
 
-    def _around_cell(self, frame: Any) -> bool:
-        """Whether `frame` runs in `run_code`'s own lines (or what they call) rather than in
-        the cell's code (or what it calls). A suspended async cell's frames are not on the
-        stack: an interrupt while it awaits raises in the event loop, as IPython expects."""
+    def _where(self, frame: Any) -> str:
+        """Where `frame` runs: in the cell's code or what it calls (`cell`), in `run_code`'s own
+        lines around it or what they call (`around`), or elsewhere (`loop`: the event loop, or
+        the kernel between requests)."""
         while frame is not None:
             if frame.f_code in self.cells:
-                return False
+                return "cell"
             if frame.f_code in self.wrappers:
-                return True
+                return "around"
             frame = frame.f_back
-        return False
+        return "loop"
+
+    @contextlib.contextmanager
+    def cancel_on_sigint(self, future: asyncio.Future[Any]) -> Iterator[None]:
+        """In place of ipykernel's `_cancel_on_sigint` for async cells (which never cancels
+        them: its callback is scheduled on a loop that does not run it). The SIGINT handler
+        stays this guard's."""
+        self.waiting = future
+        try:
+            yield
+        finally:
+            self.waiting = None
 
     def report(self) -> str | None:
         """`LANDED`, `OUTSIDE`, or None when no interrupt came during the request."""
@@ -122,11 +154,18 @@ def _drop_own_frame(error: BaseException | None) -> None:
         tb = tb.tb_next
 
 
-def without_own_frame(showtraceback: Callable[..., Any]) -> Callable[..., Any]:
-    """IPython's `showtraceback`, showing an interrupt without this module's frame."""
+def without_own_frame(
+    showtraceback: Callable[..., Any], guard: Guard | None = None
+) -> Callable[..., Any]:
+    """IPython's `showtraceback`, showing an interrupt without this module's frame, and an async
+    cell the guard cancelled as the KeyboardInterrupt it was."""
 
     def show(exc_tuple: Any = None, *args: Any, **kwargs: Any) -> Any:
-        _drop_own_frame(exc_tuple[1] if exc_tuple else sys.exc_info()[1])
+        error = exc_tuple[1] if exc_tuple else sys.exc_info()[1]
+        if guard is not None and guard.cancelled and isinstance(error, asyncio.CancelledError):
+            interrupt = KeyboardInterrupt().with_traceback(error.__traceback__)
+            exc_tuple = (KeyboardInterrupt, interrupt, error.__traceback__)
+        _drop_own_frame(error)
         return showtraceback(exc_tuple, *args, **kwargs)
 
     return show
@@ -152,9 +191,11 @@ def install(shell: Any, before_request: Callable[[], None] | None = None) -> Gua
 
     kernel.pre_handler_hook = guarded_pre_handler_hook
     shell.run_code = guard.wrap(run_code)
+    if callable(getattr(kernel, ASYNC_CELL_HOOK, None)):
+        setattr(kernel, ASYNC_CELL_HOOK, guard.cancel_on_sigint)
     showtraceback = getattr(shell, "showtraceback", None)
     if showtraceback is not None:
-        shell.showtraceback = without_own_frame(showtraceback)
+        shell.showtraceback = without_own_frame(showtraceback, guard)
     # the other requests that run the user's objects: probes' expressions, completion, inspection
     for owner, name in (
         (shell, "user_expressions"),
