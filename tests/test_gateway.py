@@ -366,6 +366,9 @@ async def test_an_own_environment_is_refused_on_a_gateway_with_what_to_do_instea
         refused = await error(client, "create_session", session_id="env", dependencies=["six"])
         assert f"kernels on the gateway at {kernel_gateway.url} cannot use" in refused
         assert "install_dependencies" in refused
+        once = await error(client, "execute_python", code="import six", dependencies=["six"])
+        assert f"kernels on the gateway at {kernel_gateway.url} cannot use" in once
+        assert "create_session, install_dependencies" in once
         assert (await call(client, "list_sessions"))["sessions"] == []
     assert kernel_gateway.kernel_ids() == set()
 
@@ -410,3 +413,18 @@ async def test_another_servers_workspace_kernel_is_not_a_session(
         assert len(kernel_gateway.kernel_ids()) == 1
         assert (await call(b, "list_sessions"))["sessions"] == []
         assert (await call(b, "read_file", path="note.txt"))["content"] == "hi"
+
+
+async def test_one_shot_runs_on_one_server_never_stall_or_break_another_servers_listing(
+    tmp_path: Path, kernel_gateway: KernelGateway
+) -> None:
+    # a one-shot run's kernel is shut down as its answer goes out: another server asking it
+    # then, or the server's own next session lookup, must neither wait for it nor fail on it
+    a_config = on_gateway(tmp_path / "a", kernel_gateway)
+    b_config = on_gateway(tmp_path / "b", kernel_gateway)
+    async with Client(create_server(a_config)) as a, Client(create_server(b_config)) as b:
+        for n in range(4):
+            assert (await call(a, "execute_python", code=f"{n} * 2"))["result"] == str(n * 2)
+            listed = (await call(b, "list_sessions"))["sessions"]
+            assert [s["session_id"] for s in listed] == (["default"] if n else [])
+            assert (await call(a, "run_python_code", code="1"))["status"] == "ok"

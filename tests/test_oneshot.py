@@ -109,6 +109,7 @@ async def test_the_arguments_are_checked(config: ServerConfig) -> None:
     assert not kernel_interpreters()  # none was started for them
 
 
+@pytest.mark.local_kernels  # on a gateway, refused (tests/test_gateway.py)
 async def test_dependencies_give_the_run_its_own_environment_removed_afterwards(
     config: ServerConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -440,6 +440,7 @@ class GatewayBackend:
         self._client = GatewayClient(settings)
         self._bootstrap = bootstrap
         self._handles: set[GatewayKernelHandle] = set()
+        self._started: set[str] = set()  # kernels this server started, while the gateway lists them
         self._watcher: asyncio.Task[None] | None = None
 
     def jail_factory(self) -> Callable[[], ProcessJail] | None:
@@ -460,7 +461,13 @@ class GatewayBackend:
         except BaseException:
             self._handles.discard(handle)
             raise
+        if handle.kernel_id is not None:
+            self._started.add(handle.kernel_id)
         return handle
+
+    def started_here(self, kernel_id: str) -> bool:
+        """Whether this server started the kernel (a pool's, a one-shot run's, a session's)."""
+        return kernel_id in self._started
 
     async def attach(self, kernel_id: str, spec: KernelSpec) -> GatewayKernelHandle:
         """A handle on a kernel already on the gateway (started by another server)."""
@@ -478,7 +485,9 @@ class GatewayBackend:
     async def kernel_ids(self) -> list[str]:
         """The ids of the gateway's kernels (all of them: other servers' too)."""
         found = await self._client.list_kernels()
-        return [str(k["id"]) for k in found if isinstance(k.get("id"), str)]
+        ids = [str(k["id"]) for k in found if isinstance(k.get("id"), str)]
+        self._started &= set(ids)  # ids of kernels gone from the gateway are not kept
+        return ids
 
     def _watch_from_now(self) -> None:
         if self._watcher is None or self._watcher.done():

@@ -110,6 +110,12 @@ class ExecutionService:
         limit = self._limit(timeout_s)
         if not require_text(code, "code").strip():
             raise InvalidArgumentError("The code is empty; pass the Python source to run.")
+        if dependencies is not None:
+            self._sessions.check_own_environment(
+                "A one-shot run's own environment (dependencies)",
+                "Use a session instead: create_session, install_dependencies (it installs into "
+                "the session's kernel there), then run_python_code.",
+            )
         async with (
             self._sessions.oneshots.run(dependencies, on_setup) as session,
             session.turn(),

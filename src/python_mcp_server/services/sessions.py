@@ -320,6 +320,15 @@ class SessionManager:
                 exc.limit, self.ids(), DEFAULT_SESSION, one_shot=exc.one_shot
             ) from exc
 
+    def check_own_environment(self, what: str, instead: str) -> None:
+        """Refuse an environment of its own for a kernel on a gateway: it is built on this
+        server's disk, where that kernel cannot see it. `instead`: what to do."""
+        if self.directory is not None:
+            raise InvalidArgumentError(
+                f"{what} is built on this server's disk, which kernels on the gateway at "
+                f"{self.directory.gateway} cannot use. {instead}"
+            )
+
     async def create(
         self,
         session_id: str | None = None,
@@ -346,13 +355,11 @@ class SessionManager:
         limits = self._limits(memory_mb, max_processes, cpus)
         if dependencies is None and python is None:
             return await self._create(session_id, description, limits)
-        if self.directory is not None:
-            raise InvalidArgumentError(
-                "A session's own environment (dependencies, python) is built on this server's "
-                f"disk, which kernels on the gateway at {self.directory.gateway} cannot use. "
-                "Create the session without them, then call install_dependencies: it installs "
-                "into the session's kernel there."
-            )
+        self.check_own_environment(
+            "A session's own environment (dependencies, python)",
+            "Create the session without them, then call install_dependencies: it installs "
+            "into the session's kernel there.",
+        )
         self._check_room(session_id)
         env = await self.environments.create(dependencies or [], python, progress)
         try:

@@ -53,6 +53,7 @@ from python_mcp_server.services.snapshot import StateTransfer
 logger = logging.getLogger(__name__)
 
 _ASK_TIMEOUT_S = 10.0
+_READ_ATTACH_S = 5.0  # to open a websocket on a kernel that may serve a session
 _MAX_ANSWER_CHARS = 64 * 1024  # a published session is a few hundred characters
 _UNPUBLISHED_RETRY_S = 10.0  # a kernel serving no session (a warm pool's) is asked again after
 _DESCRIBE = call_expression("sessions.describe")
@@ -181,10 +182,12 @@ class SessionDirectory:
         for gone in set(self._seen) - set(ids):
             del self._seen[gone]
         now = time.monotonic()
-        unknown = [
+        unknown = [  # this server's own kernels serve a session only once it published it
             k
             for k in ids
-            if k not in self._seen and now - self._unpublished.get(k, -1e9) > _UNPUBLISHED_RETRY_S
+            if k not in self._seen
+            and not self._backend.started_here(k)
+            and now - self._unpublished.get(k, -1e9) > _UNPUBLISHED_RETRY_S
         ]
         read = await asyncio.gather(*(self._read(k) for k in unknown))
         for kernel_id, shared in zip(unknown, read, strict=True):
@@ -224,9 +227,10 @@ class SessionDirectory:
     async def _read(self, kernel_id: str) -> SharedSession | None:
         """The session a kernel serves, asked over a websocket of our own (closed after). A
         kernel that serves none yet (a warm pool's, one starting) is asked again next time."""
-        try:
-            handle = await self._backend.attach(kernel_id, self._starter.spec())
-        except GatewayError as exc:
+        try:  # a kernel being shut down (another server's one-shot run) may not answer at all
+            with anyio.fail_after(_READ_ATTACH_S):
+                handle = await self._backend.attach(kernel_id, self._starter.spec())
+        except (GatewayError, KernelDiedError, TimeoutError) as exc:
             logger.info("kernel %s on the gateway could not be asked: %s", kernel_id, exc)
             return None
         try:
