@@ -8,8 +8,6 @@ under `CI=true`, where they fail (`.ci/run` installs it).
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -19,7 +17,7 @@ from typing import TypeVar
 import httpx
 import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver import Chrome, ChromeOptions
+from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -27,6 +25,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from python_mcp_server.config import ServerConfig
+from tests.browser import find_chromium, headless_options
 from tests.servers import RunningServer, http_server, threaded_http_server
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -43,21 +42,6 @@ TOKEN = "playground-test-token-" + "x" * 16
 T = TypeVar("T")
 
 
-def _browser() -> tuple[str, str]:
-    """Chromium and its driver, or a skip (a failure under CI) that says how to get them."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium and driver:
-        return chromium, driver
-    reason = (
-        "the browser tests need Chromium and its driver: apt-get install -y chromium "
-        "chromium-driver"
-    )
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + " (.ci/run installs them)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("downloads")
@@ -65,19 +49,8 @@ def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(downloads: Path) -> Iterator[Chrome]:
-    chromium, driver_path = _browser()
-    options = ChromeOptions()
-    options.binary_location = chromium
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",  # the suite runs as root in CI
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1366,768",
-        "--no-first-run",
-        "--disable-extensions",
-    ):
-        options.add_argument(arg)
+    chromium, driver_path = find_chromium()
+    options = headless_options(chromium)
     options.add_experimental_option(
         "prefs",
         {"download.default_directory": str(downloads), "download.prompt_for_download": False},

@@ -1,0 +1,1 @@
+"""The documentation site's sources (mkdocs.yml); `docs.gen` writes its generated pages."""
