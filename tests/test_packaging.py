@@ -6,15 +6,20 @@ The wheel and the sdist are built for real with uv's build backend (about a seco
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
+import sys
 import tarfile
 import tomllib
 import zipfile
 from email.parser import Parser
+from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from uv import find_uv_bin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,3 +213,56 @@ def test_the_root_documents_link_to_files_that_exist(name: str) -> None:
         if found is not None and not (ROOT / found.group(1)).is_file():
             problems.append(link)
     assert problems == []
+
+
+def installed_closure(root: str) -> set[str]:
+    """The distributions installing `root` brings, as its metadata declares them (extras a
+    requirement asks for included, the root's own extras not)."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo: list[tuple[str, frozenset[str]]] = [(root, frozenset())]
+    while todo:
+        name, extras = todo.pop()
+        key = (canonicalize_name(name), extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            requires = distribution(key[0]).requires or []
+        except PackageNotFoundError:
+            continue
+        for line in requires:
+            req = Requirement(line)
+            wanted = ["", *extras]
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in wanted):
+                todo.append((req.name, frozenset(req.extras)))
+    return {name for name, _ in seen}
+
+
+def imported_modules(package: Path) -> dict[str, set[str]]:
+    """Top-level names of the third-party modules the package's code imports, with the files."""
+    found: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.split(".")[0] for name in names}:
+                if top not in sys.stdlib_module_names and top != "python_mcp_server":
+                    found.setdefault(top, set()).add(path.name)
+    return found
+
+
+def test_every_module_the_package_imports_comes_with_its_dependencies() -> None:
+    """`pip install python-mcp-server` alone must give the server what it imports: a module that
+    only the dev group installs passes every other test and fails for a user at start."""
+    closure = installed_closure(PYPROJECT["project"]["name"])
+    owners = packages_distributions()
+    missing = {
+        top: sorted(files)
+        for top, files in imported_modules(ROOT / "src" / "python_mcp_server").items()
+        if not {canonicalize_name(d) for d in owners.get(top, [])} & closure
+    }
+    assert missing == {}, "add these to [project] dependencies in pyproject.toml"
