@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # python-mcp-server in one container, its kernels sandboxed inside it with bubblewrap.
 #
-#   docker build -t python-mcp-server:2.0.0 .
-#   docker build --build-arg EXTRAS=datascience -t python-mcp-server:2.0.0-datascience .
+#   docker build -t python-mcp-server-single:2.0.0 .
+#   docker build --build-arg EXTRAS=datascience -t python-mcp-server-single:2.0.0-datascience .
 #
 # Run it with compose.yaml beside this file, or with the `docker run` line in docs/deploy.md
 # (section Docker), which also says which Docker settings the sandbox needs and why.

@@ -198,3 +198,12 @@ def test_the_home_cache_volume_exists_in_the_image_owned_by_the_user() -> None:
     made = " ".join(rest for word, rest in text if word == "RUN")
     for mount in mounts:
         assert mount in made, mount
+
+
+def test_the_two_compose_setups_never_overwrite_each_others_images_or_volumes() -> None:
+    """compose.yaml here and deploy/compose/compose.yaml build different images: the same
+    project name or image tag would let one replace the other's."""
+    other = dict(yaml.safe_load((ROOT / "deploy" / "compose" / "compose.yaml").read_text()))
+    assert compose()["name"] != other["name"]
+    images = {s["image"] for s in other["services"].values()}
+    assert compose()["services"]["server"]["image"] not in images
