@@ -338,10 +338,13 @@ def test_the_post_renderer_wires_the_token_and_the_nodelay_config() -> None:
     assert f"--post-renderer {plugin['name']}" in script
 
 
-def test_the_compose_file_matches_the_compose_spec() -> None:
+@pytest.mark.parametrize(
+    "compose_file", [COMPOSE / "compose.yaml", ROOT / "compose.yaml"], ids=["gateway", "root"]
+)
+def test_the_compose_file_matches_the_compose_spec(compose_file: Path) -> None:
     check = Path(sys.executable).with_name("check-jsonschema")
     result = subprocess.run(
-        [str(check), "--builtin-schema", "vendor.compose-spec", str(COMPOSE / "compose.yaml")],
+        [str(check), "--builtin-schema", "vendor.compose-spec", str(compose_file)],
         capture_output=True,
         text=True,
         timeout=60,

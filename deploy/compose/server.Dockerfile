@@ -11,6 +11,8 @@ FROM python:3.12-slim
 ARG PACKAGE=/src
 COPY pyproject.toml README.md /src/
 COPY src /src/src
+# PACKAGE is this checkout (a path) or a release named with its version: pinned either way
+# hadolint ignore=DL3013
 RUN pip install --no-cache-dir "${PACKAGE}" \
     && rm -rf /src \
     && useradd --uid 10001 --user-group --no-create-home \
