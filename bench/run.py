@@ -114,7 +114,13 @@ class RawHttp:
 
 class MinimalHttp:
     """The same request written by hand on one keep-alive socket: the client costs almost nothing,
-    so what remains over the bare round trip is the server's cost."""
+    so what remains over the bare round trip is the server's cost.
+
+    The server closes a connection left idle past its keep-alive (uvicorn: 5 s), as happens while
+    a benchmark starts kernels between runs: after `IDLE_S` without a call, the next one opens a
+    new connection first."""
+
+    IDLE_S = 4.0
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -122,14 +128,23 @@ class MinimalHttp:
         self.port = parts.port or 80
         self.path = parts.path
         self.next_id = 0
+        self.last_used = 0.0
 
     async def __aenter__(self) -> Self:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        await self._connect()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def _connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.last_used = time.monotonic()
+
+    async def _close(self) -> None:
         self.writer.close()
-        await self.writer.wait_closed()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
 
     async def once(self) -> None:
         check_ok(await self.call("run_python_code", {"code": CODE}))
@@ -145,6 +160,9 @@ class MinimalHttp:
             f"Content-Length: {len(body)}",
             *(f"{k}: {v}" for k, v in {**HEADERS, "Mcp-Name": tool}.items()),
         ]
+        if time.monotonic() - self.last_used > self.IDLE_S:
+            await self._close()
+            await self._connect()
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         status, headers = self._parse_head(await self.reader.readuntil(b"\r\n\r\n"))
         if "content-length" in headers:
@@ -153,6 +171,7 @@ class MinimalHttp:
             assert headers.get("transfer-encoding") == "chunked", headers
             payload = await self._read_chunked()
         assert status == 200, payload
+        self.last_used = time.monotonic()
         return jsonrpc_answer(payload, headers.get("content-type", ""), self.next_id)
 
     @staticmethod
