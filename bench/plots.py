@@ -16,7 +16,7 @@ import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from bench.common import machine as current_machine
 from bench.common import pct
@@ -154,8 +154,14 @@ def scale(
         rate.set_ylabel("cells per second, all sessions")
         lat.plot(xs, [p.p50_ms for p in ordered], "o-", color=COLOURS[2], label="p50")
         lat.plot(xs, [p.p95_ms for p in ordered], "s--", color=COLOURS[3], label="p95")
-        lat.set_ylim(bottom=0)
-        lat.set_ylabel("ms per call")
+        highest = max(p.p95_ms for p in ordered)
+        if highest > 20 * min(p.p50_ms for p in ordered):  # spans decades: read it on a log scale
+            lat.set_yscale("log")
+            lat.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            lat.set_ylabel("ms per call (log scale)")
+        else:
+            lat.set_ylim(bottom=0)
+            lat.set_ylabel("ms per call")
         for ax in (rate, lat):
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_locator(FixedLocator(xs))

@@ -28,13 +28,12 @@ from typing import Self
 from urllib.parse import urlsplit
 
 import httpx
-import psutil
 from fastmcp import Client
 from jupyter_client.manager import AsyncKernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import plots
-from bench.common import jsonrpc_answer, load, pct, run_cell
+from bench.common import cpu_clock, jsonrpc_answer, load, pct, run_cell
 from tests.servers import http_server
 
 __all__ = ["CODE", "BareKernel", "MinimalHttp", "check_ok", "cpu_clock", "pct"]
@@ -199,25 +198,6 @@ class Samples:
     wall_ms: list[float] = field(default_factory=list)
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
-
-
-def cpu_clock(pid: int) -> Callable[[], float]:
-    """Seconds of CPU that process `pid` has used so far: to the nanosecond from the scheduler's
-    per-thread counters where Linux has them, else in clock ticks (coarse per call, but summed
-    over every call they add up right)."""
-    tasks = Path(f"/proc/{pid}/task")
-    if Path(f"/proc/{pid}/schedstat").exists():
-
-        def schedstat() -> float:
-            total = 0
-            for task in tasks.iterdir():
-                with contextlib.suppress(OSError):  # a thread that just ended
-                    total += int((task / "schedstat").read_text().split()[0])
-            return total / 1e9
-
-        return schedstat
-    process = psutil.Process(pid)
-    return lambda: sum(process.cpu_times()[:2])
 
 
 async def interleaved(

@@ -31,7 +31,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import plots
-from bench.common import Rpc, load, machine, pct
+from bench.common import Rpc, cpu_clock, load, machine, pct
 from tests.servers import http_server
 
 CODE = "x = 1"
@@ -55,6 +55,9 @@ class Run:
     p50_ms: float
     p95_ms: float
     load: str
+    server_cpu_ms: float = 0.0  # per cell: the server process, its kernels, this process
+    kernels_cpu_ms: float = 0.0
+    client_cpu_ms: float = 0.0
 
     @property
     def cells_per_s(self) -> float:
@@ -113,8 +116,20 @@ async def add_sessions(rpc: Rpc, first: int, last: int, batch: int) -> float:
     return time.perf_counter() - began
 
 
-async def measure(rpcs: list[Rpc], seconds: float, warmup: int) -> Run:
-    """Each session runs cells back to back for `seconds`, all at once."""
+def kernels_cpu_s(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def measure(rpcs: list[Rpc], seconds: float, warmup: int, server_pid: int) -> Run:
+    """Each session runs cells back to back for `seconds`, all at once; beside the latencies,
+    the CPU each cell cost the server process, its kernels and this process (the clients)."""
 
     async def cell(rpc: Rpc, sid: str) -> None:
         result = await rpc.tool("run_python_code", session_id=sid, code=CODE)
@@ -126,6 +141,9 @@ async def measure(rpcs: list[Rpc], seconds: float, warmup: int) -> Run:
 
     await asyncio.gather(*(warm(rpc, f"s{i}") for i, rpc in enumerate(rpcs)))
     times: list[float] = []
+    server_clock = cpu_clock(server_pid)
+    kernels = psutil.Process(server_pid).children(recursive=True)
+    cpu = (server_clock(), kernels_cpu_s(kernels), time.process_time())
     began = time.perf_counter()
     stop_at = began + seconds
 
@@ -137,7 +155,22 @@ async def measure(rpcs: list[Rpc], seconds: float, warmup: int) -> Run:
 
     await asyncio.gather(*(worker(rpc, f"s{i}") for i, rpc in enumerate(rpcs)))
     elapsed = time.perf_counter() - began
-    return Run(len(times), elapsed, pct(times, 0.5), pct(times, 0.95), load())
+    n = len(times)
+    server_s, kernels_s, client_s = (
+        server_clock() - cpu[0],
+        kernels_cpu_s(kernels) - cpu[1],
+        time.process_time() - cpu[2],
+    )
+    return Run(
+        n,
+        elapsed,
+        pct(times, 0.5),
+        pct(times, 0.95),
+        load(),
+        server_cpu_ms=server_s * 1000 / n,
+        kernels_cpu_ms=kernels_s * 1000 / n,
+        client_cpu_ms=client_s * 1000 / n,
+    )
 
 
 async def scale(args: argparse.Namespace, counts: list[int]) -> tuple[Memory, list[Point]]:
@@ -167,13 +200,15 @@ async def scale(args: argparse.Namespace, counts: list[int]) -> tuple[Memory, li
                     await pool_ready(admin, args.pool)
                     rpcs = [Rpc(client, server.url) for _ in range(count)]
                     for run in range(1, args.repeat + 1):
-                        result = await measure(rpcs, args.seconds, args.warmup)
+                        result = await measure(rpcs, args.seconds, args.warmup, server.process.pid)
                         point.runs.append(result)
                         out.write(
                             f"{count:3d} sessions, run {run}/{args.repeat}: "
                             f"{result.cells_per_s:6.1f} cells/s  p50 {result.p50_ms:6.1f} ms  "
-                            f"p95 {result.p95_ms:6.1f} ms  ({result.cells} cells)   "
-                            f"[{result.load}]\n"
+                            f"p95 {result.p95_ms:6.1f} ms  ({result.cells} cells; CPU per "
+                            f"cell: server {result.server_cpu_ms:.1f} ms, kernels "
+                            f"{result.kernels_cpu_ms:.1f} ms, clients {result.client_cpu_ms:.1f} "
+                            f"ms)   [{result.load}]\n"
                         )
                         out.flush()
                     point.memory = memory(server.process.pid)
@@ -185,7 +220,8 @@ def table(baseline: Memory, points: list[Point]) -> list[dict[str, Any]]:
     out = sys.stdout
     out.write(
         f"\n{'sessions':>8} {'cells/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'server MB':>9} "
-        f"{'kernels MB':>10} {'MB/session':>10} {'own MB/s.':>9} {'boot s':>7}\n"
+        f"{'kernels MB':>10} {'MB/session':>10} {'own MB/s.':>9} {'boot s':>7} "
+        f"{'CPU ms/cell: server':>19} {'kernels':>7} {'clients':>7}\n"
     )
     rows = []
     for p in points:
@@ -206,19 +242,25 @@ def table(baseline: Memory, points: list[Point]) -> list[dict[str, Any]]:
             "kernel_uss_per_session_mb": round(own, 1),
             "processes": m.processes,
             "boot_s": round(p.boot_s, 1),
+            "server_cpu_ms_per_cell": round(p.median("server_cpu_ms"), 2),
+            "kernels_cpu_ms_per_cell": round(p.median("kernels_cpu_ms"), 2),
+            "client_cpu_ms_per_cell": round(p.median("client_cpu_ms"), 2),
             "runs": [{**asdict(r), "cells_per_s": round(r.cells_per_s, 1)} for r in p.runs],
         }
         rows.append(row)
         out.write(
             f"{p.sessions:>8} {row['cells_per_s']:>8.1f} {row['p50_ms']:>7.1f} "
             f"{row['p95_ms']:>7.1f} {m.server_mb:>9.0f} {m.kernels_rss_mb:>10.0f} "
-            f"{per_session:>10.1f} {own:>9.1f} {p.boot_s:>7.1f}\n"
+            f"{per_session:>10.1f} {own:>9.1f} {p.boot_s:>7.1f} "
+            f"{row['server_cpu_ms_per_cell']:>19.2f} {row['kernels_cpu_ms_per_cell']:>7.2f} "
+            f"{row['client_cpu_ms_per_cell']:>7.2f}\n"
         )
     out.write(
         "cells/s, p50, p95: the median of the runs; server MB: the server process's RSS; kernels "
         "MB: its descendants' RSS; MB/session: their RSS over the server with no session, per "
         "session (own MB/s.: pages of their own, USS); boot s: creating that point's new "
-        "sessions.\n"
+        "sessions; CPU ms/cell: the CPU each cell cost the server process, its kernels and the "
+        "benchmark's clients (the median of the runs).\n"
     )
     held = [p for p in points if p.sessions >= BUDGET_FROM_SESSIONS]
     if held:
@@ -230,6 +272,21 @@ def table(baseline: Memory, points: list[Point]) -> list[dict[str, Any]]:
             f"lowest {rate:.1f} at {worst.sessions} ({verdict})\n"
         )
     return rows
+
+
+def draw(summary: dict[str, Any], path: Path, repeat: int) -> None:
+    curve = [
+        plots.ScalePoint(r["sessions"], r["cells_per_s"], r["p50_ms"], r["p95_ms"])
+        for r in summary["points"]
+    ]
+    written = plots.scale(
+        curve,
+        path,
+        title=f"x = 1 across concurrent sessions (median of {repeat} runs per point)",
+        budget_cells_per_s=BUDGET_CELLS_PER_S,
+        machine=summary["machine"],
+    )
+    sys.stdout.write(f"plot: {written}\n")
 
 
 def counts_arg(text: str) -> list[int]:
@@ -254,6 +311,11 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="sessions created at once")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="measure nothing: draw --plot from the figures a run wrote with --json",
+    )
+    parser.add_argument(
         "--plot",
         type=Path,
         nargs="?",
@@ -261,12 +323,17 @@ async def main() -> None:
         help=f"draw the curve as PNG (default {plots.DEFAULT_PATHS['scale']})",
     )
     args = parser.parse_args()
+    if args.from_json is not None:
+        summary = json.loads(args.from_json.read_text())
+        draw(summary, args.plot or plots.DEFAULT_PATHS["scale"], summary["repeat"])
+        return
     began = load()
     baseline, points = await scale(args, args.sessions)
     rows = table(baseline, points)
     summary = {
-        "machine": machine(),
-        "load_at_start": began,
+        "machine": f"{machine()} (at the start: {began})",
+        "repeat": args.repeat,
+        "seconds": args.seconds,
         "baseline": asdict(baseline),
         "points": rows,
     }
@@ -274,17 +341,7 @@ async def main() -> None:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
         sys.stdout.write(f"json: {args.json}\n")
     if args.plot is not None:
-        curve = [
-            plots.ScalePoint(r["sessions"], r["cells_per_s"], r["p50_ms"], r["p95_ms"])
-            for r in rows
-        ]
-        path = plots.scale(
-            curve,
-            args.plot,
-            title=f"x = 1 across concurrent sessions (median of {args.repeat} runs per point)",
-            budget_cells_per_s=BUDGET_CELLS_PER_S,
-        )
-        sys.stdout.write(f"plot: {path}\n")
+        draw(summary, args.plot, args.repeat)
     sys.stdout.write(json.dumps(summary) + "\n")
 
 

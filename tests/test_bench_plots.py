@@ -48,9 +48,10 @@ def test_the_latency_plot_is_a_png_of_the_set_size(tmp_path: Path) -> None:
     assert path.stat().st_size < 100_000
 
 
-def test_the_scale_plot_is_a_png_of_the_set_size(tmp_path: Path) -> None:
+@pytest.mark.parametrize("growth", [2.5, 0.01], ids=["latency-over-decades", "flat-latency"])
+def test_the_scale_plot_is_a_png_of_the_set_size(tmp_path: Path, growth: float) -> None:
     points = [
-        plots.ScalePoint(n, 90.0 + 40 * n**0.3, 8.0 + n, 12.0 + 2.5 * n)
+        plots.ScalePoint(n, 90.0 + 40 * n**0.3, 8.0 + growth * n, 12.0 + growth * 2 * n)
         for n in (1, 2, 4, 8, 16, 32, 64)
     ]
     path = plots.scale(points, tmp_path / "deeper" / "scale.png", machine=MACHINE)
