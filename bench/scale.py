@@ -3,7 +3,7 @@
 How the server holds up as sessions are added: for each count of concurrent sessions, each
 session its own kernel (created before the point is measured, in batches, on a server started
 with the warm pool and the session limit set for the largest count), one raw httpx JSON-RPC
-client per session runs `run_python_code("x = 1")` back to back for `--seconds`, all at once.
+caller per session (all on one httpx connection pool) runs `run_python_code("x = 1")` back to back for `--seconds`, all at once.
 For each point, `--repeat` runs (each printed with the load average): cells/s over all sessions,
 p50/p95 per call; then the server's RSS and its kernels' (the server process and all its
 descendants, apart) with exactly that many sessions, and per session (over the same server
