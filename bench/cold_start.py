@@ -1,9 +1,10 @@
-"""One-command benchmark: `uv run python bench/cold_start.py [--n 5]`.
+"""One-command benchmark: `uv run python bench/cold_start.py [--n 5] [--repeat 3] [--plot]`.
 
 Measures, in one run, the time from launching the server process to the first `run_python_code`
 result over stdio (the way a desktop client starts it), with the FastMCP Client and with raw
 JSON-RPC lines, against launching a bare kernel with jupyter_client and running the same cell.
-Prints p50 of each and the ratio. Budget: under 1.5 s. The FastMCP Client adds its own work
+Prints p50 of each and the ratio, for each of `--repeat` runs of `--n` rounds (each run with the
+load average); `--plot` draws every start as a PNG. Budget: under 1.5 s. The FastMCP Client adds its own work
 (it compiles the tool's output schema into a type before the first result), so the raw figure
 is the server's own.
 """
@@ -22,6 +23,10 @@ from pathlib import Path
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from jupyter_client.manager import AsyncKernelManager
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import plots
+from bench.common import load, run_cell
 
 CODE = "1 + 1"
 
@@ -111,7 +116,8 @@ async def bare_cold_start() -> float:
     kc.start_channels()
     try:
         await kc.wait_for_ready(timeout=60)
-        reply = await kc.execute_interactive(CODE, timeout=60, output_hook=lambda msg: None)
+        # its own reply and idle status: wait_for_ready leaves kernel_info_replies queued
+        reply = await run_cell(kc, CODE, timeout_s=60)
         elapsed = time.perf_counter() - start
         assert reply["content"]["status"] == "ok"
     finally:
@@ -120,30 +126,66 @@ async def bare_cold_start() -> float:
     return elapsed
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=5)
-    args = parser.parse_args()
-    ours: list[float] = []
-    raw: list[float] = []
-    bare: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.n):
-            ws = Path(tmp) / f"ws{i}"
-            ws.mkdir()
-            ours.append(await server_cold_start(ws))
-            raw.append(await raw_cold_start(ws))
-            bare.append(await bare_cold_start())
-    p50_bare = statistics.median(bare)
-    lines = [f"cold start to first result, n={args.n}"]
+LABELS = {
+    "bare": "bare kernel + first cell",
+    "raw": "stdio, raw JSON-RPC",
+    "ours": "stdio, FastMCP Client",
+}
+
+
+def write_run(title: str, times: dict[str, list[float]]) -> None:
+    p50_bare = statistics.median(times["bare"])
+    lines = [title]
     lines.append(f"bare jupyter_client kernel              p50 {p50_bare * 1000:7.0f} ms")
-    for name, samples in (("stdio, raw JSON-RPC", raw), ("stdio, FastMCP Client", ours)):
-        p50 = statistics.median(samples)
+    for name, key in (("stdio, raw JSON-RPC", "raw"), ("stdio, FastMCP Client", "ours")):
+        p50 = statistics.median(times[key])
         lines.append(
             f"python-mcp-server, {name:21s} p50 {p50 * 1000:7.0f} ms  "
             f"ratio {p50 / p50_bare:.2f}x  (budget 1500 ms)"
         )
     sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=5, help="rounds in each run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs, each printed with its load")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        nargs="?",
+        const=plots.DEFAULT_PATHS["cold_start"],
+        help=f"draw every start as PNG (default {plots.DEFAULT_PATHS['cold_start']})",
+    )
+    args = parser.parse_args()
+    pooled: dict[str, list[float]] = {key: [] for key in LABELS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(1, args.repeat + 1):
+            before = load()
+            times: dict[str, list[float]] = {key: [] for key in LABELS}
+            for i in range(args.n):
+                ws = Path(tmp) / f"ws{run}-{i}"
+                ws.mkdir()
+                times["ours"].append(await server_cold_start(ws))
+                times["raw"].append(await raw_cold_start(ws))
+                times["bare"].append(await bare_cold_start())
+            write_run(
+                f"cold start to first result, n={args.n}, run {run}/{args.repeat}   "
+                f"[before {before}, after {load()}]",
+                times,
+            )
+            for key, values in times.items():
+                pooled[key].extend(values)
+    if args.repeat > 1:
+        write_run(f"all {args.repeat} runs together, n={args.n * args.repeat}", pooled)
+    if args.plot is not None:
+        path = plots.cold_start(
+            {LABELS[key]: pooled[key] for key in LABELS},
+            args.plot,
+            title=f"launch to first result ({args.repeat} runs pooled)",
+        )
+        sys.stdout.write(f"plot: {path}\n")
 
 
 if __name__ == "__main__":

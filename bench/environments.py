@@ -1,4 +1,4 @@
-"""One-command benchmark: `uv run python bench/environments.py [--n 5] [--packages six attrs]`.
+"""One-command benchmark: `uv run python bench/environments.py [--n 5] [--repeat 3]`.
 
 Measures, in one run, through the FastMCP in-memory client (kernels sandboxed where the host
 allows it, no warm pool), the time until a session is ready and its first import has run:
@@ -12,7 +12,8 @@ allows it, no warm pool), the time until a session is ready and its first import
      built that layer, then the first import of each package;
   3. env, new layer: the same packages, cached by uv, under a requirement spelled differently
      each time (`six>=1.0`, `six>=1.1`, ...), so every session builds a layer of its own.
-Modes 1-3 are interleaved, so a load change on the machine hits them alike. Then the disk each
+Modes 1-3 are interleaved, so a load change on the machine hits them alike, in `--repeat` runs of
+`--n` sessions per mode, each run printed with the load average. Then the disk each
 extra environment takes beyond the hard links into uv's cache.
 
 Then, outside the server, the two ways to make an environment, for the same packages:
@@ -51,6 +52,9 @@ from python_mcp_server.services._envbuild import (
 )
 from python_mcp_server.services._installer import uv_binary
 from python_mcp_server.services._pythons import choose
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import load
 
 BUDGET = 3.0
 
@@ -100,12 +104,12 @@ async def first_without_prebuild(packages: list[str], imports: str, folder: Path
 
 
 async def through_server(
-    n: int, packages: list[str], modules: list[str], folder: Path
+    n: int, repeat: int, packages: list[str], modules: list[str], folder: Path
 ) -> dict[str, Any]:
     envs = folder / "envs"
     config = ServerConfig(workspace_dir=folder / "workspace", kernel_pool_size=0, env_dir=envs)
     imports = "import " + ", ".join(modules)
-    times: dict[str, list[float]] = {"bare": [], "env, shared layer": [], "env, new layer": []}
+    runs: list[tuple[dict[str, list[float]], str, str]] = []
     during: list[float] = []
     async with Client(create_server(config)) as client:
         prebuild = asyncio.create_task(_prebuilt(envs, time.perf_counter()))
@@ -113,18 +117,30 @@ async def through_server(
             during.append(await _ready(client, {}, "import json"))
         runtime_s = await prebuild
         first = await _ready(client, {"dependencies": packages}, imports)  # the shared layer
-        for i in range(n):
-            times["bare"].append(await _ready(client, {}, "import json"))
-            shared = {"dependencies": packages}
-            times["env, shared layer"].append(await _ready(client, shared, imports))
-            fresh = {"dependencies": [f"{packages[0]}>=0.{i}", *packages[1:]]}
-            times["env, new layer"].append(await _ready(client, fresh, imports))
+        spelling = 0
+        for _ in range(repeat):
+            times: dict[str, list[float]] = {"bare": [], "env, shared layer": []}
+            times["env, new layer"] = []
+            before = load()
+            for _ in range(n):
+                times["bare"].append(await _ready(client, {}, "import json"))
+                shared = {"dependencies": packages}
+                times["env, shared layer"].append(await _ready(client, shared, imports))
+                fresh = {"dependencies": [f"{packages[0]}>=0.{spelling}", *packages[1:]]}
+                spelling += 1
+                times["env, new layer"].append(await _ready(client, fresh, imports))
+            runs.append((times, before, load()))
         usage = (await client.call_tool("get_environment_info", {})).structured_content
     layers = sorted((folder / "envs" / "layers").iterdir())
     sizes = [own_bytes(p) for p in layers]
     cold = await first_without_prebuild(packages, imports, folder)
+    pooled: dict[str, list[float]] = {mode: [] for mode in runs[0][0]}
+    for times, _, _ in runs:
+        for mode, values in times.items():
+            pooled[mode].extend(values)
     return {
-        "times": times,
+        "runs": runs,
+        "times": pooled,
         "runtime_s": runtime_s,
         "during": during,
         "first": first,
@@ -173,16 +189,25 @@ def _p50(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _modes(times: dict[str, list[float]]) -> None:
+    bare = _p50(times["bare"])
+    print(f"{'mode':<22}{'p50 ms':>9}{'max ms':>9}{'x bare':>8}")
+    for mode, values in times.items():
+        ratio = _p50(values) / bare
+        print(f"{mode:<22}{_p50(values):>9.0f}{max(values):>9.0f}{ratio:>8.2f}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--n", type=int, default=5, help="sessions per mode")
+    parser.add_argument("--n", type=int, default=5, help="sessions per mode in each run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs, each printed with its load")
     parser.add_argument("--packages", nargs="+", default=["six", "attrs"])
     parser.add_argument("--modules", nargs="+", default=None, help="what to import")
     args = parser.parse_args()
     modules = args.modules or [p.replace("-", "_") for p in args.packages]
     folder = Path(tempfile.mkdtemp(prefix="bench-envs-"))
     try:
-        found = await through_server(args.n, args.packages, modules, folder)
+        found = await through_server(args.n, args.repeat, args.packages, modules, folder)
         rows = approaches(args.packages, modules, folder / "approaches")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -201,10 +226,11 @@ async def main() -> None:
             f"first own environment on a fresh --env-dir, {label}: {value:.0f} ms "
             f"({value / bare:.2f}x bare)"
         )
-    print(f"{'mode':<22}{'p50 ms':>9}{'max ms':>9}{'x bare':>8}")
-    for mode, values in times.items():
-        ratio = _p50(values) / bare
-        print(f"{mode:<22}{_p50(values):>9.0f}{max(values):>9.0f}{ratio:>8.2f}")
+    for run, (run_times, before, after) in enumerate(found["runs"], 1):
+        print(f"run {run}/{args.repeat}   [before {before}, after {after}]")
+        _modes(run_times)
+    print(f"all {args.repeat} runs together")
+    _modes(times)
     sizes = sorted(found["layer_sizes"])
     print(
         f"disk of its own per package layer: {sizes[0] / 1024:.0f} KB (smallest), runtime layer "

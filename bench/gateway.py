@@ -1,4 +1,4 @@
-"""One-command benchmark: `uv run python bench/gateway.py [--n 200] [--starts 5]`.
+"""One-command benchmark: `uv run python bench/gateway.py [--n 200] [--starts 5] [--repeat 3]`.
 
 What running kernels on a Jupyter Kernel Gateway costs per call, measured in one run against
 Kernel Gateway 3 on loopback (built and started as the tests do: tests/gateway.py), interleaved
@@ -19,8 +19,8 @@ alternately: a bare start to the first reply, and create_session (no warm pool, 
 on each server.
 
 Local kernels run in the suite's sandbox mode (`PYTHON_MCP_SERVER_TEST_SANDBOX`, auto when
-unset); a gateway's kernels are the gateway's own processes. The load average is printed beside
-each figure: on a shared machine, compare runs with like loads.
+unset); a gateway's kernels are the gateway's own processes. Each figure is measured `--repeat`
+times, the load average printed beside it: on a shared machine, compare runs with like loads.
 """
 
 from __future__ import annotations
@@ -431,6 +431,12 @@ def write_starts(
 
 # --------------------------------------------------------------------------------- main
 
+LABELS = {
+    "local": "local",
+    "gateway": "gateway + TCP_NODELAY config",
+    "nagle": "gateway without the config",
+}
+
 
 async def measure(args: argparse.Namespace, tmp: Path, venv: Path) -> None:
     out = sys.stdout
@@ -477,42 +483,44 @@ async def measure(args: argparse.Namespace, tmp: Path, venv: Path) -> None:
                     "the same, v1 websocket protocol", bare_call(ws_v1.once), {"gateway": gw_pid}
                 ),
             }
-            samples = await interleaved(args.n, args.warmup, paths)
-            summary = write_calls(out, samples, paths, args.n, args.warmup, _load())
-            out.flush()
-            bare_kinds = {
-                "local": bare_local_start,
-                "gateway": bare_gateway_start(nodelay_gw),
-                "nagle": bare_gateway_start(nagle_gw),
-            }
-            bare_starts = await starts(args.starts, bare_kinds)
-            bare_load = _load()
-            urls = {"local": local_srv.url, "gateway": gw_srv.url, "nagle": nagle_srv.url}
-            creates = await starts(
-                args.starts, {name: session_create(url, name) for name, url in urls.items()}
-            )
-            create_load = _load()
-    labels = {
-        "local": "local",
-        "gateway": "gateway + TCP_NODELAY config",
-        "nagle": "gateway without the config",
-    }
-    summary["bare_start_p50_s"] = write_starts(
-        out,
-        "bare kernel start to first kernel_info reply (jupyter_client; REST + websocket)",
-        bare_starts,
-        labels,
-        bare_load,
-    )
-    summary["create_session_p50_s"] = write_starts(
-        out,
-        "create_session, a cold start (no warm pool; the kernel-side extension loaded)",
-        creates,
-        labels,
-        create_load,
-    )
-    summary["sandbox"] = sandbox_mode()
-    out.write(json.dumps(summary) + "\n")
+            runs: list[dict[str, Any]] = []
+            for run in range(1, args.repeat + 1):
+                samples = await interleaved(args.n, args.warmup, paths)
+                summary = write_calls(
+                    out, samples, paths, args.n, args.warmup, f"run {run}/{args.repeat}, {_load()}"
+                )
+                out.flush()
+                bare_kinds = {
+                    "local": bare_local_start,
+                    "gateway": bare_gateway_start(nodelay_gw),
+                    "nagle": bare_gateway_start(nagle_gw),
+                }
+                bare_starts = await starts(args.starts, bare_kinds)
+                bare_load = _load()
+                urls = {"local": local_srv.url, "gateway": gw_srv.url, "nagle": nagle_srv.url}
+                creates = await starts(
+                    args.starts, {name: session_create(url, name) for name, url in urls.items()}
+                )
+                create_load = _load()
+                summary["bare_start_p50_s"] = write_starts(
+                    out,
+                    "bare kernel start to first kernel_info reply (jupyter_client; REST + "
+                    "websocket)",
+                    bare_starts,
+                    LABELS,
+                    bare_load,
+                )
+                summary["create_session_p50_s"] = write_starts(
+                    out,
+                    "create_session, a cold start (no warm pool; the kernel-side extension loaded)",
+                    creates,
+                    LABELS,
+                    create_load,
+                )
+                summary["run"] = run
+                runs.append(summary)
+                out.flush()
+    out.write(json.dumps({"sandbox": sandbox_mode(), "runs": runs}) + "\n")
 
 
 async def main() -> None:
@@ -520,6 +528,7 @@ async def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="x = 1 calls per path")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--starts", type=int, default=5, help="kernel starts per kind")
+    parser.add_argument("--repeat", type=int, default=3, help="runs, each printed with its load")
     args = parser.parse_args()
     venv = gateway_venv()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,4 @@
-"""One-command benchmark: `uv run python bench/oneshot.py [--n 30] [--burst 20] [--pools 1,4]`.
+"""One-command benchmark: `uv run python bench/oneshot.py [--n 30] [--burst 20] [--repeat 3]`.
 
 Measures, in one run, against one server over its REST API (raw httpx, `POST /execute`):
   1. `execute_python` (a fresh kernel from the warm pool, discarded afterwards) against
@@ -9,6 +9,7 @@ Measures, in one run, against one server over its REST API (raw httpx, `POST /ex
   2. `--burst` one-shot calls back to back, without waiting, for each pool size in `--pools`:
      whether the pool keeps up (it refills in the background; a call that finds it empty
      waits for a kernel to start).
+Both are measured `--repeat` times, each run printed with the load average.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import load
 from tests.servers import http_server
 
 BUDGET = 1.5
@@ -87,22 +89,21 @@ def burst(workspace: Path, pool: int, count: int) -> list[float]:
         return [timed(client, server.base, "execute_python", code=CODE) for _ in range(count)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=30, help="interleaved pairs of calls")
-    parser.add_argument("--burst", type=int, default=20, help="one-shot calls back to back")
-    parser.add_argument("--pools", default="1,4", help="pool sizes for the burst")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        (root / "a").mkdir()
-        oneshot, warm = interleaved(root / "a", args.n)
-        bursts = {}
-        for pool in (int(p) for p in args.pools.split(",")):
-            (root / f"b{pool}").mkdir()
-            bursts[pool] = burst(root / f"b{pool}", pool, args.burst)
+def run_once(root: Path, args: argparse.Namespace, title: str) -> None:
+    (root / "a").mkdir()
+    before = load()
+    oneshot, warm = interleaved(root / "a", args.n)
+    after = load()
+    bursts = {}
+    for pool in (int(p) for p in args.pools.split(",")):
+        (root / f"b{pool}").mkdir()
+        bursts[pool] = burst(root / f"b{pool}", pool, args.burst)
     one_p50, warm_p50 = statistics.median(oneshot), statistics.median(warm)
-    print(f"POST /execute, {args.n} interleaved pairs, the pool refilled before each call (ms)")
+    print(title)
+    print(
+        f"POST /execute, {args.n} interleaved pairs, the pool refilled before each call (ms)   "
+        f"[before {before}, after {after}]"
+    )
     print(f"  run_python_code, warm session: p50 {warm_p50:7.1f}   p95 {_p(warm, 0.95):7.1f}")
     print(f"  execute_python, one-shot:      p50 {one_p50:7.1f}   p95 {_p(oneshot, 0.95):7.1f}")
     ratio = one_p50 / warm_p50
@@ -115,6 +116,19 @@ def main() -> None:
             f"  p95 {_p(times, 0.95):.0f}  max {max(times):.0f}  total {sum(times) / 1000:.1f} s"
         )
         print(f"  each (ms): {shown}")
+    print(f"  [{load()} after the bursts]", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=30, help="interleaved pairs of calls")
+    parser.add_argument("--burst", type=int, default=20, help="one-shot calls back to back")
+    parser.add_argument("--pools", default="1,4", help="pool sizes for the burst")
+    parser.add_argument("--repeat", type=int, default=3, help="runs, each printed with its load")
+    args = parser.parse_args()
+    for run in range(1, args.repeat + 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            run_once(Path(tmp), args, f"run {run}/{args.repeat}")
 
 
 if __name__ == "__main__":

@@ -28,19 +28,17 @@ from typing import Self
 from urllib.parse import urlsplit
 
 import httpx
-import psutil
 from fastmcp import Client
 from jupyter_client.manager import AsyncKernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import plots
+from bench.common import cpu_clock, jsonrpc_answer, load, pct, run_cell
 from tests.servers import http_server
 
+__all__ = ["CODE", "BareKernel", "MinimalHttp", "check_ok", "cpu_clock", "pct"]
+
 CODE = "x = 1"
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class BareKernel:
@@ -59,21 +57,10 @@ class BareKernel:
         await self.km.shutdown_kernel(now=True)
 
     async def once(self) -> None:
-        msg_id = self.kc.execute(CODE)
-        # skip replies that are not this call's: jupyter_client may leave its own
+        # only this call's reply and idle status count: jupyter_client may leave its own
         # kernel_info_reply from wait_for_ready queued, which a loaded machine delivers late
-        while True:
-            reply = await self.kc.get_shell_msg(timeout=30)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        while True:
-            msg = await self.kc.get_iopub_msg(timeout=30)
-            if (
-                msg["parent_header"].get("msg_id") == msg_id
-                and msg["msg_type"] == "status"
-                and msg["content"]["execution_state"] == "idle"
-            ):
-                return
+        reply = await run_cell(self.kc, CODE)
+        assert reply["content"]["status"] == "ok", reply
 
 
 META: dict[str, object] = {
@@ -121,12 +108,18 @@ class RawHttp:
         self.next_id += 1
         r = await self.client.post(self.url, json=call_body(self.next_id), headers=HEADERS)
         assert r.status_code == 200, r.text
-        check_ok(r.json())
+        check_ok(jsonrpc_answer(r.content, r.headers.get("content-type", ""), self.next_id))
 
 
 class MinimalHttp:
     """The same request written by hand on one keep-alive socket: the client costs almost nothing,
-    so what remains over the bare round trip is the server's cost."""
+    so what remains over the bare round trip is the server's cost.
+
+    The server closes a connection left idle past its keep-alive (uvicorn: 5 s), as happens while
+    a benchmark starts kernels between runs: after `IDLE_S` without a call, the next one opens a
+    new connection first."""
+
+    IDLE_S = 4.0
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -134,14 +127,23 @@ class MinimalHttp:
         self.port = parts.port or 80
         self.path = parts.path
         self.next_id = 0
+        self.last_used = 0.0
 
     async def __aenter__(self) -> Self:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        await self._connect()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def _connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.last_used = time.monotonic()
+
+    async def _close(self) -> None:
         self.writer.close()
-        await self.writer.wait_closed()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
 
     async def once(self) -> None:
         check_ok(await self.call("run_python_code", {"code": CODE}))
@@ -157,6 +159,9 @@ class MinimalHttp:
             f"Content-Length: {len(body)}",
             *(f"{k}: {v}" for k, v in {**HEADERS, "Mcp-Name": tool}.items()),
         ]
+        if time.monotonic() - self.last_used > self.IDLE_S:
+            await self._close()
+            await self._connect()
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         status, headers = self._parse_head(await self.reader.readuntil(b"\r\n\r\n"))
         if "content-length" in headers:
@@ -165,12 +170,8 @@ class MinimalHttp:
             assert headers.get("transfer-encoding") == "chunked", headers
             payload = await self._read_chunked()
         assert status == 200, payload
-        if headers.get("content-type", "").startswith("text/event-stream"):
-            data = [line[5:] for line in payload.split(b"\r\n") if line.startswith(b"data:")]
-            payload = data[-1]
-        answer = json.loads(payload)
-        assert isinstance(answer, dict), answer
-        return answer
+        self.last_used = time.monotonic()
+        return jsonrpc_answer(payload, headers.get("content-type", ""), self.next_id)
 
     @staticmethod
     def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
@@ -197,25 +198,6 @@ class Samples:
     wall_ms: list[float] = field(default_factory=list)
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
-
-
-def cpu_clock(pid: int) -> Callable[[], float]:
-    """Seconds of CPU that process `pid` has used so far: to the nanosecond from the scheduler's
-    per-thread counters where Linux has them, else in clock ticks (coarse per call, but summed
-    over every call they add up right)."""
-    tasks = Path(f"/proc/{pid}/task")
-    if Path(f"/proc/{pid}/schedstat").exists():
-
-        def schedstat() -> float:
-            total = 0
-            for task in tasks.iterdir():
-                with contextlib.suppress(OSError):  # a thread that just ended
-                    total += int((task / "schedstat").read_text().split()[0])
-            return total / 1e9
-
-        return schedstat
-    process = psutil.Process(pid)
-    return lambda: sum(process.cpu_times()[:2])
 
 
 async def interleaved(
@@ -265,11 +247,65 @@ def report(name: str, samples: Samples, base: Samples | None) -> dict[str, float
     return row
 
 
+LABELS = {
+    "bare": "bare jupyter_client",
+    "minimal": "run_python_code, minimal HTTP client",
+    "raw": "run_python_code, raw httpx",
+    "fastmcp": "run_python_code, FastMCP Client",
+}
+PLOT_LABELS = {
+    "bare": "bare jupyter_client",
+    "minimal": "minimal HTTP client",
+    "raw": "raw httpx",
+    "fastmcp": "FastMCP Client",
+}
+
+
+def write_table(
+    samples: dict[str, Samples], n: int, warmup: int, heading: str
+) -> list[dict[str, float | str]]:
+    bare = samples["bare"]
+    rows = [
+        report(LABELS[name], s, None if name == "bare" else bare) for name, s in samples.items()
+    ]
+    width = max(len(str(r["path"])) for r in rows)
+    out = sys.stdout
+    out.write(f"x = 1 round trip over streamable HTTP, n={n} (warmup {warmup})   [{heading}]\n")
+    out.write(
+        f"{'':{width}}  {'p50':>8}  {'p95':>8}  {'ratio p50':>9}  {'ratio p95':>9}  "
+        f"{'client CPU':>10}  {'server CPU':>10}\n"
+    )
+    for r in rows:
+        ratios = (
+            f"{r['ratio_p50']:>8.2f}x  {r['ratio_p95']:>8.2f}x"
+            if "ratio_p50" in r
+            else f"{'':>9}  {'':>9}"
+        )
+        server_cpu = f"{r['server_cpu_ms']:>7.2f} ms" if "server_cpu_ms" in r else ""
+        out.write(
+            f"{str(r['path']).ljust(width)}  {r['p50_ms']:>5.2f} ms  {r['p95_ms']:>5.2f} ms  "
+            f"{ratios}  {r['client_cpu_ms']:>7.2f} ms  {server_cpu:>10}\n"
+        )
+    out.flush()
+    return rows
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--n", type=int, default=300, help="calls per path in each run")
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=3, help="runs, each printed with its load")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        nargs="?",
+        const=plots.DEFAULT_PATHS["latency"],
+        help=f"draw the latency distributions as PNG (default {plots.DEFAULT_PATHS['latency']})",
+    )
     args = parser.parse_args()
+    runs: list[dict[str, object]] = []
+    pooled: dict[str, list[float]] = {name: [] for name in LABELS}
+    ratios_p50: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp) / "workspace"
         ws.mkdir()
@@ -287,47 +323,45 @@ async def main() -> None:
                     assert res.structured_content
                     assert res.structured_content["status"] == "ok"
 
-                samples = await interleaved(
-                    args.n,
-                    args.warmup,
-                    {
-                        "bare": bare_kernel.once,
-                        "minimal": minimal.once,
-                        "raw": raw_http.once,
-                        "fastmcp": fastmcp_once,
-                    },
-                    server.process.pid,
-                )
-    bare = samples["bare"]
-    rows = [
-        report("bare jupyter_client", bare, None),
-        report("run_python_code, minimal HTTP client", samples["minimal"], bare),
-        report("run_python_code, raw httpx", samples["raw"], bare),
-        report("run_python_code, FastMCP Client", samples["fastmcp"], bare),
-    ]
-    width = max(len(str(r["path"])) for r in rows)
+                calls: dict[str, Callable[[], Awaitable[object]]] = {
+                    "bare": bare_kernel.once,
+                    "minimal": minimal.once,
+                    "raw": raw_http.once,
+                    "fastmcp": fastmcp_once,
+                }
+                for run in range(1, args.repeat + 1):
+                    before = load()
+                    samples = await interleaved(args.n, args.warmup, calls, server.process.pid)
+                    heading = f"run {run}/{args.repeat}, before {before}, after {load()}"
+                    rows = write_table(samples, args.n, args.warmup, heading)
+                    runs.append(
+                        {"run": run, "load_before": before, "load_after": load(), "rows": rows}
+                    )
+                    for r in rows:
+                        if "ratio_p50" in r:
+                            ratios_p50.setdefault(str(r["path"]), []).append(float(r["ratio_p50"]))
+                    for name, s in samples.items():
+                        pooled[name].extend(s.wall_ms)
     out = sys.stdout
-    out.write(f"x = 1 round trip over streamable HTTP, n={args.n} (warmup {args.warmup})\n")
-    out.write(
-        f"{'':{width}}  {'p50':>8}  {'p95':>8}  {'ratio p50':>9}  {'ratio p95':>9}  "
-        f"{'client CPU':>10}  {'server CPU':>10}\n"
-    )
-    for r in rows:
-        ratios = (
-            f"{r['ratio_p50']:>8.2f}x  {r['ratio_p95']:>8.2f}x"
-            if "ratio_p50" in r
-            else f"{'':>9}  {'':>9}"
-        )
-        server_cpu = f"{r['server_cpu_ms']:>7.2f} ms" if "server_cpu_ms" in r else ""
-        out.write(
-            f"{str(r['path']).ljust(width)}  {r['p50_ms']:>5.2f} ms  {r['p95_ms']:>5.2f} ms  "
-            f"{ratios}  {r['client_cpu_ms']:>7.2f} ms  {server_cpu:>10}\n"
-        )
     out.write(
         "client CPU: this process's CPU per call (the client library's own cost); server CPU: the "
         "server process's CPU per call (kernels excluded). Budget: ratio p50 <= 1.5.\n"
     )
-    out.write(json.dumps(rows) + "\n")
+    for name in ("minimal", "raw", "fastmcp"):
+        ratios = ratios_p50[LABELS[name]]
+        out.write(
+            f"{LABELS[name]}: ratio p50 over the runs "
+            + ", ".join(f"{x:.2f}x" for x in ratios)
+            + "\n"
+        )
+    if args.plot is not None:
+        path = plots.latency(
+            {PLOT_LABELS[name]: values for name, values in pooled.items()},
+            args.plot,
+            title=f"x = 1 round trip over streamable HTTP, {args.repeat} runs pooled",
+        )
+        out.write(f"plot: {path}\n")
+    out.write(json.dumps(runs) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""One-command benchmark: `uv run python bench/sandbox.py [--n 300] [--starts 7]`.
+"""One-command benchmark: `uv run python bench/sandbox.py [--n 300] [--starts 7] [--repeat 3]`.
 
 What the kernel sandbox costs, measured in one run:
   1. `x = 1` through run_python_code (FastMCP in-memory client), sandboxed and plain servers side by
@@ -8,7 +8,8 @@ What the kernel sandbox costs, measured in one run:
      extension), sandboxed and plain alternately: p50 of each and the difference. Budget: +0.15 s.
   3. create_session from the warm pool on the sandboxed server (the benchmark waits for the pool to
      refill between creates). Budget: p50 under 100 ms.
-The load average is printed beside each figure: on a shared machine, compare runs with like loads.
+Each is measured `--repeat` times, the load average printed beside each figure: on a shared
+machine, compare runs with like loads.
 """
 
 from __future__ import annotations
@@ -115,24 +116,16 @@ async def pool_creates(base: ServerConfig, n: int) -> list[float]:
     return times
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=300, help="x = 1 calls per mode")
-    parser.add_argument("--starts", type=int, default=7, help="kernel starts per mode")
-    parser.add_argument("--creates", type=int, default=10, help="create_session calls")
-    args = parser.parse_args()
-    if not plan_sandbox(ServerConfig(sandbox="auto")).enabled:
-        raise SystemExit("kernels cannot be sandboxed on this host; see docs/security.md")
-    with tempfile.TemporaryDirectory() as tmp:
-        base = ServerConfig(workspace_dir=Path(tmp), kernel_pool_size=0)
-        timed = await calls(base, args.n)
-        load_calls = _load()
-        started = await starts(base, args.starts)
-        load_starts = _load()
-        pooled = await pool_creates(base, args.creates)
-        load_pool = _load()
+async def run_once(base: ServerConfig, args: argparse.Namespace, title: str) -> None:
+    timed = await calls(base, args.n)
+    load_calls = _load()
+    started = await starts(base, args.starts)
+    load_starts = _load()
+    pooled = await pool_creates(base, args.creates)
+    load_pool = _load()
     s50, p50 = statistics.median(timed["sandboxed"]), statistics.median(timed["plain"])
     ratio = s50 / p50
+    print(title)
     print(f"x = 1 through run_python_code, {args.n} interleaved calls each (ms)   [{load_calls}]")
     for name in ("plain", "sandboxed"):
         values = timed[name]
@@ -151,7 +144,25 @@ async def main() -> None:
         f"create_session from the warm pool, sandboxed, {args.creates} calls (ms)   [{load_pool}]"
     )
     print(f"  p50 {pool50:.1f}   p95 {_p(pooled, 0.95):.1f}", end="")
-    print(f" -> {'within' if pool50 < POOL_BUDGET_MS else 'OVER'} budget ({POOL_BUDGET_MS:.0f} ms)")
+    print(
+        f" -> {'within' if pool50 < POOL_BUDGET_MS else 'OVER'} budget ({POOL_BUDGET_MS:.0f} ms)",
+        flush=True,
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="x = 1 calls per mode")
+    parser.add_argument("--starts", type=int, default=7, help="kernel starts per mode")
+    parser.add_argument("--creates", type=int, default=10, help="create_session calls")
+    parser.add_argument("--repeat", type=int, default=3, help="runs, each printed with its load")
+    args = parser.parse_args()
+    if not plan_sandbox(ServerConfig(sandbox="auto")).enabled:
+        raise SystemExit("kernels cannot be sandboxed on this host; see docs/security.md")
+    for run in range(1, args.repeat + 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            base = ServerConfig(workspace_dir=Path(tmp), kernel_pool_size=0)
+            await run_once(base, args, f"run {run}/{args.repeat}   [{_load()} at its start]")
 
 
 if __name__ == "__main__":
