@@ -85,9 +85,10 @@ async def install_dependencies(
     ] = False,
 ) -> ToolResult:
     """Install packages into a session kernel's interpreter (uv or pip) when an import fails;
-    they import at once, without a restart. Returns each package's outcome and version, or why
-    it failed; restart_needed means an upgraded module was already imported: call
-    restart_kernel."""
+    they import at once, without a restart. They go into the session's own environment if it
+    has one, else into the server's, shared by sessions without one. Returns each package's outcome
+    and version, or why it failed; restart_needed means an upgraded module was already
+    imported: call restart_kernel."""
     sid = resolve_session(ctx, session_id)
     res = await services(ctx).packages.install(
         sid, packages, upgrade, timeout_s, allow_source_builds, progress_reporter(ctx)
