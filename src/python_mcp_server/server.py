@@ -17,6 +17,7 @@ import fastmcp
 import uvicorn
 from anyio.abc import TaskGroup
 from fastmcp import FastMCP
+from fastmcp.tools import Tool
 from mcp.shared.message import SessionMessage
 from starlette.middleware import Middleware as ASGIMiddleware
 from starlette.requests import Request
@@ -37,7 +38,7 @@ from python_mcp_server.middleware import (
 from python_mcp_server.playground import asset_paths, serve_asset
 from python_mcp_server.rest import rest_routes
 from python_mcp_server.runtime import Services, lifespan_for
-from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors
+from python_mcp_server.tools import RESOURCES, TOOLS, domain_errors, listed
 from python_mcp_server.transports import (
     ConnectionGuard,
     CountRequests,
@@ -80,7 +81,7 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
         middleware=[DomainErrorMiddleware(), TimingMiddleware(), LinksAsTextMiddleware()],
     )
     for tool in TOOLS:
-        mcp.add_tool(domain_errors(tool))
+        mcp.add_tool(listed(Tool.from_function(domain_errors(tool))))
     for resource in RESOURCES:
         mcp.add_resource(resource)
 

@@ -1,6 +1,6 @@
 """Thin MCP adapters: module-level functions marked with FastMCP's `@tool` and `@resource`. Each
 module lists its own in `TOOLS` (and `RESOURCES`); `server.py` adds them all, each tool wrapped in
-`domain_errors`."""
+`domain_errors` and its listing made lean by `listed`."""
 
 from typing import Final
 
@@ -15,6 +15,7 @@ from python_mcp_server.tools import (
     sessions,
 )
 from python_mcp_server.tools._common import ToolFunction, domain_errors
+from python_mcp_server.tools._schemas import listed
 
 TOOLS: Final[tuple[ToolFunction, ...]] = (
     *execution.TOOLS,
@@ -27,4 +28,4 @@ TOOLS: Final[tuple[ToolFunction, ...]] = (
 )
 RESOURCES: Final[tuple[ToolFunction, ...]] = (*files.RESOURCES, *artifacts.RESOURCES)
 
-__all__ = ["RESOURCES", "TOOLS", "domain_errors"]
+__all__ = ["RESOURCES", "TOOLS", "domain_errors", "listed"]

@@ -19,10 +19,10 @@ from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
-from python_mcp_server.compat.fastmcp_private import inline_refs
 from python_mcp_server.errors import ServerError
 from python_mcp_server.runtime import caller_key, live_output, services
 from python_mcp_server.text import escape_surrogates, on_strings
+from python_mcp_server.tools._schemas import output_schema
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -36,9 +36,7 @@ metadata, added to the server by `server.py`."""
 SessionArg = Annotated[
     str | None,
     Field(
-        description="The session to use. Omit it (or pass an empty string) for your current "
-        "session ('default' unless you called switch_session). Session ids come from "
-        "create_session and list_sessions.",
+        description="Omit for your current session.",
     ),
 ]
 
@@ -84,12 +82,12 @@ def resolve_session(ctx: Context, session_id: str | None) -> str:
 
 
 def schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema with its `$defs` inlined, once, as clients receive it.
+    """The model's JSON schema as clients receive it, built once (`_schemas.output_schema`).
 
-    FastMCP inlines `$ref`s on every tools/list for clients that cannot follow them; a schema
-    without any costs it nothing (tools/list about 2x faster).
+    Its `$defs` are inlined: FastMCP inlines `$ref`s on every tools/list for clients that cannot
+    follow them; a schema without any costs it nothing (tools/list about 2x faster).
     """
-    return inline_refs(model.model_json_schema())
+    return output_schema(model)
 
 
 def result(model: BaseModel, text: str | None = None) -> ToolResult:

@@ -132,36 +132,34 @@ def _wants_progress(ctx: Context) -> bool:
     return rc is not None and bool(rc.meta) and "progressToken" in (rc.meta or {})
 
 
+CodeArg = Annotated[str, Field(description="Python source, as in a notebook cell.")]
+TimeoutArg = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        description="Seconds before the code is interrupted; omit for the server default (60 s "
+        "unless configured).",
+    ),
+    seconds_check(MAX_TIMEOUT_S),
+]
+
+
 @tool(annotations=RUNS_CODE, output_schema=schema(ExecutionResult))
 async def run_python_code(
-    code: Annotated[str, Field(description="Python source to run, as in a notebook cell.")],
+    code: CodeArg,
     ctx: Context,
     session_id: SessionArg = None,
-    timeout_s: Annotated[
-        float | None,
-        Field(
-            gt=0,
-            le=MAX_TIMEOUT_S,
-            description="Stop the code after this many seconds (above 0, at most a day). Omit "
-            "for the server default (60 s unless configured).",
-        ),
-        seconds_check(MAX_TIMEOUT_S),
-    ] = None,
+    timeout_s: TimeoutArg = None,
 ) -> ToolResult:
-    """Run Python code in a persistent Jupyter kernel and return what it printed and returned.
+    """Run Python code in a persistent Jupyter kernel: variables, imports and files persist
+    between calls in a session. Use it for any computation, data work or plotting.
 
-    Use it for any computation, data work or plotting. Variables, imports and files persist
-    between calls in the same session. The last expression's value comes back as `result`.
-    If the code raises, the call still succeeds with status 'error' and the traceback. If it
-    runs past the time limit it is interrupted (status 'timeout'); `message` says whether the
-    variables survived. Code is never run twice.
-
-    Plots (matplotlib, seaborn, pandas) come back as image previews with a link to the
-    full-resolution PNG; HTML, markdown and JSON displays are in `displays`; plotly figures
-    are saved as interactive HTML and JSON and linked. `files` lists the workspace files this
-    code created or changed. Long stdout, stderr or result keep their head and tail; the full
-    text is a kernel:// file listed in `output_files`. While the code runs, its output is
-    streamed as progress notifications when the client asks for progress.
+    Returns stdout, stderr, the last expression's value (`result`), plots as image previews
+    linked to full-size PNGs, rich `displays`, and the workspace `files` the code changed. Code
+    that raises still returns, with status 'error' and the traceback; past the time limit it is
+    interrupted (status 'timeout'; `message` says whether variables survived). Long output keeps
+    head and tail, the full text linked in `output_files`.
     """
     on_progress = None
     if _wants_progress(ctx):
@@ -186,41 +184,21 @@ async def run_python_code(
 
 @tool(annotations=RUNS_CODE, output_schema=schema(ExecutionResult))
 async def execute_python(
-    code: Annotated[str, Field(description="Python source to run, as in a notebook cell.")],
+    code: CodeArg,
     ctx: Context,
     dependencies: Annotated[
         list[Annotated[str, Field(max_length=200)]] | None,
         Field(
             max_length=50,
-            description="Packages the code needs (names with optional extras and version "
-            "specifiers, e.g. ['requests', 'pandas<2']): the run gets an environment of its "
-            "own holding them, built by uv from its cache and shared with runs and sessions "
-            "that ask for the same. Omit it to run in the server's environment.",
+            description="Packages the code needs, e.g. ['requests', 'pandas<2']: it runs in an "
+            "environment holding them. Omit for the server's.",
         ),
     ] = None,
-    timeout_s: Annotated[
-        float | None,
-        Field(
-            gt=0,
-            le=MAX_TIMEOUT_S,
-            description="Stop the code after this many seconds (above 0, at most a day). Omit "
-            "for the server default (60 s unless configured).",
-        ),
-        seconds_check(MAX_TIMEOUT_S),
-    ] = None,
+    timeout_s: TimeoutArg = None,
 ) -> ToolResult:
-    """Run Python code once, in a fresh kernel that is discarded afterwards: no state at all.
-
-    Use it for self-contained code when you do not need variables to persist (for that, use
-    run_python_code in a session). Nothing is left in any session: the kernel comes from the
-    warm pool, runs the code, and is shut down; it never appears in list_sessions. With
-    `dependencies` the code runs in an environment with those packages. Files the code writes in
-    the workspace stay, like any workspace file.
-
-    The result has the same shape as run_python_code's: stdout, stderr, the last expression's
-    value, plots, displays, files written, and status 'error' with the traceback if the code
-    raised. Its kernel:// links (full-size images, long outputs) can be read for a few minutes
-    after the run, then the files are deleted.
+    """Run self-contained Python code once in a fresh kernel, discarded afterwards: nothing
+    persists (for state, use run_python_code). Returns what run_python_code returns; its
+    kernel:// links last a few minutes. Files it writes in the workspace stay.
     """
     listener = live_output()
     report = progress_reporter(ctx)
@@ -240,11 +218,8 @@ async def execute_python(
 
 @tool(annotations=CHANGES_STATE, output_schema=schema(ActionResult))
 async def interrupt_kernel(ctx: Context, session_id: SessionArg = None) -> ToolResult:
-    """Interrupt the code running in a session, like Ctrl-C. Variables are kept.
-
-    Use it when a cell started by another call is stuck or taking too long. The interrupted
-    call returns with a KeyboardInterrupt error. Does nothing harmful when the kernel is idle.
-    """
+    """Interrupt a session's running code, like Ctrl-C; variables are kept. The interrupted
+    call returns a KeyboardInterrupt error. Harmless when the kernel is idle."""
     sid = resolve_session(ctx, session_id)
     busy = await (await services(ctx).sessions.lookup(sid)).interrupt()
     msg = (
@@ -262,16 +237,13 @@ async def restart_kernel(
     preserve_state: Annotated[
         bool,
         Field(
-            description="Carry the picklable variables over into the new kernel (modules "
-            "must be imported again); the result lists what was restored and what was not."
+            description="Carry picklable variables over (modules must be imported again); "
+            "the result lists what was restored."
         ),
     ] = False,
 ) -> ToolResult:
-    """Restart a session's kernel with a clean state: all variables and imports are lost.
-
-    Use it after installing a package that needs a fresh interpreter, or when the kernel is
-    hung or broken. Files in the workspace are kept. Code running in the session is stopped.
-    With preserve_state=true, picklable variables are restored in the new kernel.
+    """Restart a session's kernel: variables and imports are lost, running code is stopped,
+    workspace files stay. Use it after upgrading an imported package or when the kernel is hung.
     """
     sid = resolve_session(ctx, session_id)
     session = await services(ctx).sessions.lookup(sid)

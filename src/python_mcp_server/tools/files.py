@@ -35,10 +35,7 @@ from python_mcp_server.tools._common import (
 
 PathArg = Annotated[
     str,
-    Field(
-        description="A path relative to the workspace root, e.g. 'data/input.csv'. Paths that "
-        "leave the workspace ('..', absolute paths elsewhere, outward symlinks) are refused."
-    ),
+    Field(description="Relative to the workspace root, e.g. 'data/input.csv'."),
 ]
 
 
@@ -66,38 +63,26 @@ def render_run(res: ScriptRun) -> str:
 @tool(annotations=READ_ONLY, output_schema=schema(FileList))
 async def list_files(
     ctx: Context,
-    path: Annotated[
-        str, Field(description="The folder to list, relative to the workspace root.")
-    ] = ".",
+    path: Annotated[str, Field(description="Folder, relative to the workspace root.")] = ".",
     pattern: Annotated[
         str | None,
-        Field(
-            description="A glob such as '*.csv' matched against entry names (or against "
-            "the whole relative path when it contains '/'). Omit it to list everything."
-        ),
+        Field(description="Glob such as '*.csv' on names (on paths when it has a '/')."),
     ] = None,
-    recursive: Annotated[
-        bool, Field(description="Also list the contents of subfolders, depth first.")
-    ] = False,
+    recursive: Annotated[bool, Field(description="Include subfolders.")] = False,
     max_entries: Annotated[
         int | None,
-        Field(ge=1, description="Most entries to return; the server limit applies on top."),
+        Field(ge=1, description="Most entries to return (the server caps it)."),
     ] = None,
     offset: Annotated[
         int,
         Field(
             ge=0,
-            description="Skip this many matching entries: pass the previous result's "
-            "next_offset to page through a large folder.",
+            description="Skip this many entries: the previous result's next_offset.",
         ),
     ] = 0,
 ) -> ToolResult:
-    """List the files and folders in a workspace folder.
-
-    Use it to see what exists before reading, writing or running something. Returns entries
-    with type, size and modification time (UTC), plus an indented tree; `truncated` and
-    `message` say when the listing was cut. Symlinks are shown but not followed.
-    """
+    """List a workspace folder: entries with type, size and modified time (UTC), and a tree.
+    Symlinks are shown, not followed; a cut listing gives next_offset."""
     res = await services(ctx).workspace.listing(path, pattern, recursive, max_entries, offset)
     text = res.tree + (f"\nnote: {res.message}" if res.message else "")
     return result(res, text)
@@ -107,18 +92,14 @@ async def list_files(
 async def read_file(
     path: PathArg,
     ctx: Context,
-    offset: Annotated[int, Field(ge=0, description="Byte offset to start reading at.")] = 0,
+    offset: Annotated[int, Field(ge=0, description="Byte offset to start at.")] = 0,
     max_bytes: Annotated[
         int | None,
-        Field(ge=1, description="Most bytes to return; the server limit applies on top."),
+        Field(ge=1, description="Most bytes to return (the server caps it)."),
     ] = None,
 ) -> ToolResult:
-    """Read a workspace file, or one chunk of it.
-
-    Text files come back as UTF-8 text; binary files as base64 (`encoding` says which).
-    Returns the total size and whether the chunk was truncated; to read on, call again with
-    `offset` set to `next_offset`.
-    """
+    """Read a workspace file or a chunk of it: UTF-8 text, or base64 for binary (`encoding`
+    says which). To read on, call again with offset=next_offset."""
     res = await services(ctx).workspace.read(path, offset, max_bytes)
     return result(res, render_read(res))
 
@@ -126,32 +107,21 @@ async def read_file(
 @tool(annotations=IDEMPOTENT_WRITE, output_schema=schema(WriteResult))
 async def write_file(
     path: PathArg,
-    content: Annotated[
-        str, Field(description="The file content: text, or base64 for binary data.")
-    ],
+    content: Annotated[str, Field(description="Text, or base64 with encoding='base64'.")],
     ctx: Context,
     encoding: Annotated[
         Literal["text", "base64"],
-        Field(description="'text' writes content as UTF-8; 'base64' decodes it to bytes."),
+        Field(description="How content is encoded."),
     ] = "text",
-    overwrite: Annotated[
-        bool, Field(description="Replace an existing file; false refuses instead.")
-    ] = True,
+    overwrite: Annotated[bool, Field(description="Replace an existing file.")] = True,
     append: Annotated[
         bool,
-        Field(
-            description="Add content to the end of the file (created if missing) instead of "
-            "replacing it: send a large file in pieces of at most about 2 MB each."
-        ),
+        Field(description="Add to the end of the file (created if missing)."),
     ] = False,
 ) -> ToolResult:
-    """Create or replace a workspace file; missing parent folders are created.
-
-    Use it to put data or code where the kernel can read it (the kernel's working directory
-    is the workspace root). The write is atomic: readers see the old or the new file, never
-    half of one. One request carries at most 4 MB, so send bigger files in pieces with
-    append=true. Returns the size written and whether the file is new.
-    """
+    """Write a workspace file atomically, creating parent folders; the kernel's working
+    directory is the workspace root. One request carries at most 4 MB: send bigger files in
+    pieces of about 2 MB with append=true."""
     res = await services(ctx).workspace.write(path, content, encoding, overwrite, append)
     verb = "Appended to" if append and not res.created else "Created" if res.created else "Replaced"
     return result(res, f"{verb} {res.path} ({res.bytes_written} bytes), {res.uri}")
@@ -162,25 +132,18 @@ async def delete_file(
     path: PathArg,
     ctx: Context,
     recursive: Annotated[
-        bool, Field(description="Required to delete a folder and everything in it.")
+        bool, Field(description="Required to delete a folder and its contents.")
     ] = False,
 ) -> ToolResult:
-    """Delete a workspace file, a link, or (with recursive=true) a folder and its contents.
-
-    The workspace root itself cannot be deleted. Deleting a link removes the link only.
-    Returns what was deleted.
-    """
+    """Delete a workspace file, a link (not its target), or a folder with recursive=true."""
     res = await services(ctx).workspace.delete(path, recursive)
     return result(res, res.message)
 
 
 @tool(annotations=READ_ONLY, output_schema=schema(WorkspaceInfo))
 async def get_workspace_info(ctx: Context) -> ToolResult:
-    """Describe the workspace: its root folder, bytes used, file and folder counts, the
-    folders under the root, and the file size limits in force.
-
-    Use it to orient yourself before working with files.
-    """
+    """Describe the workspace: root folder, bytes used, file and folder counts, top-level
+    folders and the file size limits."""
     return result(await services(ctx).workspace.info())
 
 
@@ -188,16 +151,13 @@ async def get_workspace_info(ctx: Context) -> ToolResult:
 async def save_script(
     name: Annotated[
         str,
-        Field(description="A plain file name such as 'clean_data'; '.py' is added if missing."),
+        Field(description="File name such as 'clean_data' ('.py' optional)."),
     ],
-    code: Annotated[str, Field(description="The Python source of the script.")],
+    code: Annotated[str, Field(description="The script's Python source.")],
     ctx: Context,
 ) -> ToolResult:
-    """Save a Python script into the workspace's scripts/ folder, replacing one of that name.
-
-    Use it with run_script to run code in a fresh process rather than in the session
-    kernel. Returns the saved path and size.
-    """
+    """Save a Python script as scripts/<name>.py (replacing one of that name), to run with
+    run_script."""
     res = await services(ctx).scripts.save(name, code)
     name_only = res.path.rsplit("/", 1)[-1]
     return result(
@@ -208,28 +168,24 @@ async def save_script(
 
 @tool(annotations=RUNS_CODE, output_schema=schema(ScriptRun))
 async def run_script(
-    name: Annotated[str, Field(description="The script's name in scripts/ ('.py' optional).")],
+    name: Annotated[str, Field(description="Its name in scripts/ ('.py' optional).")],
     ctx: Context,
     args: Annotated[
         list[str] | None,
-        Field(description="Command-line arguments, passed as argv (no shell)."),
+        Field(description="Command-line arguments (argv, no shell)."),
     ] = None,
     timeout_s: Annotated[
         float | None,
         Field(
             gt=0,
-            description="Seconds before the script is killed; the server limit applies on top.",
+            description="Seconds before it is killed (the server caps it).",
         ),
         seconds_check(),
     ] = None,
 ) -> ToolResult:
-    """Run a saved script in a new Python process (the kernel's interpreter) with the
-    workspace root as working directory and stdin closed.
-
-    Use it for a clean run that does not touch session state. Returns stdout, stderr (long
-    output keeps head and tail), the exit code and the duration. On timeout the script and
-    every process it started are killed, and the result says so.
-    """
+    """Run a saved script in a new Python process, apart from any session's state (working
+    directory the workspace root, stdin closed). Returns stdout, stderr, exit code and
+    duration; on timeout it and its children are killed."""
     res = await services(ctx).scripts.run(name, args, timeout_s)
     return result(res, render_run(res))
 

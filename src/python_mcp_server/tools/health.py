@@ -58,10 +58,8 @@ def render_health(report: HealthReport) -> str:
 
 @tool(annotations=READ_ONLY, output_schema=schema(PingResult))
 async def ping(ctx: Context) -> ToolResult:
-    """Check that the server is up; answers at once even while code runs.
-
-    Returns the server version and the number of live sessions.
-    """
+    """Check that the server is up (it answers even while code runs): version and session
+    count."""
     svc = services(ctx)
     return result(
         PingResult(
@@ -78,17 +76,12 @@ async def get_kernel_health(
     ctx: Context,
     session_id: Annotated[
         str | None,
-        Field(description="The session to report on. Omit it to report every live session."),
+        Field(description="Omit to report every session."),
     ] = None,
 ) -> ToolResult:
-    """Report kernel and host health: use it when code is slow, memory may be short, or a
-    kernel seems stuck.
-
-    For each kernel: pid, state, OS process status, resident memory, CPU %, threads, open
-    files, uptime, child processes, and any automatic restarts (when and why). Also the
-    host's available memory (new sessions are refused below the floor), free disk in the
-    workspace, and the warm pool of pre-started kernels.
-    """
+    """Report health when code is slow, memory may be short or a kernel seems stuck: each
+    kernel's state, memory, CPU, threads, open files, children and restarts (when, why); the
+    host's memory and disk; the warm pool."""
     report = await services(ctx).health.report(session_id)
     return result(report, render_health(report))
 
@@ -99,17 +92,13 @@ async def check_kernel_responsiveness(
     session_id: SessionArg = None,
     timeout_s: Annotated[
         float,
-        Field(gt=0, le=120, description="How long to wait for the kernel's answer."),
+        Field(gt=0, le=120, description="Seconds to wait for an answer."),
         seconds_check(120),
     ] = 5.0,
 ) -> ToolResult:
-    """Check whether a session's kernel answers, and how fast.
-
-    Sends kernel_info on the control channel, which a healthy kernel answers even while a
-    cell runs, and returns the round trip in milliseconds with a verdict: 'responsive',
-    'slow', 'unresponsive' (no answer within timeout_s) or 'dead'. Use it before deciding
-    between waiting, interrupt_kernel and restart_kernel.
-    """
+    """Check whether a session's kernel answers, even mid-cell, and how fast: the round trip
+    and a verdict ('responsive', 'slow', 'unresponsive' or 'dead'), to choose between
+    waiting, interrupt_kernel and restart_kernel."""
     res = await services(ctx).health.responsiveness(resolve_session(ctx, session_id), timeout_s)
     return result(res, f"[{res.verdict}] session {res.session_id!r}: {res.message}")
 

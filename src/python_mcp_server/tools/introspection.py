@@ -25,10 +25,7 @@ from python_mcp_server.tools._common import (
 
 CursorArg = Annotated[
     int | None,
-    Field(
-        description="Cursor offset in characters into `code` (0 to len(code)). Omit it for "
-        "the end of the code."
-    ),
+    Field(description="Character offset into code; omit for its end."),
 ]
 
 
@@ -77,13 +74,9 @@ async def code_completion(
     cursor_pos: CursorArg = None,
     session_id: SessionArg = None,
 ) -> ToolResult:
-    """Suggest completions at a cursor position, using the live session's variables.
-
-    Use it to discover attribute, method, module or keyword names (for example
-    code='df.gr' after creating a DataFrame df). Returns the matches, with their type and
-    signature where the kernel knows them, and the range cursor_start..cursor_end of `code`
-    that a match replaces. Runs no code and leaves the session unchanged.
-    """
+    """Complete code at a cursor from the live session's variables, e.g. code='df.gr' to find
+    a DataFrame's methods. Returns matches with type and signature, and the range
+    cursor_start..cursor_end of code they replace. Runs no code."""
     sid = resolve_session(ctx, session_id)
     res = await services(ctx).introspection.complete(sid, code, cursor_pos)
     return result(res, _render_completion(res))
@@ -91,25 +84,18 @@ async def code_completion(
 
 @tool(annotations=READ_ONLY, output_schema=schema(InspectionResult))
 async def inspect_object(
-    code: Annotated[
-        str, Field(description="Code containing the name to inspect, e.g. 'np.linspace'.")
-    ],
+    code: Annotated[str, Field(description="Code holding the name, e.g. 'np.linspace'.")],
     ctx: Context,
     cursor_pos: CursorArg = None,
     detail_level: Annotated[
         Literal[0, 1],
-        Field(description="0: signature and docstring; 1: also the source code."),
+        Field(description="1 adds the source code."),
     ] = 0,
     session_id: SessionArg = None,
 ) -> ToolResult:
-    """Show the signature, docstring, type and file of an object in the live session.
-
-    Use it to check how to call a function or what an object is, instead of guessing
-    (like `obj?` in IPython; detail_level=1 is `obj??` and adds the source). The name at the
-    cursor is looked up among the session's variables and imports. Returns found=false when
-    nothing by that name exists. Plain text, no terminal colour codes. Runs no code and leaves
-    the session unchanged.
-    """
+    """Show an object's signature, docstring, type and file from the live session, like
+    `obj?` in IPython: check how to call something instead of guessing. found=false when the
+    name does not exist. Runs no code."""
     sid = resolve_session(ctx, session_id)
     res = await services(ctx).introspection.inspect(sid, code, cursor_pos, detail_level)
     return result(res, _render_inspection(res))
@@ -117,14 +103,8 @@ async def inspect_object(
 
 @tool(annotations=READ_ONLY, output_schema=schema(VariableList))
 async def list_variables(ctx: Context, session_id: SessionArg = None) -> ToolResult:
-    """List the variables defined in a session: name, type, a short repr, and size or shape.
-
-    Use it to recall what exists in the kernel before writing more code. Containers give
-    their length; arrays, DataFrames and Series their shape and dtype; functions and classes
-    their signature. Modules, names starting with '_' and IPython's own names (In, Out, ...)
-    are left out. Long lists are cut (see `truncated`). Leaves the session unchanged: nothing
-    is printed, and the cell counter and `_` stay as they were.
-    """
+    """List a session's variables: name, type, short repr, and length, or shape and dtype for
+    arrays and DataFrames. Leaves out modules, '_' names and IPython's own; changes nothing."""
     sid = resolve_session(ctx, session_id)
     res = await services(ctx).introspection.variables(sid)
     return result(res, _render_variables(res))

@@ -26,21 +26,15 @@ async def export_notebook(
     path: Annotated[
         str,
         Field(
-            description="Where to write the notebook, relative to the workspace root, e.g. "
-            "'notebooks/analysis.ipynb'. '.ipynb' is added when the name has no suffix."
+            description="Workspace path, e.g. 'notebooks/analysis.ipynb' ('.ipynb' added if "
+            "no suffix)."
         ),
     ],
     session_id: SessionArg = None,
-    overwrite: Annotated[
-        bool, Field(description="Replace an existing file at path; false refuses instead.")
-    ] = False,
+    overwrite: Annotated[bool, Field(description="Replace an existing file.")] = False,
 ) -> ToolResult:
-    """Save the code a session ran, with its outputs, as a Jupyter notebook (.ipynb).
-
-    Use it to hand over or keep a record of the work: every executed cell in order, with
-    printed output, results, images and errors, as a valid nbformat v4 notebook in the
-    workspace. Returns the path, a workspace:// uri and the number of cells.
-    """
+    """Save the cells a session ran, with their outputs, as a Jupyter notebook in the
+    workspace, to hand over or keep the work. Returns its path and workspace:// uri."""
     res = await services(ctx).notebooks.export(resolve_session(ctx, session_id), path, overwrite)
     return result(res, res.message)
 

@@ -58,48 +58,37 @@ def _render_install(res: InstallResult) -> str:
 async def install_dependencies(
     packages: Annotated[
         list[str],
-        Field(
-            description="Requirements to install: package names with optional extras and "
-            "version specifiers, e.g. ['requests', 'pandas>=2.0', 'httpx[http2]']. Options, "
-            "URLs, paths and environment markers are refused."
-        ),
+        Field(description="Requirements, e.g. ['requests', 'pandas>=2.0', 'httpx[http2]']."),
     ],
     ctx: Context,
     session_id: SessionArg = None,
     upgrade: Annotated[
         bool,
-        Field(description="Upgrade these packages if an older version is installed."),
+        Field(description="Upgrade them if already installed."),
     ] = False,
     timeout_s: Annotated[
         float | None,
         Field(
             gt=0,
             le=MAX_INSTALL_TIMEOUT_S,
-            description="Stop the installer after this many seconds (above 0, at most an "
-            "hour). Omit for the server default (300 s unless configured).",
+            description="Seconds before the installer is stopped; omit for the server default "
+            "(300 s unless configured).",
         ),
         seconds_check(MAX_INSTALL_TIMEOUT_S),
     ] = None,
     allow_source_builds: Annotated[
         bool,
         Field(
-            description="Allow building packages that have no wheel for this Python and "
-            "platform from source, which runs their build code (in the installer's sandbox "
-            "when kernels are sandboxed). Off: wheels only."
+            description="Build packages without a wheel from source, running their build "
+            "code. Off: wheels only."
         ),
     ] = False,
 ) -> ToolResult:
-    """Install Python packages from the package index into the session kernel's interpreter.
-
-    Use it when an import fails with ModuleNotFoundError. Uses uv (or pip) for the exact
-    interpreter the kernel runs, so new packages can be imported in the running session right
-    away, without a restart. Installs wheels only unless allow_source_builds is true; with
-    sandboxed kernels the installer runs in its own sandbox that reaches only the package
-    index. Returns, per package, whether it was installed, upgraded or
-    already satisfied and its version, or why it failed (for example a misspelt name);
-    `restart_needed` is true when an upgraded module was already imported (then call
-    restart_kernel).
-    """
+    """Install packages into a session kernel's interpreter (uv or pip) when an import fails;
+    they import at once, without a restart. They go into the session's own environment if it
+    has one, else into the server's, shared by sessions without one. Returns each package's outcome
+    and version, or why it failed; restart_needed means an upgraded module was already
+    imported: call restart_kernel."""
     sid = resolve_session(ctx, session_id)
     res = await services(ctx).packages.install(
         sid, packages, upgrade, timeout_s, allow_source_builds, progress_reporter(ctx)
@@ -109,11 +98,8 @@ async def install_dependencies(
 
 @tool(annotations=READ_ONLY, output_schema=schema(PackageList))
 async def list_installed_packages(ctx: Context, session_id: SessionArg = None) -> ToolResult:
-    """List the packages (name and version) importable in a session's kernel interpreter.
-
-    Use it to check whether a package is available, or which version, before importing or
-    installing it. Reads the kernel's own environment, which may differ from the server's.
-    """
+    """List the packages (name, version) a session's kernel can import: its environment may
+    differ from the server's."""
     sid = resolve_session(ctx, session_id)
     res = await services(ctx).packages.installed(sid)
     text = "\n".join(f"{p.name}=={p.version}" for p in res.packages)
@@ -125,26 +111,19 @@ async def get_environment_info(
     ctx: Context,
     session_id: Annotated[
         str | None,
-        Field(
-            description="Also describe this session's environment: its own (what it was "
-            "created with, its layers) or the server's shared one."
-        ),
+        Field(description="Also describe this session's environment."),
     ] = None,
     include_lock: Annotated[
         bool,
         Field(
-            description="With session_id: list every distribution it holds as name==version "
-            "(`uv pip freeze` form), to recreate it with create_session(dependencies=...)."
+            description="With session_id: every distribution as name==version, to recreate "
+            "it with create_session(dependencies=...)."
         ),
     ] = False,
 ) -> ToolResult:
-    """Describe the execution environment: Python, platform, CPU, memory, limits.
-
-    Use it to learn which Python version and platform your code runs on, how much memory
-    and how many CPUs are there, where the workspace is, and the limits in force (timeouts,
-    session count, output and file size caps); `pythons` lists the versions create_session
-    can give a session. Starts no kernel (unless session_id is 'default' before first use).
-    """
+    """Describe where code runs: Python, platform, CPUs, memory, workspace, the limits in
+    force (timeouts, sessions, output and file caps) and the `pythons` create_session offers.
+    Starts no kernel."""
     return result(await services(ctx).environment.info(session_id or None, include_lock))
 
 

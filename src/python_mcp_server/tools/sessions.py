@@ -37,51 +37,36 @@ async def create_session(
     ctx: Context,
     session_id: Annotated[
         str | None,
-        Field(
-            description="A name for the session (letters, digits, '_', '-', '.'). Omit it "
-            "to get an unguessable generated id."
-        ),
+        Field(description="A name (letters, digits, '_', '-', '.'); omit for a generated id."),
     ] = None,
     description: Annotated[
         str | None,
-        Field(max_length=500, description="What this session is for, shown by list_sessions."),
+        Field(max_length=500, description="What it is for, shown by list_sessions."),
     ] = None,
-    memory_mb: Annotated[
-        int | None, Field(gt=0, description="Lower the memory limit for this session (MB).")
-    ] = None,
-    max_processes: Annotated[
-        int | None, Field(gt=0, description="Lower the process limit for this session.")
-    ] = None,
-    cpus: Annotated[
-        float | None, Field(gt=0, description="A CPU quota for this session, in CPUs.")
-    ] = None,
+    memory_mb: Annotated[int | None, Field(gt=0, description="Memory limit in MB.")] = None,
+    max_processes: Annotated[int | None, Field(gt=0, description="Process limit.")] = None,
+    cpus: Annotated[float | None, Field(gt=0, description="CPU quota, in CPUs.")] = None,
     dependencies: Annotated[
         list[str] | None,
         Field(
             max_length=50,
-            description="Give the session an environment of its own holding these packages "
-            "(names with optional extras and version specifiers, e.g. ['pandas<2', "
-            "'scikit-learn==1.4.2']); [] for one with nothing extra. Its installs then stay in "
-            "it. Omit it to use the server's shared environment.",
+            description="Packages for an environment of its own, e.g. ['pandas<2']; [] for "
+            "nothing extra. Omit to share the server's.",
         ),
     ] = None,
     python: Annotated[
         str | None,
         Field(
             max_length=20,
-            description="The Python version for the session's own environment, e.g. '3.12' "
-            "(get_environment_info lists what this server has). Omit it for the server's.",
+            description="Python version for an environment of its own, e.g. '3.12' (see "
+            "get_environment_info's pythons).",
         ),
     ] = None,
 ) -> ToolResult:
-    """Start a new, isolated Python kernel session and return its id.
-
-    Use a separate session per task or agent so variables do not collide. Pass the returned
-    `session_id` to run_python_code and the other tools. Refused if the name is taken or the
-    server's session limit is reached. Limits may only be lowered below the server's.
-    With `dependencies` (or `python`) the session gets an environment of its own, built by uv
-    from its cache (about a second when the packages are cached; shared with sessions that ask
-    for the same); other sessions are unaffected by what it installs.
+    """Start a new isolated kernel session and return its id, to pass as session_id. Use one
+    per task so variables do not collide. Limits can only be lowered below the server's. With
+    dependencies or python it gets its own environment (built from uv's cache, about a second),
+    where its installs stay.
     """
     session = await services(ctx).sessions.create(
         session_id,
@@ -101,12 +86,8 @@ async def switch_session(
     session_id: Annotated[str, Field(description="The session to make current.")],
     ctx: Context,
 ) -> ToolResult:
-    """Make a session the default for your later calls that omit session_id.
-
-    Only your own connection is affected; other clients keep their own current session.
-    On stateless connections the server cannot remember the choice: pass session_id to
-    each call instead (the result says which case applies).
-    """
+    """Make a session current for your later calls without session_id (your connection only).
+    On stateless connections `applied` is false: pass session_id instead."""
     sessions = services(ctx).sessions
     await sessions.lookup(session_id)
     caller = caller_key(ctx)
@@ -133,10 +114,7 @@ async def switch_session(
 
 @tool(annotations=READ_ONLY, output_schema=schema(SessionList))
 async def list_sessions(ctx: Context) -> ToolResult:
-    """List the live sessions: id, description, times, cell count, state and kernel pid.
-
-    Use it to find a session id or to see which sessions are busy.
-    """
+    """List the live sessions: id, description, times, cell count, state and kernel pid."""
     svc = services(ctx)
     await svc.sessions.refresh()
     return result(
@@ -150,11 +128,8 @@ async def list_sessions(ctx: Context) -> ToolResult:
 
 @tool(annotations=DESTRUCTIVE, output_schema=schema(ActionResult))
 async def delete_session(ctx: Context, session_id: SessionArg = None) -> ToolResult:
-    """Shut a session's kernel down and forget the session; its variables are lost.
-
-    Use it when a task is done, to free memory and a session slot. Workspace files stay; the
-    session's outputs (the files behind its kernel:// links) are deleted with it.
-    """
+    """End a session when its task is done: its kernel, variables and kernel:// files go;
+    workspace files stay."""
     sid = resolve_session(ctx, session_id)
     was_current = await services(ctx).sessions.delete(sid, caller_key(ctx))
     message = f"Session {sid!r} was shut down."
