@@ -9,8 +9,8 @@ in one run and interleaved call by call:
 Each round takes a fresh bare kernel and a fresh session: the first figure (matplotlib imported
 in the cell) is timed, then `--n` repeated figures, interleaved, the order alternating. Beside
 each round: the server's RSS peak while it handled one figure call, above its RSS just before
-the call (a thread polling psutil every 2 ms, and the kernel's own high-water mark, VmHWM, reset
-before each call), and the load average. Budget: repeated figure p50 within 1.3x the bare kernel,
+the call (a thread polling psutil every 2 ms, and the process's own high-water mark, VmHWM,
+reset before each call), the server's CPU per repeated call, and the load average. Budget: repeated figure p50 within 1.3x the bare kernel,
 server peak under +30 MB.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -32,7 +33,7 @@ import psutil
 from jupyter_client.manager import AsyncKernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.run import HEADERS, META
+from bench.run import HEADERS, META, cpu_clock
 from tests.servers import http_server
 
 CELL = (
@@ -161,7 +162,13 @@ class Ours:
         }
         r = await self.client.post(self.url, json=body, headers={**HEADERS, "Mcp-Name": tool})
         assert r.status_code == 200, r.text
-        result = r.json()["result"]
+        if r.headers.get("content-type", "").startswith("text/event-stream"):
+            # a call that outlasts the keepalive interval is answered as an event stream
+            events = [line[5:] for line in r.text.splitlines() if line.startswith("data:")]
+            answer = json.loads(events[-1])
+        else:
+            answer = r.json()
+        result = answer["result"]
         assert not result.get("isError"), result
         return dict(result)
 
@@ -192,10 +199,14 @@ async def one_round(round_no: int, n: int, ours: Ours, pid: int) -> dict[str, fl
     async with BareKernel() as bare:
         await ours.new_session(f"fig{round_no}-{os.getpid()}")
         peaks: list[tuple[float, float]] = []
+        server_cpu: list[float] = []
+        clock = cpu_clock(pid)
 
         async def ours_once() -> None:
+            before = clock()
             with Peak(pid) as peak:
                 await ours.once()
+            server_cpu.append(clock() - before)
             peaks.append((peak.sampled_mb, peak.hwm_mb))
 
         try:
@@ -219,6 +230,7 @@ async def one_round(round_no: int, n: int, ours: Ours, pid: int) -> dict[str, fl
         "bare_p50_s": bare_p50,
         "ours_p50_s": ours_p50,
         "ratio": ours_p50 / bare_p50,
+        "server_cpu_ms": statistics.median(server_cpu[1:]) * 1000,
         "rss_first_mb": peaks[0][0],
         "rss_max_mb": max(p[0] for p in peaks),
         "hwm_first_mb": peaks[0][1],
@@ -247,7 +259,8 @@ async def main() -> None:
                         f"round {r + 1}: first figure ours {row['first_ours_s']:.2f} s, bare "
                         f"{row['first_bare_s']:.2f} s ({row['first_ratio']:.2f}x); repeated p50 "
                         f"ours {row['ours_p50_s']:.3f} s, bare {row['bare_p50_s']:.3f} s "
-                        f"({row['ratio']:.2f}x); server RSS peak +{row['rss_max_mb']:.1f} MB "
+                        f"({row['ratio']:.2f}x), server CPU {row['server_cpu_ms']:.0f} ms per "
+                        f"call; server RSS peak +{row['rss_max_mb']:.1f} MB "
                         f"sampled (first call +{row['rss_first_mb']:.1f}), VmHWM "
                         f"+{row['hwm_max_mb']:.1f} MB (first +{row['hwm_first_mb']:.1f}); "
                         f"{row['load']}\n"
