@@ -49,17 +49,21 @@ def _raw(value: Any) -> bytes | None:
     return None
 
 
-def _figure_preview(obj: Any, printer: Any, max_side: int) -> bytes | None:
-    """The matplotlib figure `obj` drawn again through the inline backend's own printer
-    (same options: tight box, colours, retina) at the dpi that fits `max_side`."""
+def _figure_preview(obj: Any, printer: Any, full_side: int, max_side: int) -> bytes | None:
+    """The matplotlib figure `obj` drawn again through the inline backend's own printer (same
+    options: tight box, colours, retina) at the dpi that brings the longest side of the image
+    it printed, `full_side` pixels, to `max_side`."""
     figure = sys.modules.get("matplotlib.figure")
     if figure is None or not isinstance(obj, figure.Figure) or printer is None:
         return None
-    width, height = obj.get_size_inches()
-    longest = max(float(width), float(height))
-    if longest <= 0:
+    keywords = getattr(printer, "keywords", None) or {}
+    dpi = float(keywords.get("dpi") or obj.dpi)
+    if getattr(getattr(printer, "func", None), "__name__", "") == "retina_figure":
+        dpi *= 2
+    if full_side <= 0 or dpi <= 0:
         return None
-    data = printer(obj, dpi=max_side / longest)
+    # a pixel or two of margin: the tight box is measured again at the new dpi
+    data = printer(obj, dpi=dpi * (max_side - 2) / full_side)
     if isinstance(data, tuple):  # the retina printer answers (data, metadata)
         data = data[0]
     return _raw(data)
@@ -97,7 +101,9 @@ def preview(
     size = png_size(raw[:24])
     if size is not None and max(size) <= max_side and len(raw) <= max_bytes:
         return None
-    small = _figure_preview(obj, printer, max_side) if mime == "image/png" else None
+    small = None
+    if mime == "image/png" and size is not None:
+        small = _figure_preview(obj, printer, max(size), max_side)
     if small is None:
         small = _pillow_preview(raw, mime, max_side)
     if small is None:
