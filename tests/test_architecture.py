@@ -246,9 +246,10 @@ def test_kernel_side_code_imports_only_the_standard_library_and_its_siblings(pat
         if isinstance(node, ast.ImportFrom) and node.level:
             assert node.level == 1, f"{path.name}: {ast.unparse(node)}"
             assert node.module is None, f"{path.name}: {ast.unparse(node)}"
-    # cloudpickle is optional: imported inside try/except ImportError, with pickle as fallback
+    # optional, each imported inside try/except ImportError with a fallback: cloudpickle (pickle),
+    # Pillow (previews of images other than figures are then made by the server)
     third_party = {n.split(".")[0] for n in _imports(path)} - set(sys.stdlib_module_names)
-    assert third_party <= {"cloudpickle"}, f"{path.name} imports {sorted(third_party)}"
+    assert third_party <= {"cloudpickle", "PIL"}, f"{path.name} imports {sorted(third_party)}"
 
 
 _STATEMENTS = (

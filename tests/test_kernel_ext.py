@@ -30,6 +30,7 @@ from python_mcp_server.errors import KernelBusyError, KernelError
 from python_mcp_server.kernel_ext import (
     PROBES,
     files,
+    images,
     interrupts,
     packages,
     probe,
@@ -48,6 +49,54 @@ from python_mcp_server.services._probe import (
 )
 from python_mcp_server.services.artifacts import DRAIN_EXPRESSION, kernel_setup_code
 from python_mcp_server.services.outcome import CELL_KEY
+
+# --- previews of large images -------------------------------------------------------------------
+
+
+def _png(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), "red").save(buf, "PNG")
+    return buf.getvalue()
+
+
+class _Printers:
+    """An IPython PNG formatter with no printer for any type."""
+
+    def lookup(self, obj: Any) -> Any:
+        raise KeyError(type(obj))
+
+
+def test_a_large_png_gets_a_preview_in_its_metadata_and_a_small_one_none() -> None:
+    import base64
+
+    big, small = (base64.b64encode(_png(*s)).decode() for s in ((3000, 1000), (100, 50)))
+    fmt = images.wrap_format(
+        lambda obj: ({"image/png": obj, "text/plain": "x"}, {}),
+        {"image/png": _Printers()},
+        512,
+        10**6,
+    )
+    data, md = fmt(big)
+    assert data == {"image/png": big, "text/plain": "x"}
+    entry = md[images.PREVIEW_KEY]
+    assert (entry["source"], entry["mime_type"]) == ("image/png", "image/png")
+    assert images.png_size(base64.b64decode(entry["data"])[:24]) == (512, 171)
+    assert fmt(small) == ({"image/png": small, "text/plain": "x"}, {})
+
+
+def test_a_preview_that_fails_leaves_the_display_as_it_was() -> None:
+    class Broken:
+        def lookup(self, obj: Any) -> Any:
+            raise RuntimeError("a printer that breaks")
+
+    fmt = images.wrap_format(
+        lambda obj: ({"image/png": "not base64!"}, {}), {"image/png": Broken()}, 8, 8
+    )
+    assert fmt(None) == ({"image/png": "not base64!"}, {})
+    assert images.png_size(b"GIF89a" + bytes(30)) is None
+
 
 # --- changed-file tracking ----------------------------------------------------------------------
 
@@ -540,6 +589,7 @@ LOADED = [MODULE] + [
     f"{MODULE}.{m}"
     for m in (
         "files",
+        "images",
         "interrupts",
         "packages",
         "relay",

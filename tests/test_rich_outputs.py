@@ -160,6 +160,77 @@ async def test_a_large_figure_is_previewed_within_the_image_budget(
     assert full_size == (info["width"], info["height"])
 
 
+BIG_FIGURE = (
+    "import matplotlib.pyplot as plt\n"
+    "fig = plt.figure(figsize=(40, 30), dpi=100)\n"
+    "plt.plot(range(10))\n"
+)
+KERNEL_PREVIEW = "python_mcp_server_preview"  # where the kernel puts it (kernel_ext/images.py)
+
+
+async def test_a_4000x3000_figure_gives_a_bounded_preview_and_keeps_the_full_png(
+    config: ServerConfig, workspace: Path
+) -> None:
+    untrimmed = "%config InlineBackend.print_figure_kwargs = {'bbox_inches': None}\n"
+    async with Client(create_server(config)) as client:
+        res = await run(client, untrimmed + BIG_FIGURE + "plt.show()")
+        info = data(res)["images"][0]
+        blob = (await client.read_resource(info["uri"]))[0]
+        with Image.open(saved(workspace, info["uri"])) as full:
+            full_size = full.size
+    assert isinstance(blob, BlobResourceContents)
+    with Image.open(io.BytesIO(base64.b64decode(blob.blob))) as served:
+        assert served.size == (4000, 3000)
+    assert full_size == (4000, 3000)
+    assert (info["width"], info["height"]) == (4000, 3000)
+    (shown,) = images(res)
+    preview = decoded(shown)
+    assert preview.size == (info["preview_width"], info["preview_height"])
+    assert max(preview.size) <= config.image_max_side_px
+    assert max(preview.size) >= config.image_max_side_px // 2
+    assert len(base64.b64decode(shown.data)) <= config.image_max_bytes
+
+
+async def test_the_kernel_previews_a_large_figure_where_its_pixels_are(
+    config: ServerConfig,
+) -> None:
+    """The preview is drawn in the kernel, so the server never decodes the full image."""
+    code = (
+        BIG_FIGURE + "import base64, io\nfrom PIL import Image\n"
+        "data, md = get_ipython().display_formatter.format(fig)\nplt.close(fig)\n"
+        f"entry = md[{KERNEL_PREVIEW!r}]\n"
+        "small = Image.open(io.BytesIO(base64.b64decode(entry['data'])))\n"
+        "print(entry['source'], entry['mime_type'], max(small.size))"
+    )
+    async with Client(create_server(config)) as client:
+        res = await run(client, code)
+    source, kind, side = data(res)["stdout"].split()
+    assert (source, kind) == ("image/png", "image/png")
+    assert config.image_max_side_px // 2 <= int(side) <= config.image_max_side_px
+
+
+async def test_without_pillow_in_the_kernel_the_server_previews_a_large_image(
+    config: ServerConfig, workspace: Path
+) -> None:
+    Image.new("RGB", (4000, 3000), "teal").save(workspace / "big.png")
+    shown = "from IPython.display import Image as Picture, display\npicture = Picture('big.png')\n"
+    with_pillow = (
+        shown + f"print({KERNEL_PREVIEW!r} in get_ipython().display_formatter.format(picture)[1])"
+    )
+    without = (
+        "import sys\nsys.modules['PIL'] = None\n" + shown + f"print({KERNEL_PREVIEW!r} in "
+        "get_ipython().display_formatter.format(picture)[1])\ndisplay(picture)"
+    )
+    async with Client(create_server(config)) as client:
+        kernel_made = await run(client, with_pillow)
+        res = await run(client, without)
+    assert data(kernel_made)["stdout"] == "True\n"
+    assert data(res)["stdout"] == "False\n"
+    info = data(res)["images"][0]
+    assert (info["width"], info["height"]) == (4000, 3000)
+    assert max(decoded(images(res)[0]).size) <= config.image_max_side_px
+
+
 async def test_a_dataframe_result_keeps_its_html_in_displays(config: ServerConfig) -> None:
     async with Client(create_server(config)) as client:
         res = await run(client, "import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': [3, 4]})")

@@ -273,3 +273,61 @@ def test_a_plotly_figure_becomes_a_page_and_its_json(settings: ServerConfig) -> 
     )
     assert json.loads(saved(settings, spec).read_text()) == fig
     assert saved(settings, page).read_text() == plotly_page(fig, "3.0.1")
+
+
+# previews made in the kernel
+
+
+def kernel_preview(
+    raw: bytes, source: str = "image/png", kind: str = "image/png"
+) -> dict[str, str]:
+    return {"source": source, "mime_type": kind, "data": base64.b64encode(raw).decode()}
+
+
+def test_the_kernels_preview_is_shown_and_the_full_image_is_never_decoded(
+    settings: ServerConfig,
+) -> None:
+    full = png(4000, 3000)[:100]  # its header and the start of its pixels: decoding would fail
+    out = DisplayOutput(
+        {"image/png": base64.b64encode(full).decode()}, preview=kernel_preview(png(1024, 768))
+    )
+    (image,) = renderer(settings).render([out]).images
+    assert image.uri is not None
+    assert saved(settings, image.uri).read_bytes() == full
+    assert (image.width, image.height) == (4000, 3000)
+    assert (image.preview_width, image.preview_height, image.preview_mime_type) == (
+        1024,
+        768,
+        "image/png",
+    )
+    assert image.preview == png(1024, 768)
+
+
+def test_a_kernel_preview_that_is_too_large_or_of_another_image_is_not_used(
+    settings: ServerConfig,
+) -> None:
+    fulls = [base64.b64encode(png(3000, 2000 + i, "blue")).decode() for i in range(3)]
+    outs = [
+        DisplayOutput({"image/png": fulls[0]}, preview=kernel_preview(png(5000, 10))),
+        DisplayOutput(
+            {"image/jpeg": fulls[1], "text/plain": "x"}, preview=kernel_preview(png(10, 10))
+        ),
+        DisplayOutput({"image/png": fulls[2]}, preview=kernel_preview(b"not an image")),
+    ]
+    rich = renderer(settings).render(outs)
+    assert [i.preview_width for i in rich.images] == [1024] * 3
+    for image in rich.images:
+        assert image.preview is not None
+        with Image.open(io.BytesIO(image.preview)) as shown:
+            assert shown.convert("RGB").getpixel((5, 5)) == (0, 0, 255)
+
+
+def test_a_kernel_preview_over_the_byte_bound_is_squeezed_here(settings: ServerConfig) -> None:
+    full = base64.b64encode(png(4000, 3000)).decode()
+    big = noise_png(900)
+    out = DisplayOutput({"image/png": full}, preview=kernel_preview(big))
+    (image,) = renderer(settings).render([out]).images
+    assert len(big) > settings.image_max_bytes
+    assert image.preview_bytes is not None
+    assert image.preview_bytes <= settings.image_max_bytes
+    assert (image.width, image.height) == (4000, 3000)

@@ -10,11 +10,13 @@ from typing import Any, TextIO
 import pytest
 
 from python_mcp_server.kernels.messages import (
+    PREVIEW_KEY,
     ClearOutput,
     DisplayOutput,
     ErrorOutput,
     StatusOutput,
     StreamOutput,
+    parse_iopub,
 )
 from python_mcp_server.services.outputs import (
     MAX_DISPLAYS_PER_CELL,
@@ -421,3 +423,20 @@ def test_notebook_size_counts_only_what_the_notebook_holds_after_clear_output() 
     collector.feed(ClearOutput(wait=False))
     collector.feed(StreamOutput("stdout", "y" * 3))
     assert collector.nb_bytes == 3
+
+
+def test_a_kernel_preview_leaves_the_display_metadata_and_so_the_notebook() -> None:
+    entry = {"source": "image/png", "mime_type": "image/png", "data": "AAAA"}
+    msg = {
+        "header": {"msg_type": "display_data"},
+        "content": {
+            "data": {"image/png": "iVBO"},
+            "metadata": {"image/png": {"width": 10}, PREVIEW_KEY: entry},
+        },
+    }
+    out = parse_iopub(msg)
+    assert isinstance(out, DisplayOutput)
+    assert (out.preview, out.metadata) == (entry, {"image/png": {"width": 10}})
+    collector = OutputCollector(budget=100)
+    collector.feed(out)
+    assert collector.notebook[0]["metadata"] == {"image/png": {"width": 10}}

@@ -7,7 +7,7 @@ the standard library and its own modules (relatively: its package name is not fi
 the IPython objects it is handed defensively.
 
 - `install(...)`: once per kernel, the changed-file audit hook, the reply-metadata report, safe
-  message packing and stream splitting, interrupts that land only in the user's code, and the
+  message packing and stream splitting, previews of large images (`images`), interrupts that land only in the user's code, and the
   repair of a sys.stdout / sys.stderr the code broke; in a sandbox with an egress proxy
   (`PYTHON_MCP_SERVER_PROXY_SOCKET` set), the loopback relay to it and `HTTP(S)_PROXY`.
 - `drain()`: the changed-file report (JSON) for the cell that just ran.
@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import files, interrupts, packages, relay, sessions, snapshot, streams, variables
+from . import files, images, interrupts, packages, relay, sessions, snapshot, streams, variables
 
 LIMIT = 200
 CHUNK = 1 << 19
@@ -104,9 +104,13 @@ def install(
     metadata_key: str = METADATA_KEY,
     shell: Any = None,
     layout: tuple[str, ...] = (),
+    preview_side: int = 0,
+    preview_bytes: int = 0,
 ) -> None:
     """Install the kernel-side hooks into `shell` (default: the running one); once per process.
-    The `layout` folders are made in the workspace when missing (a server elsewhere cannot)."""
+    The `layout` folders are made in the workspace when missing (a server elsewhere cannot).
+    With `preview_side`, an image larger than `preview_side` pixels or `preview_bytes` bytes
+    gets its preview made here (`images`)."""
     global _tracker  # one tracker per kernel process, as audit hooks cannot be removed
     root = files.workspace_root()
     for name in layout:
@@ -124,6 +128,7 @@ def install(
         guard = interrupts.install(shell, before_request=repair.check)
         report = functools.partial(_cell_report, guard, repair)
         _report_in_reply(getattr(shell, "kernel", None), metadata_key, report)
+        images.install(shell, preview_side, preview_bytes)
     os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
     relay.install_from_env(os.environ)
     streams.install(shell, chunk)

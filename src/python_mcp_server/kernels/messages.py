@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+# a display's preview made in the kernel (kernel_ext/images.py), taken out of its metadata
+PREVIEW_KEY = "python_mcp_server_preview"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
 
 
@@ -29,6 +31,18 @@ class DisplayOutput:
     execution_count: int | None = None
     is_result: bool = False
     display_id: str | None = None
+    preview: dict[str, Any] | None = None  # from the kernel: source, mime_type, data (base64)
+
+
+def _display(content: dict[str, Any], **fields: Any) -> DisplayOutput:
+    metadata = dict(content.get("metadata", {}))
+    preview = metadata.pop(PREVIEW_KEY, None)
+    return DisplayOutput(
+        data=dict(content.get("data", {})),
+        metadata=metadata,
+        preview=preview if isinstance(preview, dict) else None,
+        **fields,
+    )
 
 
 @dataclass(frozen=True)
@@ -61,18 +75,9 @@ def parse_iopub(msg: dict[str, Any]) -> Output | None:
         )
     if msg_type in ("display_data", "update_display_data"):
         transient = content.get("transient") or {}
-        return DisplayOutput(
-            data=dict(content.get("data", {})),
-            metadata=dict(content.get("metadata", {})),
-            display_id=transient.get("display_id"),
-        )
+        return _display(content, display_id=transient.get("display_id"))
     if msg_type == "execute_result":
-        return DisplayOutput(
-            data=dict(content.get("data", {})),
-            metadata=dict(content.get("metadata", {})),
-            execution_count=content.get("execution_count"),
-            is_result=True,
-        )
+        return _display(content, execution_count=content.get("execution_count"), is_result=True)
     if msg_type == "error":
         return ErrorOutput(
             ename=str(content.get("ename", "")),

@@ -48,12 +48,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def kernel_setup_code(
-    limit: int = MAX_CHANGED_FILES, chunk: int = 1 << 19, layout: tuple[str, ...] = ()
+    limit: int = MAX_CHANGED_FILES,
+    chunk: int = 1 << 19,
+    layout: tuple[str, ...] = (),
+    preview: tuple[int, int] = (0, 0),
 ) -> str:
     """The one statement that installs the kernel-side hooks without touching user names;
-    with `layout`, it also makes those folders of the workspace (where the server cannot)."""
-    if layout:
-        return call_expression("install", limit, chunk, METADATA_KEY, None, layout)
+    with `layout`, it also makes those folders of the workspace (where the server cannot); with
+    `preview` (longest side, bytes), large images get their previews made in the kernel."""
+    if layout or any(preview):
+        return call_expression("install", limit, chunk, METADATA_KEY, None, layout, *preview)
     return call_expression("install", limit, chunk, METADATA_KEY)
 
 

@@ -38,6 +38,7 @@ TEXT_MIMES = {
     "text/plain": ".txt",
 }
 MAX_INLINE_IMAGES = 8
+KERNEL_PREVIEW_MAX_CHARS = 16_000_000  # base64 of a kernel-made preview; a larger one is ignored
 DEFAULT_PLOTLYJS = "3.0.1"
 
 _PLOTLY_PAGE = """<!DOCTYPE html>
@@ -63,14 +64,23 @@ class Preview:
 def make_preview(raw: bytes, max_side: int, max_bytes: int) -> tuple[Preview, tuple[int, int]]:
     """A version of the image within `max_side` pixels and about `max_bytes`, and the original
     size. Tries, in order: the image as it is, PNG, a 256-colour PNG, JPEG at falling quality,
-    then each again at half the size."""
+    then each again at half the size.
+
+    A large image is decoded once and at once reduced (a box filter by a whole factor, or a
+    JPEG's draft mode) before anything else, so at most one full-size copy is held, briefly."""
     with Image.open(io.BytesIO(raw)) as img:
-        img.load()
         size = img.size
         fmt = (img.format or "").upper()
         if max(size) <= max_side and len(raw) <= max_bytes and fmt in ("PNG", "JPEG"):
+            img.load()
             return Preview(raw, f"image/{fmt.lower()}", *size), size
-        work = img.convert("RGBA") if img.mode not in ("RGB", "RGBA") else img.copy()
+        if fmt == "JPEG":
+            img.draft("RGB", (max_side, max_side))
+        img.load()
+        factor = max(1, max(img.size) // max_side)
+        work = img.reduce(factor) if factor > 1 else img.copy()
+    if work.mode not in ("RGB", "RGBA"):
+        work = work.convert("RGBA")
     side = max_side
     for _ in range(6):
         scaled = work.copy()
@@ -80,6 +90,12 @@ def make_preview(raw: bytes, max_side: int, max_bytes: int) -> tuple[Preview, tu
                 return Preview(encoded, mime, *scaled.size), size
         side //= 2
     return Preview(encoded, mime, *scaled.size), size
+
+
+def image_size(raw: bytes) -> tuple[int, int]:
+    """An image's width and height from its header, without decoding its pixels."""
+    with Image.open(io.BytesIO(raw)) as img:
+        return img.size
 
 
 def _encodings(img: Image.Image) -> Iterator[tuple[bytes, str]]:
@@ -98,6 +114,25 @@ def _encodings(img: Image.Image) -> Iterator[tuple[bytes, str]]:
         buf = io.BytesIO()
         flat.save(buf, "JPEG", quality=quality, optimize=True)
         yield buf.getvalue(), "image/jpeg"
+
+
+def _kernel_preview(mime: str, entry: dict[str, Any] | None, max_side: int) -> bytes | None:
+    """The bytes of the preview the kernel sent for an image of type `mime`, when it is one to
+    use: of that image, a PNG or JPEG, and small (the kernel runs the user's code, so its
+    preview is checked like any display: a larger one is not decoded)."""
+    if not entry or entry.get("source") != mime:
+        return None
+    data = entry.get("data")
+    if not isinstance(data, str) or len(data) > KERNEL_PREVIEW_MAX_CHARS:
+        return None
+    try:
+        small = base64.b64decode(data)
+        with Image.open(io.BytesIO(small)) as img:
+            if img.format not in ("PNG", "JPEG") or max(img.size) > 2 * max_side:
+                return None
+    except (binascii.Error, ValueError, OSError, Image.DecompressionBombError):
+        return None
+    return small
 
 
 def _looks_like_repr(text: str) -> bool:
@@ -184,7 +219,7 @@ class DisplayRenderer:
         rich = False
         image_mime = next((m for m in RASTER_MIMES if m in data), None)
         if image_mime is not None:
-            rich = self._image(image_mime, data[image_mime])
+            rich = self._image(image_mime, data[image_mime], out.preview)
         elif "image/svg+xml" in data:
             rich = self._svg(str(data["image/svg+xml"]))
         if PLOTLY_MIME in data and isinstance(data[PLOTLY_MIME], dict):
@@ -210,7 +245,7 @@ class DisplayRenderer:
         self._seen.add(digest)
         return True
 
-    def _image(self, mime: str, payload: Any) -> bool:
+    def _image(self, mime: str, payload: Any, kernel_preview: dict[str, Any] | None) -> bool:
         b64 = str(payload)
         if not self._digest(b64):
             return True
@@ -223,22 +258,33 @@ class DisplayRenderer:
         info = ImageInfo(mime_type=mime, uri=self._save(name, raw))
         try:
             if self._inline < MAX_INLINE_IMAGES:
-                cfg = self._config
-                preview, (info.width, info.height) = make_preview(
-                    raw, cfg.image_max_side_px, cfg.image_max_bytes
-                )
+                preview, (info.width, info.height) = self._preview(mime, raw, kernel_preview)
                 info.preview = preview.data
                 info.preview_mime_type = preview.mime_type
                 info.preview_width, info.preview_height = preview.width, preview.height
                 info.preview_bytes = len(preview.data)
                 self._inline += 1
             else:
-                with Image.open(io.BytesIO(raw)) as img:
-                    info.width, info.height = img.size
+                info.width, info.height = image_size(raw)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             logger.warning("could not read an image the kernel displayed: %s", exc)
         self.out.images.append(info)
         return True
+
+    def _preview(
+        self, mime: str, raw: bytes, kernel_preview: dict[str, Any] | None
+    ) -> tuple[Preview, tuple[int, int]]:
+        """The image's preview and its full size: from the preview the kernel made when it sent
+        a usable one (then the full image is never decoded here), else made here."""
+        cfg = self._config
+        small = _kernel_preview(mime, kernel_preview, cfg.image_max_side_px)
+        if small is not None:
+            try:
+                preview, _ = make_preview(small, cfg.image_max_side_px, cfg.image_max_bytes)
+                return preview, image_size(raw)
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                logger.warning("the kernel's preview of an image is unusable: %s", exc)
+        return make_preview(raw, cfg.image_max_side_px, cfg.image_max_bytes)
 
     def _svg(self, svg: str) -> bool:
         if not self._digest(svg):

@@ -55,11 +55,14 @@ class ReadyKernel:
         await self.handle.release()
 
 
-async def install_extension(handle: KernelHandle, layout: tuple[str, ...] = ()) -> bool:
+async def install_extension(
+    handle: KernelHandle, layout: tuple[str, ...] = (), preview: tuple[int, int] = (0, 0)
+) -> bool:
     """Load the kernel-side extension with a silent request (no history, no names, no
-    execution_count), and make the workspace's `layout` folders when given; then run `WARM_UP`
-    (no history either). Returns whether changed-file tracking works in this kernel."""
-    code = kernel_setup_code(layout=layout)
+    execution_count), and make the workspace's `layout` folders when given; large images get
+    their previews (`preview`: longest side, bytes) made in the kernel; then run `WARM_UP` (no
+    history either). Returns whether changed-file tracking works in this kernel."""
+    code = kernel_setup_code(layout=layout, preview=preview)
     try:
         with anyio.fail_after(SETUP_TIMEOUT_S):
             run = await handle.submit(code, silent=True, store_history=False)
@@ -163,8 +166,11 @@ class KernelStarter:
         handle = await self._backend.start(self.spec(limits, python, read_only))
         try:
             # the server makes the workspace's folders on its own disk; on a gateway, the kernel
+            config = self._config
             tracks_files = await install_extension(
-                handle, SUBFOLDERS if self._backend.remote else ()
+                handle,
+                SUBFOLDERS if self._backend.remote else (),
+                (config.image_max_side_px, config.image_max_bytes),
             )
         except BaseException:
             with anyio.CancelScope(shield=True):
