@@ -16,10 +16,12 @@ import anyio
 import anyio.abc
 import pytest
 import uvicorn
-from fastmcp import FastMCP
+from fastmcp import Client, Context, FastMCP
+from fastmcp.server.server import StateValue
 from pydantic import BaseModel
 from starlette.requests import Request
 
+from python_mcp_server.compat.fastmcp_private import SessionState, keep_session_state_in_memory
 from python_mcp_server.compat.uvicorn_private import watched_protocol
 from tests.servers import free_port
 
@@ -94,6 +96,58 @@ def test_fastmcp_set_and_reset_transport_set_what_context_reports() -> None:
     finally:
         reset_transport(token)
     assert context.transport is None, effect
+
+
+STATE = (
+    "the first tools/call imports FastMCP's key_value store again (about 0.15 s of cold start), "
+    "or session state stops working (compat.keep_session_state_in_memory)"
+)
+
+
+def test_fastmcp_state_store_is_built_lazily_and_ours_serves_session_state() -> None:
+    symbol = "fastmcp.server.server.FastMCP._FastMCP__state_store"
+    mcp = FastMCP("contract")
+    assert getattr(mcp, "_state_storage", "missing") is None, f"`_state_storage`: {STATE}."
+    assert getattr(mcp, "_FastMCP__state_store", "missing") is None, f"`{symbol}`: {STATE}."
+    keep_session_state_in_memory(mcp)
+    store: object = mcp._state_store
+    assert isinstance(store, SessionState), f"`FastMCP._state_store`: {STATE}."
+
+    @mcp.tool
+    async def remember(ctx: Context) -> dict[str, Any]:
+        await ctx.set_state("k", {"a": [1]})
+        first = await ctx.get_state("k")
+        first["a"].append(2)  # a copy: the stored value stays as it was put
+        again = await ctx.get_state("k")
+        refused = False
+        try:
+            await ctx.set_state("bad", object())
+        except TypeError as exc:
+            refused = "not serializable" in str(exc)
+        await ctx.delete_state("k")
+        return {"got": [first, again, refused, await ctx.get_state("k")]}
+
+    async def call() -> Any:
+        async with Client(mcp) as client:
+            return (await client.call_tool("remember", {})).structured_content
+
+    got = anyio.run(call)
+    assert got == {"got": [{"a": [1, 2]}, {"a": [1]}, True, None]}, STATE
+
+
+@pytest.mark.anyio
+async def test_session_state_forgets_a_value_once_its_time_to_live_has_passed() -> None:
+    state = SessionState()
+    await state.put("gone", StateValue(value=1), ttl=0)
+    await state.put("kept", StateValue(value=2), ttl=3600)
+    await state.put("always", StateValue(value=3))
+    assert await state.get("gone") is None
+    assert [await state.get(k) for k in ("kept", "always")] == [
+        StateValue(value=2),
+        StateValue(value=3),
+    ]
+    assert await state.get("kept", collection="other") is None
+    assert (await state.delete("kept"), await state.delete("kept")) == (True, False)
 
 
 class _Inner(BaseModel):
