@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version
 from typing import Any
@@ -18,10 +19,15 @@ import pytest
 import uvicorn
 from fastmcp import Client, Context, FastMCP
 from fastmcp.server.server import StateValue
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from python_mcp_server.compat.fastmcp_private import SessionState, keep_session_state_in_memory
+from python_mcp_server import services, tools
+from python_mcp_server.compat.fastmcp_private import (
+    SessionState,
+    inline_refs,
+    keep_session_state_in_memory,
+)
 from python_mcp_server.compat.uvicorn_private import watched_protocol
 from tests.servers import free_port
 
@@ -167,6 +173,42 @@ def test_fastmcp_dereference_refs_inlines_defs() -> None:
     inlined = dereference_refs(_Outer.model_json_schema())
     assert "$defs" not in inlined, effect
     assert inlined["properties"]["inner"]["properties"]["x"]["type"] == "integer", effect
+
+
+class _Node(BaseModel):
+    children: list[_Node] = []
+
+
+class _Kind(BaseModel):
+    kind: str = "a"
+
+
+class _Described(BaseModel):
+    one: _Kind = Field(default_factory=_Kind, description="said beside the reference")
+    many: list[_Kind] | None = None
+    nested: dict[str, _Outer] = {}
+
+
+def _result_models() -> list[type[BaseModel]]:
+    """Every model a tool of ours declares as its output schema."""
+    namespaces = [vars(m) for m in vars(tools).values() if inspect.ismodule(m)]
+    found: dict[str, type[BaseModel]] = {}
+    for value in [v for names in [*namespaces, vars(services)] for v in names.values()]:
+        if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel:
+            found[value.__qualname__] = value
+    return list(found.values())
+
+
+def test_our_inlining_sends_the_schema_fastmcp_would() -> None:
+    effect = "tool output schemas differ from what FastMCP would send (compat.inline_refs)"
+    dereference_refs = _lookup("fastmcp.utilities.json_schema.dereference_refs", effect)
+    models: list[type[BaseModel]] = [*_result_models(), _Outer, _Described, _Node]
+    assert len(models) > 20
+    for model in models:
+        raw = model.model_json_schema()
+        assert inline_refs(raw) == dereference_refs(raw), f"{model.__name__}: {effect}"
+    assert "$ref" not in json.dumps(inline_refs(_Described.model_json_schema()))
+    assert inline_refs(_Node.model_json_schema())["$defs"]  # a cycle: FastMCP's own answer
 
 
 def test_sdk_handle_modern_request_takes_the_arguments_plain_json_passes() -> None:

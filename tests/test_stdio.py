@@ -294,8 +294,16 @@ async def test_a_client_library_gets_the_answer_of_a_call_running_at_shutdown(
 
 
 # imported by no server that serves local kernels, before or during its first call: the gateway's
-# client, and the session-state store FastMCP would build on the first call
-NOT_FOR_SERVING = ("httpx", "key_value", "tornado.websocket", "python_mcp_server.kernels.gateway")
+# client, the session-state store FastMCP would build on the first call, and jsonref (with
+# requests), which FastMCP's inlining of schemas imports
+NOT_FOR_SERVING = (
+    "httpx",
+    "jsonref",
+    "key_value",
+    "requests",
+    "tornado.websocket",
+    "python_mcp_server.kernels.gateway",
+)
 
 
 async def test_the_first_call_over_stdio_imports_only_what_serving_needs(
