@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -135,7 +136,8 @@ async def main() -> None:
             raw.append(await raw_cold_start(ws))
             bare.append(await bare_cold_start())
     p50_bare = statistics.median(bare)
-    lines = [f"cold start to first result, n={args.n}"]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [f"cold start to first result, n={args.n}, load average {load}"]
     lines.append(f"bare jupyter_client kernel              p50 {p50_bare * 1000:7.0f} ms")
     for name, samples in (("stdio, raw JSON-RPC", raw), ("stdio, FastMCP Client", ours)):
         p50 = statistics.median(samples)
