@@ -12,6 +12,8 @@ from anyio.abc import TaskGroup
 from fastmcp import Client
 from mcp.types import TextContent
 
+import python_mcp_server
+
 # A cell that writes `started`, sleeps for a minute, and writes `interrupted` if interrupted.
 SLEEP_UNTIL_INTERRUPTED = (
     "import time\n"
@@ -131,12 +133,25 @@ def kernel_processes(root: int | None = None) -> list[int]:
     """Live processes below `root` (this process by default) that run a kernel or launch one
     (in a sandbox, bubblewrap's argv names the kernel too)."""
     below = descendants(os.getpid() if root is None else root)
-    return [p for p in below if "ipykernel_launcher" in argv_of(p)]
+    return [p for p in below if any(_starts_kernel(arg) for arg in argv_of(p))]
 
 
 def kernel_interpreters(root: int | None = None) -> list[int]:
     """Live kernel interpreters below `root` (this process by default): one per kernel."""
-    return [p for p in kernel_processes(root) if argv_of(p)[1:3] == ["-m", "ipykernel_launcher"]]
+    found = []
+    for pid in kernel_processes(root):
+        argv = argv_of(pid)
+        if argv[1:3] == ["-m", "ipykernel_launcher"] or argv[1:2] == [str(KERNEL_MAIN)]:
+            found.append(pid)
+    return found
+
+
+# the kernels' main program, run by path
+KERNEL_MAIN = Path(python_mcp_server.__file__).resolve().parent / "kernel_ext" / "kernel_main.py"
+
+
+def _starts_kernel(arg: str) -> bool:
+    return arg in ("ipykernel_launcher", str(KERNEL_MAIN))
 
 
 def processes_naming(text: str) -> list[int]:

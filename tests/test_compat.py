@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version
 from typing import Any
@@ -16,10 +17,17 @@ import anyio
 import anyio.abc
 import pytest
 import uvicorn
-from fastmcp import FastMCP
-from pydantic import BaseModel
+from fastmcp import Client, Context, FastMCP
+from fastmcp.server.server import StateValue
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 
+from python_mcp_server import services, tools
+from python_mcp_server.compat.fastmcp_private import (
+    SessionState,
+    inline_refs,
+    keep_session_state_in_memory,
+)
 from python_mcp_server.compat.uvicorn_private import watched_protocol
 from tests.servers import free_port
 
@@ -96,6 +104,58 @@ def test_fastmcp_set_and_reset_transport_set_what_context_reports() -> None:
     assert context.transport is None, effect
 
 
+STATE = (
+    "the first tools/call imports FastMCP's key_value store again (about 0.15 s of cold start), "
+    "or session state stops working (compat.keep_session_state_in_memory)"
+)
+
+
+def test_fastmcp_state_store_is_built_lazily_and_ours_serves_session_state() -> None:
+    symbol = "fastmcp.server.server.FastMCP._FastMCP__state_store"
+    mcp = FastMCP("contract")
+    assert getattr(mcp, "_state_storage", "missing") is None, f"`_state_storage`: {STATE}."
+    assert getattr(mcp, "_FastMCP__state_store", "missing") is None, f"`{symbol}`: {STATE}."
+    keep_session_state_in_memory(mcp)
+    store: object = mcp._state_store
+    assert isinstance(store, SessionState), f"`FastMCP._state_store`: {STATE}."
+
+    @mcp.tool
+    async def remember(ctx: Context) -> dict[str, Any]:
+        await ctx.set_state("k", {"a": [1]})
+        first = await ctx.get_state("k")
+        first["a"].append(2)  # a copy: the stored value stays as it was put
+        again = await ctx.get_state("k")
+        refused = False
+        try:
+            await ctx.set_state("bad", object())
+        except TypeError as exc:
+            refused = "not serializable" in str(exc)
+        await ctx.delete_state("k")
+        return {"got": [first, again, refused, await ctx.get_state("k")]}
+
+    async def call() -> Any:
+        async with Client(mcp) as client:
+            return (await client.call_tool("remember", {})).structured_content
+
+    got = anyio.run(call)
+    assert got == {"got": [{"a": [1, 2]}, {"a": [1]}, True, None]}, STATE
+
+
+@pytest.mark.anyio
+async def test_session_state_forgets_a_value_once_its_time_to_live_has_passed() -> None:
+    state = SessionState()
+    await state.put("gone", StateValue(value=1), ttl=0)
+    await state.put("kept", StateValue(value=2), ttl=3600)
+    await state.put("always", StateValue(value=3))
+    assert await state.get("gone") is None
+    assert [await state.get(k) for k in ("kept", "always")] == [
+        StateValue(value=2),
+        StateValue(value=3),
+    ]
+    assert await state.get("kept", collection="other") is None
+    assert (await state.delete("kept"), await state.delete("kept")) == (True, False)
+
+
 class _Inner(BaseModel):
     x: int
 
@@ -113,6 +173,42 @@ def test_fastmcp_dereference_refs_inlines_defs() -> None:
     inlined = dereference_refs(_Outer.model_json_schema())
     assert "$defs" not in inlined, effect
     assert inlined["properties"]["inner"]["properties"]["x"]["type"] == "integer", effect
+
+
+class _Node(BaseModel):
+    children: list[_Node] = []
+
+
+class _Kind(BaseModel):
+    kind: str = "a"
+
+
+class _Described(BaseModel):
+    one: _Kind = Field(default_factory=_Kind, description="said beside the reference")
+    many: list[_Kind] | None = None
+    nested: dict[str, _Outer] = {}
+
+
+def _result_models() -> list[type[BaseModel]]:
+    """Every model a tool of ours declares as its output schema."""
+    namespaces = [vars(m) for m in vars(tools).values() if inspect.ismodule(m)]
+    found: dict[str, type[BaseModel]] = {}
+    for value in [v for names in [*namespaces, vars(services)] for v in names.values()]:
+        if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel:
+            found[value.__qualname__] = value
+    return list(found.values())
+
+
+def test_our_inlining_sends_the_schema_fastmcp_would() -> None:
+    effect = "tool output schemas differ from what FastMCP would send (compat.inline_refs)"
+    dereference_refs = _lookup("fastmcp.utilities.json_schema.dereference_refs", effect)
+    models: list[type[BaseModel]] = [*_result_models(), _Outer, _Described, _Node]
+    assert len(models) > 20
+    for model in models:
+        raw = model.model_json_schema()
+        assert inline_refs(raw) == dereference_refs(raw), f"{model.__name__}: {effect}"
+    assert "$ref" not in json.dumps(inline_refs(_Described.model_json_schema()))
+    assert inline_refs(_Node.model_json_schema())["$defs"]  # a cycle: FastMCP's own answer
 
 
 def test_sdk_handle_modern_request_takes_the_arguments_plain_json_passes() -> None:

@@ -291,3 +291,51 @@ async def test_a_client_library_gets_the_answer_of_a_call_running_at_shutdown(
     data = answers[0].structured_content
     assert data["error"]["ename"] == "KeyboardInterrupt"
     assert data["message"].startswith("The server is shutting down, so this cell was interrupted")
+
+
+# imported by no server that serves local kernels, before or during its first call: the gateway's
+# client, the session-state store FastMCP would build on the first call, and jsonref (with
+# requests), which FastMCP's inlining of schemas imports
+NOT_FOR_SERVING = (
+    "httpx",
+    "jsonref",
+    "key_value",
+    "requests",
+    "tornado.websocket",
+    "python_mcp_server.kernels.gateway",
+)
+
+
+async def test_the_first_call_over_stdio_imports_only_what_serving_needs(
+    workspace: Path, tmp_path: Path
+) -> None:
+    cmd = server_command("--transport", "stdio", "--workspace-dir", str(workspace))
+    log = tmp_path / "importtime.txt"
+    with log.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            cmd[0], "-X", "importtime", *cmd[1:], stdin=PIPE, stdout=PIPE, stderr=stderr,
+            env=server_env(),
+        )  # fmt: skip
+        stdio = RawStdio(proc)
+        try:
+            code = "import sys; refused = 'debugpy' in sys.modules; import debugpy; refused"
+            call = {"name": "run_python_code", "arguments": {"code": code}}
+            await stdio.send_line(modern(1, "tools/call", call))
+            answer = await stdio.answer()
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            with anyio.fail_after(30):
+                await proc.wait()
+    # the kernel started without ipykernel's debugger, and its code may still import debugpy
+    assert answer["result"]["structuredContent"]["status"] == "ok"
+    assert answer["result"]["structuredContent"]["result"] == "False"
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in log.read_text().splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    assert "fastmcp" in imported
+    unneeded = [m for m in sorted(imported) if m.split(".")[0] in NOT_FOR_SERVING]
+    unneeded += [m for m in NOT_FOR_SERVING if "." in m and m in imported]
+    assert unneeded == []

@@ -152,6 +152,10 @@ class GatewayError(KernelStartError):
     """The kernel gateway could not be reached, refused this server, or lost the kernel."""
 
 
+class ListingRefusedError(GatewayError):
+    """The gateway does not list its kernels (Kernel Gateway without list_kernels)."""
+
+
 class KernelDiedError(KernelError):
     """The kernel process died and the operation could not finish."""
 

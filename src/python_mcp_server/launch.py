@@ -1,9 +1,12 @@
 """Process start: the first kernel boots while the MCP stack is imported.
 
-A kernel takes about half a second to start; importing FastMCP and the MCP SDK takes about a
-second. `run(config)` opens the services first (their light imports come first, and the warm
-pool starts its kernel in another process at once), imports the server module in a worker
-thread meanwhile, then serves. A desktop client's first call is answered that much sooner.
+A kernel takes about half a second to start; importing FastMCP and the MCP SDK and building the
+server takes longer. `run(config)` opens the services first (their light imports come first, and
+the warm pool starts its kernel in another process at once), imports and builds the server in a
+worker thread meanwhile (the event loop stays free to give the new kernel its extension), then
+serves. A desktop client's first call is answered that much sooner. What only some servers need
+is imported only by them (the gateway's client), and the first call imports nothing more
+(`compat.fastmcp_private.keep_session_state_in_memory`).
 """
 
 from __future__ import annotations
@@ -20,14 +23,14 @@ from python_mcp_server.services import Services
 
 logger = logging.getLogger(__name__)
 
-Serve = Callable[[ServerConfig, Services], Awaitable[None]]
+Serve = Callable[[], Awaitable[None]]
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def _import_serve() -> Serve:
-    from python_mcp_server.server import serve
+def _build_server(config: ServerConfig, services: Services) -> Serve:
+    from python_mcp_server.server import built
 
-    return serve
+    return built(config, services)
 
 
 async def run(config: ServerConfig) -> None:
@@ -49,10 +52,12 @@ async def run(config: ServerConfig) -> None:
 
                 tg.start_soon(stop_on_signal)
                 services = await stack.enter_async_context(Services.open(config))
-                serve = await anyio.to_thread.run_sync(_import_serve, abandon_on_cancel=True)
+                serve = await anyio.to_thread.run_sync(
+                    _build_server, config, services, abandon_on_cancel=True
+                )
                 tg.cancel_scope.cancel()
         if serve is not None:
-            await serve(config, services)
+            await serve()
         # From here the process only ends: the kernels shut down as the stack closes, and a
         # repeated signal must not cut that (or the exit after it) short. Closing a signal
         # receiver restores the default action, hence the ignoring on either side of it.

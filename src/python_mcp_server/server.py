@@ -1,4 +1,5 @@
-"""Composition root: `create_server(config)` builds the FastMCP app; `serve(config)` runs it."""
+"""Composition root: `create_server(config)` builds the FastMCP app; `serve(config)` runs it
+(`built(config)` builds it first, in any thread, and returns what runs it)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -80,6 +81,7 @@ def create_server(config: ServerConfig, services: Services | None = None) -> Fas
         mask_error_details=True,
         middleware=[DomainErrorMiddleware(), TimingMiddleware(), LinksAsTextMiddleware()],
     )
+    fastmcp_private.keep_session_state_in_memory(mcp)
     for tool in TOOLS:
         mcp.add_tool(listed(Tool.from_function(domain_errors(tool))))
     for resource in RESOURCES:
@@ -197,13 +199,25 @@ def adopt_fastmcp_logging() -> None:
 async def serve(config: ServerConfig, services: Services | None = None) -> None:
     """Run until a signal (HTTP and stdio) or end of input (stdio); every kernel is shut down
     (by the caller when it passed `services`)."""
+    await built(config, services)()
+
+
+def built(config: ServerConfig, services: Services | None = None) -> Callable[[], Awaitable[None]]:
+    """The server for `config`, built now, and the coroutine function that serves it (`serve`).
+
+    Building needs no event loop: `launch` builds in a worker thread while the first kernel
+    starts and loads its extension on the loop."""
     quiet_telemetry()
     adopt_fastmcp_logging()
     mcp = create_server(config, services)
-    if config.transport == "stdio":
-        await _serve_stdio(mcp, services)
-    else:
-        await _serve_http(mcp, config, services)
+
+    async def run() -> None:
+        if config.transport == "stdio":
+            await _serve_stdio(mcp, services)
+        else:
+            await _serve_http(mcp, config, services)
+
+    return run
 
 
 async def _serve_stdio(mcp: FastMCP[Any], services: Services | None) -> None:

@@ -9,13 +9,16 @@ server's lifespan, and run its low-level server. `tests/test_compat.py` checks e
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
-from typing import Any
+from typing import Any, SupportsFloat
 
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from fastmcp.server.low_level import LowLevelServer
+from fastmcp.server.server import StateValue
 from fastmcp.utilities.json_schema import dereference_refs
 
 
@@ -62,6 +65,95 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
     Replaces `fastmcp.utilities.json_schema.dereference_refs`, an internal FastMCP applies on
     every tools/list; inlining once when a tool is defined makes tools/list about 2x faster and
-    sends the same schema.
+    sends the same schema. The schemas of our results (pydantic's: refs to `#/$defs/...` only,
+    no cycles) are inlined here as FastMCP inlines them; any other goes to FastMCP's function,
+    whose jsonref import (with requests) costs every start about 50 ms.
     """
-    return dereference_refs(schema)
+    defs = schema.get("$defs", {})
+    try:
+        inlined = _inlined(schema, defs, frozenset())
+    except _NotPlain:
+        return dereference_refs(schema)
+    return {k: v for k, v in inlined.items() if k != "$defs"}
+
+
+class _NotPlain(Exception):
+    """A schema `_inlined` leaves to FastMCP: a cycle, a ref elsewhere, a discriminator."""
+
+
+def _inlined(node: Any, defs: dict[str, Any], seen: frozenset[str]) -> Any:
+    """`node` with each `{"$ref": "#/$defs/X", ...siblings}` replaced by a copy of X (its own
+    refs inlined) updated with the siblings, as FastMCP's `dereference_refs` does."""
+    if isinstance(node, list):
+        return [_inlined(item, defs, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "discriminator" in node:
+        raise _NotPlain
+    ref = node.get("$ref")
+    if ref is None:
+        return {k: _inlined(v, defs, seen) for k, v in node.items()}
+    name = ref.removeprefix("#/$defs/") if isinstance(ref, str) else ""
+    if not name or name == ref or "/" in name or "~" in name or name in seen:
+        raise _NotPlain
+    target = _inlined(defs.get(name), defs, seen | {name})
+    if not isinstance(target, dict):
+        raise _NotPlain
+    siblings = {k: json.loads(json.dumps(v)) for k, v in node.items() if k not in ("$ref", "$defs")}
+    return {**target, **siblings}
+
+
+class SessionState:
+    """FastMCP's session-state store, in this process's memory, as FastMCP's default keeps it.
+
+    FastMCP builds its default store (`key_value`'s `PydanticAdapter` over a `MemoryStore`) on
+    first use, and every `tools/call` uses it (to read the session's visibility rules): importing
+    `key_value` and the `beartype` checks it applies cost the first call about 0.15 s, more
+    than the cell. This store keeps the same contract (`get`, `put` with a TTL, `delete`; values
+    are `StateValue`s stored as their JSON form, so a value that cannot be serialised fails on
+    `put` as before and a value read back is a copy) without that import.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str | None, str], tuple[str, float | None]] = {}
+
+    async def get(
+        self, key: str, *, collection: str | None = None, default: StateValue | None = None
+    ) -> StateValue | None:
+        item = self._items.get((collection, key))
+        if item is None:
+            return default
+        data, expires = item
+        if expires is not None and expires <= time.monotonic():
+            del self._items[(collection, key)]
+            return default
+        return StateValue.model_validate_json(data)
+
+    async def put(
+        self,
+        key: str,
+        value: StateValue,
+        *,
+        collection: str | None = None,
+        ttl: SupportsFloat | None = None,
+    ) -> None:
+        data = value.model_dump_json()
+        now = time.monotonic()
+        self._items = {k: v for k, v in self._items.items() if v[1] is None or v[1] > now}
+        expires = now + float(ttl) if ttl is not None else None
+        self._items[(collection, key)] = (data, expires)
+
+    async def delete(self, key: str, *, collection: str | None = None) -> bool:
+        return self._items.pop((collection, key), None) is not None
+
+
+def keep_session_state_in_memory(mcp: FastMCP[Any]) -> None:
+    """Give `mcp` a `SessionState` as its session-state store, unless it was given one.
+
+    Replaces `FastMCP._state_store`'s lazily built default (the name-mangled
+    `_FastMCP__state_store`): FastMCP's public `session_state_store=` takes a `key_value`
+    store, which it wraps in the `PydanticAdapter` whose import is the cost avoided here.
+    """
+    attribute = "_FastMCP__state_store"
+    if mcp._state_storage is None and getattr(mcp, attribute, None) is None:
+        setattr(mcp, attribute, SessionState())

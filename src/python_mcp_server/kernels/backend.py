@@ -40,6 +40,9 @@ class KernelSpec:
     workspace: Path | None = None  # read-write in a sandbox (default: cwd)
     read_only: tuple[Path, ...] = ()  # further folders a sandboxed kernel needs to read
     limits: KernelLimits = KernelLimits()
+    # the kernel's main program, run by path in place of `-m ipykernel_launcher` (in a sandbox,
+    # in one of the `read_only` folders)
+    main: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,12 @@ from typing import Any
 import anyio
 from tornado.websocket import WebSocketClientConnection
 
-from python_mcp_server.errors import GatewayError, KernelBusyError, KernelDiedError
+from python_mcp_server.errors import (
+    GatewayError,
+    KernelBusyError,
+    KernelDiedError,
+    ListingRefusedError,
+)
 from python_mcp_server.kernels.backend import (
     ExitInfo,
     KernelLimits,
@@ -38,7 +43,6 @@ from python_mcp_server.kernels.backend import (
 from python_mcp_server.kernels.gateway_client import (
     GatewayClient,
     GatewaySettings,
-    ListingRefusedError,
     Messages,
     decode,
     new_session,

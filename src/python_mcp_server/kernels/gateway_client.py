@@ -26,7 +26,7 @@ import httpx
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from python_mcp_server.errors import GatewayError
+from python_mcp_server.errors import GatewayError, ListingRefusedError
 
 PROTOCOL_VERSION = "5.3"
 _MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -67,10 +67,6 @@ class GatewaySettings:
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"} if self.token else {}
-
-
-class ListingRefusedError(GatewayError):
-    """The gateway does not list its kernels (Kernel Gateway without list_kernels)."""
 
 
 class GatewayClient:

@@ -47,13 +47,12 @@ class KernelLaunch:
     release: Callable[[], None] | None = None
 
 
-def kernel_argv(python: str) -> list[str]:
+def kernel_argv(python: str, main: Path | None = None) -> list[str]:
     # history stays in memory: no agent code lands in anyone's ~/.ipython, and each cell skips a
     # SQLite write (about 1 ms on this project's machines)
     return [
         python,
-        "-m",
-        "ipykernel_launcher",
+        *(["-m", "ipykernel_launcher"] if main is None else [str(main)]),
         "-f",
         "{connection_file}",
         "--HistoryManager.enabled=False",
@@ -77,7 +76,9 @@ def write_kernelspec(folder: Path, argv: list[str], interrupt_mode: str = "signa
 
 def plain_launch(spec: KernelSpec, runtime_dir: Path, kernel_id: str) -> KernelLaunch:
     return KernelLaunch(
-        kernelspecs=write_kernelspec(runtime_dir / "kernelspecs", kernel_argv(spec.python)),
+        kernelspecs=write_kernelspec(
+            runtime_dir / "kernelspecs", kernel_argv(spec.python, spec.main)
+        ),
         connection_file=runtime_dir / f"{kernel_id}.json",
         ip=runtime_dir / f"{kernel_id}-ipc",
     )
@@ -106,7 +107,7 @@ def sandboxed_launch(
     cgroup = Cgroup.create(cgroup_parent, name) if cgroup_parent is not None else None
     workspace = spec.workspace or spec.cwd
     launch = sandbox.launch(
-        kernel_argv(spec.python),
+        kernel_argv(spec.python, spec.main),
         python=spec.python,
         session_dir=session_dir,
         connection_file=connection_file,

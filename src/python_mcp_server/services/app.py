@@ -9,8 +9,6 @@ from dataclasses import dataclass
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.kernels import KernelBackend, LocalBackend
-from python_mcp_server.kernels.gateway import GatewayBackend
-from python_mcp_server.kernels.gateway_client import GatewaySettings
 from python_mcp_server.sandbox.host import plan_sandbox
 from python_mcp_server.services._kernel_ext import KERNEL_EXT_DIR, bootstrap_code
 from python_mcp_server.services.environment import EnvironmentService
@@ -134,6 +132,10 @@ def kernel_backend(config: ServerConfig, sandbox: SandboxRuntime) -> KernelBacke
     """Kernels on the gateway `--kernel-gateway-url` names, else on this machine."""
     if config.kernel_gateway_url is None:
         return LocalBackend(sandbox=sandbox_factory(sandbox.plan, config, sandbox.proxy))
+    # imported only here: the gateway's client (httpx, websockets) would slow every start
+    from python_mcp_server.kernels.gateway import GatewayBackend
+    from python_mcp_server.kernels.gateway_client import GatewaySettings
+
     settings = GatewaySettings(
         url=config.kernel_gateway_url,
         token=config.kernel_gateway_token,

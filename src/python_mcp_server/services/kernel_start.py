@@ -154,6 +154,7 @@ class KernelStarter:
             workspace=root,
             read_only=(KERNEL_EXT_DIR, *read_only),
             limits=limits or self.default_limits,
+            main=KERNEL_EXT_DIR / "kernel_main.py",  # ipykernel's launcher, less its debugger
         )
 
     async def cold_start(

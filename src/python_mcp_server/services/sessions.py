@@ -29,6 +29,7 @@ from python_mcp_server.errors import (
     GatewayError,
     InvalidArgumentError,
     KernelNotFoundError,
+    ListingRefusedError,
     ServerError,
     ServerStoppingError,
     SessionDeletedError,
@@ -38,8 +39,6 @@ from python_mcp_server.errors import (
 )
 from python_mcp_server.health.monitor import HealthMonitor
 from python_mcp_server.kernels import KernelBackend, KernelLimits
-from python_mcp_server.kernels.gateway import GatewayBackend
-from python_mcp_server.kernels.gateway_client import ListingRefusedError
 from python_mcp_server.services._layers import Layer
 from python_mcp_server.services.artifacts import ArtifactStore
 from python_mcp_server.services.environments import (
@@ -65,6 +64,21 @@ _STOP_GRACE_S = 1.0  # at shutdown, how long an interrupted cell may take to sto
 _TARGETS_MEMORY = 4096
 
 
+def _session_directory(
+    config: ServerConfig, backend: KernelBackend, kernels: KernelStarter
+) -> SessionDirectory | None:
+    """With kernels on a gateway, the sessions shared with the other servers pointed at it.
+    The gateway's module is imported only then: its client (httpx, websockets) is not light."""
+    if not backend.remote:
+        return None
+    from python_mcp_server.kernels.gateway import GatewayBackend
+
+    if not isinstance(backend, GatewayBackend):
+        return None
+    token = (config.kernel_gateway_token or "").encode()
+    return SessionDirectory(backend, kernels, token, config.kernel_start_timeout_s)
+
+
 class SessionManager:
     """The registry of sessions and their supervisor; each `KernelSession` owns its own kernel.
 
@@ -85,16 +99,7 @@ class SessionManager:
         self.kernels.workspace_owner = self.sandbox.workspace_owner
         self.environments = EnvironmentStore(config, self.sandbox.plan)
         # kernels on a gateway: sessions shared with the other servers pointed at it
-        self.directory = (
-            SessionDirectory(
-                backend,
-                self.kernels,
-                (config.kernel_gateway_token or "").encode(),
-                config.kernel_start_timeout_s,
-            )
-            if isinstance(backend, GatewayBackend)
-            else None
-        )
+        self.directory = _session_directory(config, backend, self.kernels)
         # each session's files, deleted when it ends; on this server's disk in either case
         self.outputs = ArtifactStore(config, in_workspace=not backend.remote)
         self.oneshots = OneShots(

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -41,14 +41,16 @@ from python_mcp_server.errors import (
     KernelDiedError,
     KernelError,
     KernelNotFoundError,
+    ListingRefusedError,
 )
 from python_mcp_server.kernels import KernelHandle, KernelLimits
-from python_mcp_server.kernels.gateway import GatewayBackend, GatewayKernelHandle
-from python_mcp_server.kernels.gateway_client import ListingRefusedError
 from python_mcp_server.services._kernel_ext import call_expression
 from python_mcp_server.services.kernel_start import KernelStarter, ReadyKernel
 from python_mcp_server.services.session import KernelSource
 from python_mcp_server.services.snapshot import StateTransfer
+
+if TYPE_CHECKING:  # imported when a gateway is used: its client (httpx, websockets) is not light
+    from python_mcp_server.kernels.gateway import GatewayBackend, GatewayKernelHandle
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +168,9 @@ class SessionDirectory:
         }
         found = await ask(ready.handle, call_expression("sessions.publish", json.dumps(meta)))
         shared = _published(found, kernel_id, self._key) if kernel_id else None
-        if isinstance(ready.handle, GatewayKernelHandle):
-            ready.handle.published = True
+        on_gateway = _gateway_handle(ready.handle)
+        if on_gateway is not None:
+            on_gateway.published = True
         if shared is None:
             raise GatewayError(
                 f"Session {session_id!r} could not be published in its kernel on the gateway at "
@@ -344,12 +347,20 @@ class SharedKernels:
 async def _let_go(old: ReadyKernel) -> None:
     """Close this server's handle on a kernel without shutting the kernel down (it is gone, or
     another server's restart replaced it)."""
-    handle = old.handle
-    if isinstance(handle, GatewayKernelHandle):
-        await handle.detach()
+    on_gateway = _gateway_handle(old.handle)
+    if on_gateway is not None:
+        await on_gateway.detach()
     else:
-        await handle.aclose()
+        await old.handle.aclose()
 
 
 def _kernel_id(handle: KernelHandle) -> str | None:
-    return handle.kernel_id if isinstance(handle, GatewayKernelHandle) else None
+    on_gateway = _gateway_handle(handle)
+    return on_gateway.kernel_id if on_gateway is not None else None
+
+
+def _gateway_handle(handle: KernelHandle) -> GatewayKernelHandle | None:
+    """`handle` if it is a gateway kernel's (this module serves only servers with a gateway)."""
+    from python_mcp_server.kernels.gateway import GatewayKernelHandle
+
+    return handle if isinstance(handle, GatewayKernelHandle) else None
