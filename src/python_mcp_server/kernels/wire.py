@@ -120,6 +120,8 @@ _decode = json.JSONDecoder().decode
 def _loads(part: bytes) -> Any:
     """JSON from a frame. A frame that is not UTF-8 (jupyter_client packs U+DC80-U+DCFF as raw
     bytes) is read with U+FFFD for the bad bytes rather than dropped with all it carries."""
+    if part == b"{}":  # most metadata frames: no decoder call
+        return {}
     try:
         text = part.decode()
     except UnicodeDecodeError:
