@@ -353,3 +353,35 @@ async def test_uvicorn_httptools_protocol_reports_a_connection_life_to_the_watch
     assert answer.endswith(b"first"), failure
     assert answer_after_swap.endswith(b"second"), f"`{symbol}.app`: {failure}"
     assert rest.startswith(b"HTTP/1.1 408"), f"`{symbol}.transport`: {failure}"
+
+
+def test_fastmcp_calls_its_span_helpers_by_the_names_compat_replaces() -> None:
+    """`spans_skipped_when_off` rebinds `server_span` in fastmcp.server.server and `seam_span` in
+    fastmcp.server.low_level: FastMCP must still call them by those names per request, and in
+    "off" mode they must yield the invalid span, as FastMCP's disabled tracer does."""
+    import fastmcp
+    from fastmcp.server import low_level, server
+    from fastmcp.server.telemetry import seam_span, server_span
+    from opentelemetry.trace import INVALID_SPAN
+
+    from python_mcp_server.compat.fastmcp_private import spans_skipped_when_off
+
+    effect = "FastMCP builds span attributes on every call in 'off' mode (~0.1 ms per call)"
+    assert "server_span(" in inspect.getsource(server.FastMCP.call_tool), effect
+    assert "seam_span(" in inspect.getsource(low_level.FastMCPServerMiddleware._seam_span), effect
+    spans_skipped_when_off()
+    spans_skipped_when_off()  # idempotent: one wrapper, not two
+    assert getattr(server.__dict__["server_span"], "__wrapped__", None) is server_span, effect
+    assert getattr(low_level.__dict__["seam_span"], "__wrapped__", None) is seam_span, effect
+    mode = fastmcp.settings.telemetry_mode
+    try:
+        fastmcp.settings.telemetry_mode = "off"
+        with server.__dict__["server_span"]("tools/call x", "tools/call", "s", "tool", "x") as span:
+            assert span is INVALID_SPAN
+        with low_level.__dict__["seam_span"]("tools/call", "s") as span:
+            assert span is INVALID_SPAN
+        fastmcp.settings.telemetry_mode = "native"
+        with server.__dict__["server_span"]("tools/call x", "tools/call", "s", "tool", "x") as span:
+            assert not span.is_recording()  # FastMCP's own helper, no SDK installed
+    finally:
+        fastmcp.settings.telemetry_mode = mode

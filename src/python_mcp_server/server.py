@@ -144,8 +144,11 @@ def quiet_telemetry() -> None:
     """Turn FastMCP's OpenTelemetry spans off when nothing could record them.
 
     Without the OpenTelemetry SDK installed the spans are no-ops that still cost about 0.1 ms per
-    call. A mode chosen with `FASTMCP_TELEMETRY_MODE`, or an installed SDK, is left alone.
+    call; in "off" mode FastMCP still builds each span's attributes, which
+    `spans_skipped_when_off` spares. A mode chosen with `FASTMCP_TELEMETRY_MODE`, or an installed
+    SDK, is left alone.
     """
+    fastmcp_private.spans_skipped_when_off()
     if "FASTMCP_TELEMETRY_MODE" in os.environ:
         return
     if importlib.util.find_spec("opentelemetry.sdk") is None:

@@ -9,12 +9,19 @@ complete, when bytes arrive between requests, when it closes. uvicorn's public `
 takes a protocol class; ours extends its httptools protocol (`HttpToolsProtocol`, not documented)
 and reads its per-request state (`cycle`, `cycle.response_complete`) and the application it
 dispatches to (`app`). `tests/test_compat.py` checks each name below.
+
+uvicorn also writes a response's status line and headers, then its body, as two writes: two
+`send` system calls and two packets for every answer. The protocol here hands uvicorn a transport
+that joins the writes made in one turn of the event loop (a whole small response) into one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, Protocol
+
+# writes held for joining stay below this; a bigger one goes out at once, after what is held
+_JOIN_LIMIT = 64 * 1024
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
@@ -61,7 +68,7 @@ def watched_protocol(watcher: ConnectionWatcher) -> type[asyncio.Protocol]:
 
     class WatchedHttpProtocol(HttpToolsProtocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(JoinedWrites(transport))  # type: ignore[arg-type]
             watcher.opened(self)
 
         def data_received(self, data: bytes) -> None:
@@ -96,3 +103,56 @@ def watched_protocol(watcher: ConnectionWatcher) -> type[asyncio.Protocol]:
                 self.transport.close()
 
     return WatchedHttpProtocol
+
+
+class JoinedWrites:
+    """A transport whose writes in one turn of the event loop go out as one write (in order).
+
+    The first write of a turn is held and a flush is scheduled for the end of the turn; further
+    writes join it; `close`, `write_eof` and a write above `_JOIN_LIMIT` flush first. Everything
+    else is the wrapped transport's.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: list[bytes] = []
+        self._held_size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if len(data) + self._held_size > _JOIN_LIMIT:
+            self._flush()
+            self._transport.write(data)
+            return
+        if not self._held:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._held.append(bytes(data))
+        self._held_size += len(data)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def _flush(self) -> None:
+        if not self._held:
+            return
+        data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+        self._held = []
+        self._held_size = 0
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def get_write_buffer_size(self) -> int:
+        return self._held_size + self._transport.get_write_buffer_size()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -33,6 +33,7 @@ from python_mcp_server.kernels.backend import (
     Reply,
     epoch,
 )
+from python_mcp_server.kernels.channels import Channel
 from python_mcp_server.kernels.launching import (
     KERNEL_NAME,
     KernelLaunch,
@@ -93,6 +94,7 @@ class LocalKernelHandle:
         self._km: AsyncKernelManager | None = None
         self._kc: AsyncKernelClient | None = None
         self._wire: Wire | None = None
+        self._channels: dict[str, Channel] = {}
         self._runs: dict[str, KernelRun] = {}
         self._requests: dict[str, asyncio.Future[Reply]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -221,12 +223,12 @@ class LocalKernelHandle:
             await self.aclose()
             raise KernelStartError(why) from exc
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._read_iopub()),
-            loop.create_task(self._read_replies(kc.shell_channel)),
-            loop.create_task(self._read_replies(kc.control_channel)),
-            loop.create_task(self._watch_process()),
-        ]
+        self._channels = {
+            "iopub": Channel(kc.iopub_channel.socket, self._on_iopub, loop),
+            "shell": Channel(kc.shell_channel.socket, self._on_reply, loop),
+            "control": Channel(kc.control_channel.socket, self._on_reply, loop),
+        }
+        self._tasks = [loop.create_task(self._watch_process())]
 
     def _stderr_tail(self, limit: int = 1500) -> str:
         try:
@@ -235,45 +237,56 @@ class LocalKernelHandle:
             return ""
         return data.decode("utf-8", "replace").strip()
 
-    async def _read_iopub(self) -> None:
-        assert self._kc is not None
-        while True:
-            msg = await self._receive(self._kc.iopub_channel)
-            parent = msg.get("parent_header", {}).get("msg_id")
-            run = self._runs.get(parent) if parent else None
-            if run is not None:
-                run._feed_iopub(msg)
-                if run._done.is_set():
-                    self._runs.pop(parent, None)
-                continue
-            out = parse_iopub(msg)
-            if isinstance(out, StreamOutput):  # a thread or child printing after its cell ended
-                self._late.append(out.text)
+    def _parse(self, frames: list[bytes]) -> dict[str, Any] | None:
+        """A well-formed message, or None (logged) for one to drop: never let one message stop
+        the reading."""
+        assert self._wire is not None
+        try:
+            return self._wire.parse(frames)
+        except ValueError as exc:  # WireError or bad JSON
+            logger.warning("kernel pid %s: dropped a message: %s", self._pid, exc)
+            return None
+
+    def _on_iopub(self, frames: list[bytes]) -> None:
+        msg = self._parse(frames)
+        if msg is None:
+            return
+        parent = msg.get("parent_header", {}).get("msg_id")
+        run = self._runs.get(parent) if parent else None
+        if run is not None:
+            run._feed_iopub(msg)
+            if run._done.is_set():
+                self._runs.pop(parent, None)
+            return
+        out = parse_iopub(msg)
+        if isinstance(out, StreamOutput):  # a thread or child printing after its cell ended
+            self._late.append(out.text)
 
     def take_late_output(self) -> str:
         late, self._late = self._late, HeadTail(_LATE_OUTPUT_CHARS, "")
         return late.render()
 
-    async def _read_replies(self, channel: Any) -> None:
-        while True:
-            msg = await self._receive(channel)
-            parent = msg.get("parent_header", {}).get("msg_id")
-            content = msg.get("content", {})
-            reply = Reply(
-                status=str(content.get("status", "")),
-                content=content,
-                metadata=dict(msg.get("metadata") or {}),
-                made_at=epoch(msg.get("header", {}).get("date")),
-            )
-            run = self._runs.get(parent) if parent else None
-            if run is not None:
-                run._feed_reply(reply)
-                if run._done.is_set():
-                    self._runs.pop(parent, None)
-                continue
-            fut = self._requests.pop(parent, None) if parent else None
-            if fut is not None and not fut.done():
-                fut.set_result(reply)
+    def _on_reply(self, frames: list[bytes]) -> None:
+        msg = self._parse(frames)
+        if msg is None:
+            return
+        parent = msg.get("parent_header", {}).get("msg_id")
+        content = msg.get("content", {})
+        reply = Reply(
+            status=str(content.get("status", "")),
+            content=content,
+            metadata=dict(msg.get("metadata") or {}),
+            made_at=epoch(msg.get("header", {}).get("date")),
+        )
+        run = self._runs.get(parent) if parent else None
+        if run is not None:
+            run._feed_reply(reply)
+            if run._done.is_set():
+                self._runs.pop(parent, None)
+            return
+        fut = self._requests.pop(parent, None) if parent else None
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
 
     async def _watch_process(self) -> None:
         while True:
@@ -299,13 +312,14 @@ class LocalKernelHandle:
 
     async def _drain_iopub(self) -> None:
         """Let the reader take what the dead kernel already sent, so its last output is kept."""
-        if self._kc is None:
+        iopub = self._channels.get("iopub")
+        if iopub is None:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _DRAIN_S
         while loop.time() < deadline:
             await asyncio.sleep(0.01)
-            if not await self._kc.iopub_channel.msg_ready():
+            if not iopub.pending():
                 return
 
     def _mark_dead(self, info: ExitInfo) -> None:
@@ -323,24 +337,12 @@ class LocalKernelHandle:
                 fut.set_exception(KernelDiedError(f"The kernel {info.describe()}."))
         self._requests.clear()
 
-    def _check_alive(self) -> tuple[AsyncKernelClient, Wire]:
+    def _check_alive(self) -> Wire:
         if self._exit is not None:
             raise KernelDiedError(f"The kernel {self._exit.describe()}.")
-        if self._kc is None or self._wire is None or self._closed:
+        if self._wire is None or not self._channels or self._closed:
             raise RuntimeError("kernel handle is not started or already closed")
-        return self._kc, self._wire
-
-    async def _receive(self, channel: Any) -> dict[str, Any]:
-        """The next well-formed message on a channel (one awaited receive, no polling)."""
-        assert self._wire is not None
-        while True:
-            frames = await channel.socket.recv_multipart()
-            try:
-                return self._wire.parse(frames)
-            except (
-                ValueError
-            ) as exc:  # WireError or bad JSON: never let one message stop the reader
-                logger.warning("kernel pid %s: dropped a message: %s", self._pid, exc)
+        return self._wire
 
     async def submit(
         self,
@@ -351,7 +353,7 @@ class LocalKernelHandle:
         store_history: bool = True,
         user_expressions: dict[str, str] | None = None,
     ) -> KernelRun:
-        kc, wire = self._check_alive()
+        wire = self._check_alive()
         msg_id, frames = wire.request(
             "execute_request",
             {
@@ -365,18 +367,17 @@ class LocalKernelHandle:
         )
         run = KernelRun(msg_id, on_output)
         self._runs[msg_id] = run
-        await kc.shell_channel.socket.send_multipart(frames)
+        await self._channels["shell"].send(frames)
         return run
 
     async def request(
         self, msg_type: str, content: dict[str, Any], timeout_s: float, *, control: bool = False
     ) -> Reply:
-        kc, wire = self._check_alive()
+        wire = self._check_alive()
         msg_id, frames = wire.request(msg_type, content)
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._requests[msg_id] = fut
-        channel = kc.control_channel if control else kc.shell_channel
-        await channel.socket.send_multipart(frames)
+        await self._channels["control" if control else "shell"].send(frames)
         try:
             return await asyncio.wait_for(fut, timeout_s)
         except TimeoutError as exc:
@@ -411,6 +412,8 @@ class LocalKernelHandle:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for channel in self._channels.values():
+            channel.close()
         if self._kc is not None:
             self._kc.stop_channels()
         tree = kernel_tree(self._pid, self._pid_start) if self._pid is not None else {}

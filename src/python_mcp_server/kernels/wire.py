@@ -35,7 +35,10 @@ class Wire:
     def __init__(self, session: Session) -> None:
         self._key = bytes(session.key or b"")
         scheme = str(session.signature_scheme)
-        self._digest = getattr(hashlib, scheme.split("-", 1)[1]) if self._key else None
+        name = scheme.split("-", 1)[1]
+        if self._key and name not in hashlib.algorithms_available:
+            raise ValueError(f"unknown signature scheme {scheme!r}")
+        self._digest = name if self._key else None
         self._session = str(session.session)
         self._username = str(session.username)
         self._prefix = f"{self._session[:8]}-{os.getpid()}-"
@@ -46,10 +49,8 @@ class Wire:
     def _sign(self, parts: list[bytes]) -> bytes:
         if self._digest is None:
             return b""
-        mac = hmac.new(self._key, digestmod=self._digest)
-        for part in parts:
-            mac.update(part)
-        return mac.hexdigest().encode()
+        # one call into OpenSSL over the joined frames: the same digest as updating part by part
+        return hmac.digest(self._key, b"".join(parts), self._digest).hex().encode()
 
     def request(
         self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None
@@ -113,10 +114,16 @@ def _dumps(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 
+_decode = json.JSONDecoder().decode
+
+
 def _loads(part: bytes) -> Any:
     """JSON from a frame. A frame that is not UTF-8 (jupyter_client packs U+DC80-U+DCFF as raw
     bytes) is read with U+FFFD for the bad bytes rather than dropped with all it carries."""
+    if part == b"{}":  # most metadata frames: no decoder call
+        return {}
     try:
-        return json.loads(part)
+        text = part.decode()
     except UnicodeDecodeError:
-        return json.loads(part.decode("utf-8", "replace"))
+        text = part.decode("utf-8", "replace")
+    return _decode(text)
