@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from PIL import Image
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
 from python_mcp_server.services.displays import make_preview
+from tests.helpers import wait_for_file
 
 pytestmark = pytest.mark.anyio
 
@@ -315,6 +318,31 @@ def test_a_noisy_photo_sized_image_is_squeezed_under_the_byte_budget() -> None:
     with Image.open(io.BytesIO(preview.data)) as shown:
         assert shown.size == (preview.width, preview.height)
         assert f"image/{(shown.format or '').lower()}" == preview.mime_type
+
+
+# On a gateway the gateway's own connection to the kernel has ZMQ's default queue limit.
+@pytest.mark.local_kernels
+async def test_no_message_is_lost_while_the_server_is_busy_and_a_cell_floods_displays(
+    config: ServerConfig,
+) -> None:
+    # at ZMQ's default limit (1000 queued messages) this lost displays and the idle status that
+    # ends the cell: it ran into its time limit and the kernel was restarted
+    code = (
+        "import os, time\nfrom IPython.display import display, HTML\n"
+        "open('go', 'w').close()\n"
+        "while not os.path.exists('busy'):\n    time.sleep(0.001)\n"
+        "for i in range(5000):\n    display(HTML(f'<b>{i}</b>'))"
+    )
+    async with Client(create_server(config)) as client:
+        await client.call_tool("run_python_code", {"code": "kept = 1"})
+        call = asyncio.create_task(client.call_tool("run_python_code", {"code": code}))
+        await wait_for_file(config.workspace_root / "go")
+        (config.workspace_root / "busy").touch()
+        time.sleep(3)  # the server's event loop (this one) is busy: nothing reads the kernel
+        data = (await asyncio.wait_for(call, 60)).structured_content
+    assert data is not None
+    assert (data["status"], data["state_kept"]) == ("ok", True), data["message"]
+    assert "The code displayed 4900 more output(s) beyond the first 100" in data["message"]
 
 
 async def test_thousands_of_displays_are_cut_with_a_note_and_the_result_stays_small(

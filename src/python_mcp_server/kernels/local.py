@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
@@ -213,6 +214,10 @@ class LocalKernelHandle:
             kc = km.client()
             self._kc = kc
             self._wire = Wire(kc.session)
+            # no limit on the messages queued for us: at the default (1000) a cell that displays
+            # quickly while the server is busy for a moment loses outputs, and even the idle
+            # status that ends it (the cell then runs into its time limit)
+            kc.context.setsockopt(zmq.RCVHWM, 0)
             kc.start_channels(hb=False)
             await kc.wait_for_ready(timeout=self._spec.start_timeout_s)
             self._find_inner_kernel()
