@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 
 from python_mcp_server.procs.limits import LimitGroup
+from python_mcp_server.sandbox.fonts import FontCache
 from python_mcp_server.sandbox.host import SANDBOX_UID, SandboxPlan
 from python_mcp_server.sandbox.seccomp import filter_program
 
@@ -124,8 +125,10 @@ class Sandbox:
         network: str,
         tmp_mb: int,
         proxy_socket: Path | None = None,
+        fonts: FontCache | None = None,
     ) -> None:
         assert plan.bwrap is not None
+        self._fonts = fonts
         self.plan = plan
         self._bwrap = plan.bwrap
         self._etc = etc
@@ -171,6 +174,11 @@ class Sandbox:
     ) -> SandboxLaunch:
         roots = [*python_roots(python), *(Path(p).resolve() for p in read_only)]
         argv = [self._bwrap, *self._namespaces(), *self._system(), *self._tmp()]
+        if self._fonts is not None:
+            self._fonts.start()
+            font_args, font_env = self._fonts.sandbox_args(python)
+            argv += font_args
+            env = {**font_env, **env}
         rw = [workspace] + ([session_dir] if session_dir else [])
         if self._proxy is not None:
             rw.append(self._proxy.parent)  # root's folder: the kernel may connect, not replace

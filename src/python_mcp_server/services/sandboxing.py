@@ -17,6 +17,7 @@ from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import ConfigError
 from python_mcp_server.sandbox import AllowList, EgressProxy
 from python_mcp_server.sandbox.egress import proxy_folder
+from python_mcp_server.sandbox.fonts import FontCache
 from python_mcp_server.sandbox.host import SANDBOX_UID, SandboxPlan
 from python_mcp_server.sandbox.launch import Sandbox, write_etc
 from python_mcp_server.services.models import (
@@ -51,6 +52,7 @@ def sandbox_factory(
             network=config.kernel_network,
             tmp_mb=config.kernel_tmp_mb,
             proxy_socket=proxy.socket_path if proxy is not None else None,
+            fonts=FontCache(config.kernel_python, runtime_dir / "matplotlib"),
         )
 
     return make
