@@ -15,10 +15,10 @@ from mcp.types import TextContent
 import python_mcp_server
 
 # A cell that writes `started`, sleeps for a minute, and writes `interrupted` if interrupted.
-SLEEP_UNTIL_INTERRUPTED = (
+SLEEP_UNTIL_INTERRUPTED = (  # `started` inside the try: an interrupt sent once it exists lands there
     "import time\n"
-    "open('started', 'w').close()\n"
     "try:\n"
+    "    open('started', 'w').close()\n"
     "    time.sleep(60)\n"
     "except KeyboardInterrupt:\n"
     "    open('interrupted', 'w').close()\n"
