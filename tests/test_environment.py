@@ -15,7 +15,7 @@ from fastmcp import Client
 from python_mcp_server import __version__
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.health.system import host_resources
-from python_mcp_server.sandbox.host import plan_sandbox
+from python_mcp_server.sandbox.host import INSTALL_HINT, Protection, SandboxPlan, plan_sandbox
 from python_mcp_server.server import create_server
 
 pytestmark = pytest.mark.anyio
@@ -116,3 +116,14 @@ async def test_an_interpreter_that_cannot_run_is_reported_as_unknown(
     async with Client(create_server(replace(config, kernel_python=missing))) as client:
         info = data(await client.call_tool("get_environment_info", {}))
     assert (info["kernel_python"], info["python_version"]) == (missing, "unknown")
+
+
+def test_the_unsandboxed_warning_says_why_when_auto_could_not_sandbox() -> None:
+    why = f"bubblewrap is not installed; {INSTALL_HINT}"
+    fell_back = SandboxPlan("auto", False, protections=(Protection("filesystem", False, why),))
+    assert fell_back.summary().startswith(f"kernels are NOT sandboxed (--sandbox auto: {why}): ")
+    assert (
+        SandboxPlan("off", False)
+        .summary()
+        .startswith("kernels are NOT sandboxed (--sandbox off): ")
+    )

@@ -59,9 +59,10 @@ class SandboxPlan:
     def summary(self) -> str:
         """One log line: each protection, active or not and why."""
         if not self.enabled:
+            why = "; ".join(p.detail for p in self.protections if not p.active)
             return (
-                "kernels are NOT sandboxed (--sandbox off): code the agent runs can read and "
-                "change anything this server's user can"
+                f"kernels are NOT sandboxed (--sandbox {self.mode}{': ' + why if why else ''}): "
+                "code the agent runs can read and change anything this server's user can"
             )
         parts = [f"{p.name}: {'on' if p.active else 'OFF'} ({p.detail})" for p in self.protections]
         return "kernel sandbox: " + "; ".join(parts)
