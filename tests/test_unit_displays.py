@@ -253,6 +253,12 @@ def test_an_svg_is_saved_as_a_file(settings: ServerConfig) -> None:
     assert image.uri is not None
     assert saved(settings, image.uri).read_text() == svg
     assert rich.displays == []
+    # no preview because it is a vector image, not because eight images came first
+    note = (
+        "1 SVG image(s) have no inline preview (vector images are not sent as pictures); read "
+        "them through their kernel:// links."
+    )
+    assert rich.notes == [note]
 
 
 def test_a_plotly_figure_becomes_a_page_and_its_json(settings: ServerConfig) -> None:

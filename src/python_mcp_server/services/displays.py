@@ -38,6 +38,7 @@ TEXT_MIMES = {
     "text/plain": ".txt",
 }
 MAX_INLINE_IMAGES = 8
+_SVG = "image/svg+xml"
 KERNEL_PREVIEW_MAX_CHARS = 16_000_000  # base64 of a kernel-made preview; a larger one is ignored
 DEFAULT_PLOTLYJS = "3.0.1"
 
@@ -193,11 +194,17 @@ class DisplayRenderer:
             except OSError as exc:
                 logger.warning("could not save a display output: %s", exc)
                 self.out.notes.append(f"A display output could not be saved: {exc}.")
-        skipped = sum(1 for i in self.out.images if i.preview_mime_type is None)
-        if skipped:
+        unseen = [i for i in self.out.images if i.preview_mime_type is None]
+        svg = sum(1 for i in unseen if i.mime_type == _SVG)
+        if len(unseen) > svg:
             self.out.notes.append(
-                f"{skipped} image(s) beyond the first {MAX_INLINE_IMAGES} were saved without an "
-                "inline preview; read them through their kernel:// links."
+                f"{len(unseen) - svg} image(s) beyond the first {MAX_INLINE_IMAGES} were saved "
+                "without an inline preview; read them through their kernel:// links."
+            )
+        if svg:
+            self.out.notes.append(
+                f"{svg} SVG image(s) have no inline preview (vector images are not sent as "
+                "pictures); read them through their kernel:// links."
             )
         if self._not_kept:
             self.out.notes.append(
@@ -220,8 +227,8 @@ class DisplayRenderer:
         image_mime = next((m for m in RASTER_MIMES if m in data), None)
         if image_mime is not None:
             rich = self._image(image_mime, data[image_mime], out.preview)
-        elif "image/svg+xml" in data:
-            rich = self._svg(str(data["image/svg+xml"]))
+        elif _SVG in data:
+            rich = self._svg(str(data[_SVG]))
         if PLOTLY_MIME in data and isinstance(data[PLOTLY_MIME], dict):
             self._plotly(index, out, data[PLOTLY_MIME])
             rich = True
@@ -291,7 +298,7 @@ class DisplayRenderer:
             return True
         name = self._store.new_name("image", ".svg")
         uri = self._save(name, svg)
-        self.out.images.append(ImageInfo(mime_type="image/svg+xml", uri=uri))
+        self.out.images.append(ImageInfo(mime_type=_SVG, uri=uri))
         return True
 
     def _plotly(self, index: int, out: DisplayOutput, fig: dict[str, Any]) -> None:
