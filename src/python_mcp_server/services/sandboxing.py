@@ -52,7 +52,7 @@ def sandbox_factory(
             network=config.kernel_network,
             tmp_mb=config.kernel_tmp_mb,
             proxy_socket=proxy.socket_path if proxy is not None else None,
-            fonts=FontCache(config.kernel_python, runtime_dir / "matplotlib"),
+            fonts=FontCache(config.kernel_python, config.env_root / "fonts"),
         )
 
     return make
