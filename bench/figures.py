@@ -30,9 +30,10 @@ from typing import Any, Self
 
 import httpx
 import psutil
-from jupyter_client.manager import AsyncKernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import run
+from bench.common import load
 from bench.run import HEADERS, META, cpu_clock
 from tests.servers import http_server
 
@@ -47,24 +48,8 @@ RSS_BUDGET_MB = 30.0
 MB = 1024 * 1024
 
 
-def load() -> str:
-    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-
-
-class BareKernel:
+class BareKernel(run.BareKernel):
     """A kernel of our own through jupyter_client, with ipykernel's inline backend (as ours)."""
-
-    async def __aenter__(self) -> Self:
-        self.km = AsyncKernelManager(kernel_name="python3")
-        await self.km.start_kernel()
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        await self.kc.wait_for_ready(timeout=60)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.kc.stop_channels()
-        await self.km.shutdown_kernel(now=True)
 
     async def once(self) -> None:
         msg_id = self.kc.execute(CELL)
