@@ -29,7 +29,11 @@ async def test_completion_lists_matches_with_their_range_and_types(config: Serve
     assert (res["cursor_start"], res["cursor_end"], res["truncated"]) == (4, 10, False)
     by_text = {m["text"]: m for m in res["matches"]}
     assert by_text["alpha_fn"] == {"text": "alpha_fn", "type": "function", "signature": "(a, b=2)"}
-    assert by_text["alpha_value"] == {"text": "alpha_value", "type": None, "signature": None}
+    # IPython types matches until its budget (Completer.jedi_compute_type_timeout, 0.4 s) runs
+    # out and marks the rest '<unknown>', which we report as None: a cold kernel on a busy
+    # machine spends the budget on the first match, a warm one types them all.
+    assert by_text["alpha_value"]["signature"] is None
+    assert by_text["alpha_value"]["type"] in ("instance", None)
 
 
 async def test_completion_at_a_cursor_inside_the_code_completes_that_name(
