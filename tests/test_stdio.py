@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from tests.helpers import (
     IGNORES_INTERRUPTS,
     SLEEP_UNTIL_INTERRUPTED,
     argv_of,
+    descendants,
     kernel_pid,
     processes_naming,
     wait_for_file,
@@ -51,7 +53,7 @@ async def test_stdio_serves_code_and_end_of_input_shuts_the_kernel_down(workspac
         assert noisy.structured_content is not None
         assert noisy.structured_content["result"] == "'still fine'"
     # the transport closed the server's stdin and waited for it to exit
-    assert not pid_alive(pid)
+    assert not [pid for pid in kernels if pid_alive(pid)]
 
 
 class RawStdio:
@@ -309,7 +311,9 @@ NOT_FOR_SERVING = (
 async def test_the_first_call_over_stdio_imports_only_what_serving_needs(
     workspace: Path, tmp_path: Path
 ) -> None:
-    cmd = server_command("--transport", "stdio", "--workspace-dir", str(workspace))
+    cmd = server_command(
+        "--transport", "stdio", "--workspace-dir", str(workspace), "--log-level", "DEBUG"
+    )
     log = tmp_path / "importtime.txt"
     with log.open("wb") as stderr:
         proc = await asyncio.create_subprocess_exec(
@@ -336,6 +340,35 @@ async def test_the_first_call_over_stdio_imports_only_what_serving_needs(
         if line.startswith("import time:") and line.count("|") == 2
     }
     assert "fastmcp" in imported
+    # what the start built was frozen (the collector was off meanwhile), and collection is on
+    frozen = re.search(r"started: (\d+) objects frozen, cycle collector on", log.read_text())
+    assert frozen is not None
+    assert int(frozen.group(1)) > 100_000
     unneeded = [m for m in sorted(imported) if m.split(".")[0] in NOT_FOR_SERVING]
     unneeded += [m for m in NOT_FOR_SERVING if "." in m and m in imported]
     assert unneeded == []
+
+
+async def test_end_of_input_during_a_cell_that_ignores_interrupts_ends_without_an_error(
+    workspace: Path,
+) -> None:
+    """The call is cancelled and the session closed under the cleanup that interrupts its cell:
+    the server ends, with its kernel, and logs no failure for a session that is closing."""
+    cmd = server_command(
+        "--transport", "stdio", "--workspace-dir", str(workspace), "--kernel-pool-size", "0"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdin=PIPE, stdout=PIPE, stderr=PIPE, env=server_env()
+    )
+    call = {"name": "run_python_code", "arguments": {"code": IGNORES_INTERRUPTS}}
+    await RawStdio(proc).send_line(modern(1, "tools/call", call))
+    await wait_for_file(workspace / "started")
+    kernels = descendants(proc.pid)
+    assert kernels
+    assert proc.stdin is not None
+    proc.stdin.close()
+    with anyio.fail_after(60):
+        _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode(), err.decode()
+    assert not [pid for pid in kernels if pid_alive(pid)]

@@ -12,6 +12,7 @@ is imported only by them (the gateway's client), and the first call imports noth
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -56,6 +57,7 @@ async def run(config: ServerConfig) -> None:
                     _build_server, config, services, abandon_on_cancel=True
                 )
                 tg.cancel_scope.cancel()
+        _collect_from_here()
         if serve is not None:
             await serve()
         # From here the process only ends: the kernels shut down as the stack closes, and a
@@ -68,6 +70,18 @@ async def run(config: ServerConfig) -> None:
                 await stack.aclose()
                 tg.cancel_scope.cancel()
         _ignore_stop_signals()
+
+
+def _collect_from_here() -> None:
+    """Turn the cycle collector back on if the process entry (`cli.main`) turned it off.
+
+    What the start built lives as long as the process: frozen, the collector never scans it
+    again, which also keeps each call's collections small.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+        logger.debug("started: %d objects frozen, cycle collector on", gc.get_freeze_count())
 
 
 def _ignore_stop_signals() -> None:

@@ -103,8 +103,6 @@ class KernelSession:
         self.history = CellHistory()
         self.environment: SessionEnvironment | None = None  # None: the server's, shared
 
-    # ------------------------------------------------------------------ what it is
-
     @property
     def kernel(self) -> ReadyKernel:
         if self._kernel is None:
@@ -372,6 +370,8 @@ class KernelSession:
                     try:
                         await asyncio.wait_for(self._idle(), self._config.interrupt_grace_s)
                     except (TimeoutError, KernelDiedError):
+                        if self._stopping or self._life.closed:
+                            return  # closing: the kernel goes with the session
                         await self.restart(
                             "A cancelled cell could not be interrupted; the kernel was restarted "
                             "and variables were lost.",
