@@ -53,7 +53,7 @@ async def test_stdio_serves_code_and_end_of_input_shuts_the_kernel_down(workspac
         assert noisy.structured_content is not None
         assert noisy.structured_content["result"] == "'still fine'"
     # the transport closed the server's stdin and waited for it to exit
-    assert not [pid for pid in kernels if pid_alive(pid)]
+    assert not pid_alive(pid)
 
 
 class RawStdio:
