@@ -3,7 +3,10 @@
 How the server holds up as sessions are added: for each count of concurrent sessions, each
 session its own kernel (created before the point is measured, in batches, on a server started
 with the warm pool and the session limit set for the largest count), one raw httpx JSON-RPC
-caller per session (all on one httpx connection pool) runs `run_python_code("x = 1")` back to back for `--seconds`, all at once.
+caller per session runs `run_python_code("x = 1")` back to back for `--seconds`, all at once: by
+default the minimal HTTP/1.1 client of `bench/run.py` (one keep-alive socket per session, about
+0.2 ms of CPU per call), so that the benchmark's own clients, on the same cores, take as little as
+they can of what is measured; `--client httpx` uses raw httpx JSON-RPC (1.5 to 8 ms per call).
 For each point, `--repeat` runs (each printed with the load average): cells/s over all sessions,
 p50/p95 per call; then the server's RSS and its kernels' (the server process and all its
 descendants, apart) with exactly that many sessions, and per session (over the same server
@@ -17,21 +20,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import plots
-from bench.common import Rpc, cpu_clock, load, machine, pct
+from bench.common import Message, Rpc, cpu_clock, load, machine, pct
+from bench.run import MinimalHttp
 from tests.servers import http_server
 
 CODE = "x = 1"
@@ -89,6 +95,33 @@ def memory(server_pid: int) -> Memory:
     return Memory(server.memory_info().rss / MB, rss / MB, uss / MB, len(children))
 
 
+class Caller(Protocol):
+    async def tool(self, name: str, **arguments: Any) -> Message: ...
+
+
+class MinimalRpc:
+    """A tools/call over the minimal client's own keep-alive socket (`bench/run.py`)."""
+
+    def __init__(self, http: MinimalHttp) -> None:
+        self.http = http
+
+    async def tool(self, name: str, **arguments: Any) -> Message:
+        reply = await self.http.call(name, arguments)
+        result = reply["result"]
+        assert isinstance(result, dict), reply
+        assert not result.get("isError"), result
+        return result
+
+
+async def callers(
+    kind: str, count: int, client: httpx.AsyncClient, url: str, stack: contextlib.AsyncExitStack
+) -> list[Caller]:
+    """`count` callers of `kind`, each with a connection of its own (closed with `stack`)."""
+    if kind == "httpx":
+        return [Rpc(client, url) for _ in range(count)]
+    return [MinimalRpc(await stack.enter_async_context(MinimalHttp(url))) for _ in range(count)]
+
+
 async def pool_ready(rpc: Rpc, size: int, limit_s: float = 300.0) -> None:
     """Until the warm pool is full again (its refill would otherwise share the CPU)."""
     deadline = time.monotonic() + limit_s
@@ -127,15 +160,15 @@ def kernels_cpu_s(processes: list[psutil.Process]) -> float:
     return total
 
 
-async def measure(rpcs: list[Rpc], seconds: float, warmup: int, server_pid: int) -> Run:
+async def measure(rpcs: Sequence[Caller], seconds: float, warmup: int, server_pid: int) -> Run:
     """Each session runs cells back to back for `seconds`, all at once; beside the latencies,
     the CPU each cell cost the server process, its kernels and this process (the clients)."""
 
-    async def cell(rpc: Rpc, sid: str) -> None:
+    async def cell(rpc: Caller, sid: str) -> None:
         result = await rpc.tool("run_python_code", session_id=sid, code=CODE)
         assert result["structuredContent"]["status"] == "ok", result
 
-    async def warm(rpc: Rpc, sid: str) -> None:
+    async def warm(rpc: Caller, sid: str) -> None:
         for _ in range(warmup):
             await cell(rpc, sid)
 
@@ -147,7 +180,7 @@ async def measure(rpcs: list[Rpc], seconds: float, warmup: int, server_pid: int)
     began = time.perf_counter()
     stop_at = began + seconds
 
-    async def worker(rpc: Rpc, sid: str) -> None:
+    async def worker(rpc: Caller, sid: str) -> None:
         while time.perf_counter() < stop_at:
             start = time.perf_counter()
             await cell(rpc, sid)
@@ -198,19 +231,22 @@ async def scale(args: argparse.Namespace, counts: list[int]) -> tuple[Memory, li
                     point.boot_s = await add_sessions(admin, have, count, args.batch)
                     have = count
                     await pool_ready(admin, args.pool)
-                    rpcs = [Rpc(client, server.url) for _ in range(count)]
-                    for run in range(1, args.repeat + 1):
-                        result = await measure(rpcs, args.seconds, args.warmup, server.process.pid)
-                        point.runs.append(result)
-                        out.write(
-                            f"{count:3d} sessions, run {run}/{args.repeat}: "
-                            f"{result.cells_per_s:6.1f} cells/s  p50 {result.p50_ms:6.1f} ms  "
-                            f"p95 {result.p95_ms:6.1f} ms  ({result.cells} cells; CPU per "
-                            f"cell: server {result.server_cpu_ms:.1f} ms, kernels "
-                            f"{result.kernels_cpu_ms:.1f} ms, clients {result.client_cpu_ms:.1f} "
-                            f"ms)   [{result.load}]\n"
-                        )
-                        out.flush()
+                    async with contextlib.AsyncExitStack() as stack:
+                        rpcs = await callers(args.client, count, client, server.url, stack)
+                        for run in range(1, args.repeat + 1):
+                            result = await measure(
+                                rpcs, args.seconds, args.warmup, server.process.pid
+                            )
+                            point.runs.append(result)
+                            out.write(
+                                f"{count:3d} sessions, run {run}/{args.repeat}: "
+                                f"{result.cells_per_s:6.1f} cells/s  p50 {result.p50_ms:6.1f} ms"
+                                f"  p95 {result.p95_ms:6.1f} ms  ({result.cells} cells; CPU per "
+                                f"cell: server {result.server_cpu_ms:.1f} ms, kernels "
+                                f"{result.kernels_cpu_ms:.1f} ms, clients "
+                                f"{result.client_cpu_ms:.1f} ms)   [{result.load}]\n"
+                            )
+                            out.flush()
                     point.memory = memory(server.process.pid)
                     points.append(point)
     return baseline, points
@@ -309,6 +345,12 @@ async def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="cells per session before a run")
     parser.add_argument("--pool", type=int, default=2, help="the server's warm pool size")
     parser.add_argument("--batch", type=int, default=4, help="sessions created at once")
+    parser.add_argument(
+        "--client",
+        choices=["minimal", "httpx"],
+        default="minimal",
+        help="the callers: the minimal HTTP/1.1 client (default) or raw httpx JSON-RPC",
+    )
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument(
         "--from-json",
@@ -334,6 +376,7 @@ async def main() -> None:
         "machine": f"{machine()} (at the start: {began})",
         "repeat": args.repeat,
         "seconds": args.seconds,
+        "client": args.client,
         "baseline": asdict(baseline),
         "points": rows,
     }

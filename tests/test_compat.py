@@ -385,3 +385,73 @@ def test_fastmcp_calls_its_span_helpers_by_the_names_compat_replaces() -> None:
             assert not span.is_recording()  # FastMCP's own helper, no SDK installed
     finally:
         fastmcp.settings.telemetry_mode = mode
+
+
+@pytest.mark.anyio
+async def test_fastmcp_looks_up_a_tool_through_the_gather_compat_replaces() -> None:
+    """`one_provider_asked_inline` rebinds `gather` in fastmcp.server.providers.aggregate: FastMCP
+    must still look tools up through that name, and a lookup must find the same tools, from one
+    provider or from several (a mounted server), with and without the replacement."""
+    from fastmcp.server.providers import aggregate
+
+    from python_mcp_server.compat.fastmcp_private import one_provider_asked_inline
+
+    effect = "every tool call starts a task group and a task to ask one provider (~0.1 ms)"
+    assert "gather(" in inspect.getsource(aggregate.AggregateProvider._get_tool), effect
+    original = aggregate.__dict__["gather"]
+
+    async def found() -> list[str | None]:
+        inner = FastMCP("inner")
+        inner.tool(lambda: 2, name="two")
+        outer = FastMCP("outer")
+        outer.tool(lambda: 1, name="one")
+        lone = FastMCP("lone")
+        lone.tool(lambda: 1, name="one")
+        outer.mount(inner, namespace="in")
+        names = ["one", "in_two", "missing"]
+        tools = [await outer.get_tool(name) for name in names] + [await lone.get_tool("one")]
+        return [tool.name if tool else None for tool in tools]
+
+    assert await found() == ["one", "in_two", None, "one"]
+    try:
+        one_provider_asked_inline()
+        one_provider_asked_inline()  # idempotent: one wrapper, not two
+        assert aggregate.__dict__["gather"].__wrapped__ is original, effect
+        assert await found() == ["one", "in_two", None, "one"]
+    finally:
+        aggregate.__dict__["gather"] = original
+
+
+@pytest.mark.anyio
+async def test_one_provider_asked_inline_answers_as_fastmcp_gather_does() -> None:
+    """Results in order; with `return_exceptions` an error comes back in the list, without it the
+    error is raised in a group; a cancellation is never turned into a result."""
+    from fastmcp.utilities.async_utils import gather
+
+    from python_mcp_server.compat.fastmcp_private import _inline_when_one
+
+    inline = _inline_when_one(gather)
+
+    async def value(v: int) -> int:
+        return v
+
+    async def fail() -> int:
+        raise ValueError("no")
+
+    for run in (gather, inline):
+        assert await run(iter(())) == []
+        assert await run(value(i) for i in [1]) == [1]
+        assert await run(value(i) for i in [1, 2, 3]) == [1, 2, 3]
+        [error] = await run((fail() for _ in [0]), return_exceptions=True)
+        assert isinstance(error, ValueError)
+        with pytest.raises(BaseExceptionGroup):
+            await run(fail() for _ in [0])
+
+    async def cancelled_inside() -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await inline((anyio.sleep(10) for _ in [0]), return_exceptions=True)
+            pytest.fail("the cancellation was returned as a result")
+
+    with anyio.fail_after(5):
+        await cancelled_inside()

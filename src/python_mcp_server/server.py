@@ -149,6 +149,7 @@ def quiet_telemetry() -> None:
     SDK, is left alone.
     """
     fastmcp_private.spans_skipped_when_off()
+    fastmcp_private.one_provider_asked_inline()
     if "FASTMCP_TELEMETRY_MODE" in os.environ:
         return
     if importlib.util.find_spec("opentelemetry.sdk") is None:

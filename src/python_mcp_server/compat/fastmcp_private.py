@@ -10,14 +10,16 @@ server's lifespan, and run its low-level server. `tests/test_compat.py` checks e
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from typing import Any, SupportsFloat
 
 import fastmcp
 import fastmcp.server.low_level as fastmcp_low_level
+import fastmcp.server.providers.aggregate as fastmcp_aggregate
 import fastmcp.server.server as fastmcp_server
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
@@ -193,3 +195,48 @@ def _skipping_when_off(span_helper: Callable[..., Any]) -> Callable[..., Any]:
 
     helper._skips_when_off = True  # type: ignore[attr-defined]
     return helper
+
+
+def one_provider_asked_inline() -> None:
+    """A lookup that asks a single provider awaits it in place, without a task group and a task:
+    about 0.1 ms of CPU per tool call less.
+
+    Replaces the name `gather` in `fastmcp.server.providers.aggregate`, which
+    `AggregateProvider` (and so `FastMCP`, one) calls on every tool lookup with one awaitable per
+    provider, asking for errors to be returned (`return_exceptions`): ours has one. An error is
+    returned in the list, as FastMCP's `gather` does; a cancellation is not swallowed. Two or
+    more providers, or a caller that wants errors raised, get FastMCP's own `gather`. Idempotent.
+    """
+    current = getattr(fastmcp_aggregate, "gather")  # noqa: B009 - not in the module's exports
+    if not getattr(current, "_inline_when_one", False):
+        setattr(fastmcp_aggregate, "gather", _inline_when_one(current))  # noqa: B010
+
+
+class _End:
+    """No more awaitables."""
+
+
+_END = _End()
+
+
+def _inline_when_one(gather: Callable[..., Awaitable[list[Any]]]) -> Callable[..., Any]:
+    @functools.wraps(gather)
+    async def inline(
+        awaitables: Iterable[Awaitable[Any]], *, return_exceptions: bool = False
+    ) -> Any:
+        pending = iter(awaitables)
+        first = next(pending, _END)
+        if first is _END:
+            return []
+        second = next(pending, _END) if return_exceptions else None
+        if second is not _END:  # several, or errors raised in FastMCP's way (a group)
+            rest = itertools.chain((first, second) if second else (first,), pending)
+            return await gather(rest, return_exceptions=return_exceptions)
+        assert not isinstance(first, _End)
+        try:
+            return [await first]
+        except Exception as exc:  # noqa: BLE001 - returned, as `return_exceptions` asks
+            return [exc]
+
+    inline._inline_when_one = True  # type: ignore[attr-defined]
+    return inline
