@@ -146,15 +146,21 @@ def test_search_finds_a_word_and_leads_to_the_page_that_holds_it(
     )
     query.click()
     query.send_keys("bubblewrap")
-    results = wait_for(
-        browser,
-        lambda: browser.find_elements(By.CSS_SELECTOR, "li.md-search-result__item a"),
-    )
-    addresses = [str(link.get_attribute("href")) for link in results]
-    assert any("/security/" in address for address in addresses), addresses
 
-    first = next(link for link in results if "/security/" in str(link.get_attribute("href")))
-    first.click()
+    # the list is drawn as the search worker answers, and drawn again as it answers more: each
+    # reading and the click look the links up afresh (a stale one is looked up again)
+    def addresses() -> list[str]:
+        links = browser.find_elements(By.CSS_SELECTOR, "li.md-search-result__item a")
+        return [str(link.get_attribute("href")) for link in links]
+
+    assert wait_for(browser, lambda: [a for a in addresses() if "/security/" in a])
+
+    def open_result() -> bool:
+        selector = "li.md-search-result__item a[href*='/security/']"
+        browser.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    wait_for(browser, open_result)
     wait_for(browser, lambda: "/security/" in browser.current_url)
     assert wait_for(browser, lambda: _heading(browser))
     # search.highlight marks the word on the page it leads to
