@@ -393,12 +393,14 @@ async def test_fastmcp_looks_up_a_tool_through_the_gather_compat_replaces() -> N
     must still look tools up through that name, and a lookup must find the same tools, from one
     provider or from several (a mounted server), with and without the replacement."""
     from fastmcp.server.providers import aggregate
+    from fastmcp.utilities.async_utils import gather as original
 
     from python_mcp_server.compat.fastmcp_private import one_provider_asked_inline
 
     effect = "every tool call starts a task group and a task to ask one provider (~0.1 ms)"
     assert "gather(" in inspect.getsource(aggregate.AggregateProvider._get_tool), effect
-    original = aggregate.__dict__["gather"]
+    bound = aggregate.__dict__["gather"]  # FastMCP's, or ours if a server was built already
+    aggregate.__dict__["gather"] = original
 
     async def found() -> list[str | None]:
         inner = FastMCP("inner")
@@ -419,7 +421,7 @@ async def test_fastmcp_looks_up_a_tool_through_the_gather_compat_replaces() -> N
         assert aggregate.__dict__["gather"].__wrapped__ is original, effect
         assert await found() == ["one", "in_two", None, "one"]
     finally:
-        aggregate.__dict__["gather"] = original
+        aggregate.__dict__["gather"] = bound
 
 
 @pytest.mark.anyio

@@ -149,7 +149,6 @@ def quiet_telemetry() -> None:
     SDK, is left alone.
     """
     fastmcp_private.spans_skipped_when_off()
-    fastmcp_private.one_provider_asked_inline()
     if "FASTMCP_TELEMETRY_MODE" in os.environ:
         return
     if importlib.util.find_spec("opentelemetry.sdk") is None:
@@ -212,6 +211,7 @@ def built(config: ServerConfig, services: Services | None = None) -> Callable[[]
     Building needs no event loop: `launch` builds in a worker thread while the first kernel
     starts and loads its extension on the loop."""
     quiet_telemetry()
+    fastmcp_private.one_provider_asked_inline()
     adopt_fastmcp_logging()
     mcp = create_server(config, services)
 

@@ -230,7 +230,7 @@ def _inline_when_one(gather: Callable[..., Awaitable[list[Any]]]) -> Callable[..
             return []
         second = next(pending, _END) if return_exceptions else None
         if second is not _END:  # several, or errors raised in FastMCP's way (a group)
-            rest = itertools.chain((first, second) if second else (first,), pending)
+            rest = itertools.chain((first,) if second is None else (first, second), pending)
             return await gather(rest, return_exceptions=return_exceptions)
         assert not isinstance(first, _End)
         try:
