@@ -1,5 +1,6 @@
-"""bench/plots.py draws each figure as a PNG from the samples it is given, and bench/common.py
-reads only a request's own reply (from a real kernel's channels, and from a JSON-RPC body)."""
+"""bench/plots.py draws each figure as a PNG from the samples it is given, bench/common.py
+reads only a request's own reply (from a real kernel's channels, and from a JSON-RPC body), and
+bench/asgi_floor.py (the floor row of bench/layers.py) runs real cells."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from jupyter_client.manager import AsyncKernelManager
 from PIL import Image
 
 from bench import plots
+from bench.asgi_floor import floor_server
 from bench.common import jsonrpc_answer, run_cell
+from bench.run import MinimalHttp
+from tests.servers import free_port
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MACHINE = "2 cores, load 1.00 1.00 1.00"  # fixed, so the same samples give the same file
@@ -124,3 +128,18 @@ async def test_the_bare_round_trip_skips_a_reply_left_queued() -> None:
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
+
+
+@pytest.mark.kernel
+@pytest.mark.anyio
+async def test_the_asgi_floor_runs_code_through_the_execution_service(tmp_path: Path) -> None:
+    """bench/layers.py's row 4: the floor app answers a tools/call with the cell's real result
+    (state kept from one call to the next, so the kernel really ran both)."""
+    with floor_server(tmp_path, free_port()) as (url, process):
+        async with MinimalHttp(url) as client:
+            await client.call("run_python_code", {"code": "y = 6 * 7"})
+            answer = await client.call("run_python_code", {"code": "y"})
+        assert process.poll() is None
+    structured = answer["result"]["structuredContent"]  # type: ignore[index]
+    assert structured["status"] == "ok", structured
+    assert structured["result"] == "42", structured
