@@ -1,5 +1,5 @@
 """The prose pages of the docs against the real thing: the migration page names every tool of the
-live catalogue and every tool of the 1.x package, and every `--flag` the pages name is a flag of
+live catalogue and every tool of the 1.x package, the README's tools table every live tool, and every `--flag` the pages name is a flag of
 the real command line (or one of another program, listed below with its owner). No kernel starts."""
 
 from __future__ import annotations
@@ -155,14 +155,36 @@ def test_the_migration_page_names_every_tool_of_the_1x_package() -> None:
     assert missing_tools(text, V0_6_2_TOOLS) == []
 
 
-@pytest.mark.anyio
-async def test_the_migration_page_names_every_tool_of_the_live_catalogue(
-    config: ServerConfig,
-) -> None:
+@pytest.fixture
+async def live_tools(config: ServerConfig) -> list[str]:
     async with Client(create_server(config)) as client:
         tools = [t.name for t in await client.list_tools()]
     assert len(tools) > 20
-    assert missing_tools(page("migration.md"), tools) == []
+    return tools
+
+
+@pytest.mark.anyio
+async def test_the_migration_page_names_every_tool_of_the_live_catalogue(
+    live_tools: list[str],
+) -> None:
+    assert missing_tools(page("migration.md"), live_tools) == []
+
+
+def readme_tools_table() -> str:
+    """The rows of the README's table under `## Tools` (the groups and their tools)."""
+    text = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Tools\n", 1)[1].split("\n## ", 1)[0]
+    return "\n".join(line for line in section.splitlines() if line.startswith("| "))
+
+
+@pytest.mark.anyio
+async def test_the_readme_tools_table_names_every_tool_of_the_live_catalogue(
+    live_tools: list[str],
+) -> None:
+    table = readme_tools_table()
+    assert missing_tools(table, live_tools) == []
+    # and a tool missing from the table would be caught
+    assert missing_tools(table.replace("`run_python_code`", ""), live_tools) == ["run_python_code"]
 
 
 def test_a_dropped_tool_is_caught() -> None:

@@ -49,8 +49,16 @@ async def test_a_server_error_reaches_the_model_word_for_word_and_is_not_logged_
         async with Client(server) as client:
             res = await client.call_tool("limited_tool", {}, raise_on_error=False)
     assert res.is_error
-    assert res.content[0].text == str(SessionLimitError(1, ["default"]))
+    message = str(SessionLimitError(1, ["default"]))
+    assert res.content[0].text == message
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # one INFO line, the call log's, says it was refused and why; nothing at INFO reads like the
+    # "Error calling tool" of a bug
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [line for line in lines if "Error calling tool" in line], lines
+    refused = [line for line in lines if line.startswith("tool limited_tool refused in ")]
+    assert len(refused) == 1, lines
+    assert f" ms: {message[:60]}" in refused[0], refused
 
 
 async def test_a_wrong_argument_type_gets_a_validation_message(config: ServerConfig) -> None:

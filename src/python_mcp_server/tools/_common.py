@@ -126,8 +126,10 @@ def sendable(value: Any) -> Any:
 
 def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Turn our `ServerError`s into `ToolError`s inside the tool, so the model gets our message
-    and the log gets one INFO line instead of an error traceback. `server.py` wraps every tool in
-    it when adding it; the `@tool` metadata and the signature carry over to the wrapper."""
+    and the log no error traceback: the call log's INFO line says the call was refused and why
+    (`middleware/timing.py`), and FastMCP's own "Error calling tool" line, which at INFO would
+    read like a bug, goes to DEBUG. `server.py` wraps every tool in it when adding it; the
+    `@tool` metadata and the signature carry over to the wrapper."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -137,7 +139,7 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except ServerError as exc:
-            raise ToolError(str(exc), log_level=logging.INFO) from exc
+            raise ToolError(str(exc), log_level=logging.DEBUG) from exc
 
     return wrapper
 
