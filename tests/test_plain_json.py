@@ -160,6 +160,12 @@ async def test_requests_that_cannot_be_served_get_a_json_rpc_error_naming_the_fi
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
             headers={"Accept": "application/json, text/event-stream"},
         )
+        stateless = call_request("1")
+        no_header = await client.post(  # a stateless-era request without its header
+            url,
+            json={**stateless["json"], "id": "call-9"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
     assert only_stream.status_code == 406
     assert "'Accept: application/json, text/event-stream'" in error_message(only_stream)
     assert chunked.status_code == 406
@@ -170,6 +176,13 @@ async def test_requests_that_cannot_be_served_get_a_json_rpc_error_naming_the_fi
     message = error_message(no_session)
     assert "send 'initialize' first" in message
     assert "'MCP-Protocol-Version: 2026-07-28'" in message
+    assert no_session.json()["id"] == 1  # the request's own id, so the client can match it
+    assert no_header.status_code == 400
+    assert no_header.json()["id"] == "call-9"
+    assert error_message(no_header).startswith(
+        "No MCP session, and no 'MCP-Protocol-Version' header: the request names protocol "
+        f"'{MODERN}' in params._meta, so send it with the header 'MCP-Protocol-Version: {MODERN}'"
+    )
 
 
 @pytest.mark.parametrize("progress_token", [None, "p3"], ids=["plain", "with progress"])

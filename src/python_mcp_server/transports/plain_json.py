@@ -62,6 +62,12 @@ _NEEDS_SESSION: Final = (
     "'MCP-Protocol-Version: 2026-07-28' and the version and client capabilities in "
     "params._meta (stateless; see the README)."
 )
+_NEEDS_VERSION_HEADER: Final = (
+    "No MCP session, and no 'MCP-Protocol-Version' header: the request names protocol {0!r} in "
+    "params._meta, so send it with the header 'MCP-Protocol-Version: {0}' too (a request without "
+    "that header belongs to the 2025-11-25 era, which needs 'initialize' first)."
+)
+_META_VERSION: Final = "io.modelcontextprotocol/protocolVersion"
 _SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -130,8 +136,13 @@ class PlainJsonCalls:
         body = await read_body(receive)
         if body is None:
             return
-        if b'"initialize"' not in body and method_of(body) not in (None, "initialize"):
-            await _refuse(send, 400, _NEEDS_SESSION)
+        request = request_of(body)
+        method = request.get("method") if request is not None else None
+        if b'"initialize"' not in body and isinstance(method, str) and method != "initialize":
+            assert request is not None
+            version = _meta_version(request)
+            message = _NEEDS_SESSION if version is None else _NEEDS_VERSION_HEADER.format(version)
+            await _refuse(send, 400, message, request.get("id"))
             return
         await self.app(scope, replay(body, receive), send)
 
@@ -264,16 +275,35 @@ def handshake_era(scope: Scope) -> bool:
     return version is None or version.decode("latin-1") in HANDSHAKE_PROTOCOL_VERSIONS
 
 
-def method_of(body: bytes) -> str | None:
-    """The method a JSON-RPC body names, or None if it does not parse as one request."""
+def request_of(body: bytes) -> dict[str, Any] | None:
+    """The body as one JSON-RPC message object, or None if it does not parse as one."""
     try:
         decoded = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    method = decoded.get("method") if isinstance(decoded, dict) else None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def method_of(body: bytes) -> str | None:
+    """The method a JSON-RPC body names, or None if it does not parse as one request."""
+    request = request_of(body)
+    method = request.get("method") if request is not None else None
     return method if isinstance(method, str) else None
 
 
-async def _refuse(send: Send, status: int, message: str) -> None:
+def _meta_version(request: dict[str, Any]) -> str | None:
+    """The stateless-era protocol version a request names in `params._meta`, if any."""
+    params = request.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    version = meta.get(_META_VERSION) if isinstance(meta, dict) else None
+    return (
+        version if isinstance(version, str) and version not in HANDSHAKE_PROTOCOL_VERSIONS else None
+    )
+
+
+async def _refuse(send: Send, status: int, message: str, request_id: object = None) -> None:
+    """A JSON-RPC error, with the request's id when it has a valid one (a string or an integer)."""
     error = {"code": INVALID_REQUEST, "message": message}
-    await send_json(send, status, {"jsonrpc": "2.0", "id": None, "error": error})
+    valid = isinstance(request_id, str | int) and not isinstance(request_id, bool)
+    answer = {"jsonrpc": "2.0", "id": request_id if valid else None, "error": error}
+    await send_json(send, status, answer)
