@@ -22,7 +22,7 @@ from typer.core import TyperOption
 from typer.testing import CliRunner
 
 from python_mcp_server import __version__
-from python_mcp_server.cli import app
+from python_mcp_server.cli import app, port_problem
 from python_mcp_server.config import ServerConfig
 from tests.servers import server_command, server_env, stop
 
@@ -159,7 +159,7 @@ def test_the_installed_command_refuses_too(tmp_path: Path) -> None:
     assert b"Refusing to serve" in proc.stderr
 
 
-def test_a_taken_port_ends_the_server_with_the_fix(tmp_path: Path) -> None:
+def test_a_taken_port_ends_the_server_with_the_fix_before_anything_starts(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -171,11 +171,35 @@ def test_a_taken_port_ends_the_server_with_the_fix(tmp_path: Path) -> None:
             check=False,
             env=server_env(),
         )
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     err = proc.stderr.decode()
-    assert "address already in use" in err
-    assert "pass --port with another port" in err
-    assert "Traceback" not in err
+    assert err == (
+        f"python-mcp-server: cannot serve on 127.0.0.1:{port}: the address is already in use "
+        "(another process listens there, often a second copy of this server); stop it, or pass "
+        "--port with another port (--port 0 picks a free one)\n"
+    )
+    assert "kernel sandbox" not in err  # refused before the services (and their kernels) start
+
+
+def test_a_port_that_cannot_be_had_is_named_with_the_fix() -> None:
+    assert port_problem("127.0.0.1", 0) is None  # any free port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    assert port_problem("127.0.0.1", free) is None
+    with socket.socket() as again:  # and the check let it go
+        again.bind(("127.0.0.1", free))
+    unreachable = port_problem("192.0.2.1", free)  # TEST-NET-1: no machine's own address
+    assert unreachable == (
+        f"cannot serve on 192.0.2.1:{free}: this machine has no such address; pass --host with "
+        "one of its own"
+    )
+    unknown = port_problem("no-such-host.invalid", free)
+    assert unknown is not None
+    assert unknown.startswith(
+        f"cannot serve on no-such-host.invalid:{free}: 'no-such-host.invalid'"
+    )
+    assert unknown.endswith("; pass --host with an address")
 
 
 def test_a_token_with_surrounding_spaces_is_refused() -> None:

@@ -12,10 +12,12 @@ installer inherits them; `auth_token` has the rest of the token's rules.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 from dataclasses import asdict, fields
@@ -273,10 +275,43 @@ def prepare_workspace(root: Path) -> str | None:
     return None
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the HTTP server could not listen on `host`:`port`, found before anything starts by
+    binding there as uvicorn does and letting go; None when it can (or for port 0, any free one).
+    An error not named here is left to uvicorn to report."""
+    if port == 0:
+        return None
+    where = f"cannot serve on {host}:{port}"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except socket.gaierror as exc:
+        return f"{where}: {host!r} does not resolve ({exc.strerror}); pass --host with an address"
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"{where}: the address is already in use (another process listens there, often a "
+                "second copy of this server); stop it, or pass --port with another port (--port 0 "
+                "picks a free one)"
+            )
+        if exc.errno == errno.EACCES:
+            return (
+                f"{where}: permission denied (a port below 1024 needs root or "
+                "CAP_NET_BIND_SERVICE); pass --port with a port above 1023"
+            )
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return f"{where}: this machine has no such address; pass --host with one of its own"
+    return None
+
+
 def _serve(config: ServerConfig) -> None:
     """Serve until stopped; a setting the host cannot honour ends with one line, not a trace."""
     configure_logging(config.log_level)
     problem = prepare_workspace(config.workspace_root)
+    if problem is None and config.transport == "http":
+        problem = port_problem(config.host, config.port)
     if problem is not None:
         _refuse(problem)
     if config.auth_token:
