@@ -26,6 +26,7 @@ from fastmcp import Client
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.server import create_server
+from python_mcp_server.services._envbuild import server_pins
 from tests.helpers import argv_of, descendants
 
 pytestmark = pytest.mark.anyio
@@ -325,3 +326,70 @@ async def test_a_small_package_from_the_registry_installs_and_imports(
         run = data(await client.call_tool("run_python_code", {"code": "import six\nsix.PY3"}))
     assert [(p["status"], p["version"]) for p in res["packages"]] == [("installed", "1.17.0")]
     assert (run["status"], run["result"]) == ("ok", "True")
+
+
+def test_the_server_holds_what_it_runs_on_and_leaves_the_users_libraries() -> None:
+    """The packages held in the base environment: the server's closure, extras followed (mcp,
+    starlette and uvicorn come only through fastmcp-slim[client,server]), at their installed
+    versions; numpy, pandas and matplotlib, there for the code kernels run, are not held."""
+    pins = server_pins()
+    for name in ("python-mcp-server", "fastmcp", "mcp", "starlette", "uvicorn", "pydantic", "idna"):
+        assert pins[name] == importlib.metadata.version(name), name
+    assert {"numpy", "pandas", "matplotlib"}.isdisjoint(pins)
+    assert "pillow" in pins  # the server reads images itself, whatever matplotlib needs
+
+
+async def test_a_base_install_cannot_change_a_package_the_server_runs_on(
+    config: ServerConfig,
+) -> None:
+    held = importlib.metadata.version("idna")
+    other = "3.7" if held != "3.7" else "3.6"
+    async with Client(create_server(config)) as client:
+        res = data(await client.call_tool("install_dependencies", {"packages": [f"idna=={other}"]}))
+    assert importlib.metadata.version("idna") == held  # the server's environment is untouched
+    assert res["status"] == "failed"
+    fix = (
+        "For another version, give a session an environment of its own: "
+        f"create_session(dependencies=['idna=={other}'])."
+    )
+    assert res["packages"] == [
+        {
+            "requirement": f"idna=={other}",
+            "name": "idna",
+            "status": "failed",
+            "version": held,
+            "previous_version": None,
+            "reason": f"idna is one of the packages the server itself runs on, kept at {held} in "
+            f"the base environment (the server's own). {fix}",
+        }
+    ]
+    assert res["message"] == (
+        "1 of 1 packages were not installed. The base environment is the server's own, so the "
+        "packages the server runs on keep their versions there; this install needed another "
+        f"version of idna (kept at {held}). {fix}"
+    )
+    assert res["command"].endswith(" --constraint '<server-packages>'")
+
+
+async def test_a_package_needing_another_version_of_a_held_one_is_refused_and_others_install(
+    local_config: ServerConfig, package_name: str
+) -> None:
+    """A dependency's clash is named as well; a package that fits what is held installs."""
+    held = importlib.metadata.version("idna")
+    other = "3.7" if held != "3.7" else "3.6"
+    root = local_config.workspace_root
+    clashing = build_wheel(root, package_name, "1.0", requires=(f"idna=={other}",))
+    async with Client(create_server(local_config)) as client:
+        refused = data(
+            await client.call_tool("install_dependencies", {"packages": [f"./{clashing.name}"]})
+        )
+        fitting = build_wheel(root, package_name, "2.0", requires=("idna",))
+        installed = data(
+            await client.call_tool("install_dependencies", {"packages": [f"./{fitting.name}"]})
+        )
+    assert importlib.metadata.version("idna") == held
+    assert refused["status"] == "failed"
+    assert f"this install needed another version of idna (kept at {held})" in refused["message"]
+    assert [p["status"] for p in refused["packages"]] == ["failed"]
+    assert installed["status"] == "ok", installed["output_tail"]
+    assert [(p["status"], p["version"]) for p in installed["packages"]] == [("installed", "2.0")]

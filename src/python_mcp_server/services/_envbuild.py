@@ -41,6 +41,10 @@ from python_mcp_server.services._requirements import Requested
 
 PTH_NAME = "_python_mcp_server_env.pth"
 RUNTIME_ROOT = "ipykernel"
+SERVER_ROOT = "python-mcp-server"
+# dependencies of the server that are there for the code kernels run, not for the server itself:
+# their versions are the user's to change in the base environment
+USER_LIBRARIES = frozenset({"numpy", "pandas", "matplotlib"})
 _ROOT_OWNER = "the kernels"
 _INDEX_SETTINGS = (*DEFAULT_INDEX_VARS, *EXTRA_INDEX_VARS, *FIND_LINKS_VARS, "UV_OFFLINE")
 
@@ -57,26 +61,39 @@ def runtime_requirements(interpreter: Interpreter) -> list[str]:
     return sorted(f"{name}=={v}" for name, v in _closure(RUNTIME_ROOT).items())
 
 
-def _closure(root: str) -> dict[str, str]:
-    """Every distribution `root` needs in the server's environment, with its version."""
+def server_pins() -> dict[str, str]:
+    """The distributions the server process itself runs on (its own, its dependencies' and
+    theirs, but not `USER_LIBRARIES`), with their installed versions; empty when the server is
+    not installed as a distribution."""
+    return _closure(SERVER_ROOT, skip=USER_LIBRARIES)
+
+
+def _closure(root: str, skip: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Every distribution `root` needs in the server's environment, with its version, following
+    the extras each requirement names (`fastmcp-slim[server]`); a name in `skip` is not followed
+    (it is in only if something else needs it)."""
     pins: dict[str, str] = {}
-    todo = [root]
+    followed: set[tuple[str, str]] = set()  # (name, extra), "" for the base requirements
+    todo: list[tuple[str, frozenset[str]]] = [(root, frozenset())]
     while todo:
-        name = canonicalize_name(todo.pop())
-        if name in pins:
+        raw, extras = todo.pop()
+        name = canonicalize_name(raw)
+        wanted = [e for e in ("", *sorted(extras)) if (name, e) not in followed]
+        if not wanted or name in skip:
             continue
         try:
             dist = distribution(name)
         except PackageNotFoundError:
             continue
         pins[name] = dist.version
+        followed.update((name, e) for e in wanted)
         for text in dist.requires or ():
             try:
                 req = Requirement(text)
             except InvalidRequirement:
                 continue
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in wanted):
+                todo.append((req.name, frozenset(req.extras)))
     return pins
 
 

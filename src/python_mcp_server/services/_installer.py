@@ -19,8 +19,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -115,9 +115,11 @@ class InstallSandbox:
         python: str,
         environ: Mapping[str, str],
         target: Path | None = None,
+        readable: Sequence[Path] = (),
     ) -> AsyncIterator[tuple[list[str], tuple[int, ...], EgressProxy]]:
         """The sandboxed argv, the descriptors it must inherit, and its egress proxy. It writes
-        `target` (default: the interpreter's environment) and the installer's cache."""
+        `target` (default: the interpreter's environment) and the installer's cache, and reads
+        `readable` besides the workspace and the interpreter."""
         prefixes = interpreter_prefixes(python)
         if prefixes is None:
             raise PackageError(f"The kernel's interpreter {python} cannot run.")
@@ -142,7 +144,7 @@ class InstallSandbox:
             env |= {"UV_CACHE_DIR": str(cache_dir), "UV_LINK_MODE": "copy"}
         else:
             env |= {"UV_NO_CACHE": "1", "PIP_NO_CACHE_DIR": "1"}
-        read_only = [self._config.workspace_root, *access.folders, KERNEL_EXT_DIR]
+        read_only = [self._config.workspace_root, *access.folders, KERNEL_EXT_DIR, *readable]
         if not _under_any(Path(argv[0]), [*writable, *read_only]):
             read_only.append(Path(argv[0]))
         folder = Path(tempfile.mkdtemp(prefix="python-mcp-server-install-"))
@@ -186,19 +188,43 @@ async def run_installer(
     target: Path | None = None,
     *,
     lowest_priority: bool = False,
+    constraints: Sequence[str] = (),
 ) -> InstallerRun:
     """Run the installer, sandboxed when `sandbox` is given (writing only `target`, default the
-    interpreter's environment, and the cache), at the lowest CPU priority if asked. Never a
+    interpreter's environment, and the cache), at the lowest CPU priority if asked, holding the
+    `constraints` (`name==version` lines: what may be installed must match them). Never a
     shell."""
     prefix = _niced() if lowest_priority else []
-    if sandbox is None:
-        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS} | _QUIET_ENV
-        code, output = await _run([*prefix, *argv], limit_s, cwd, env, ())
-        return InstallerRun(code, output)
-    async with sandbox.confine(argv, python, os.environ, target) as (sandboxed, fds, proxy):
-        code, output = await _run([*prefix, *sandboxed], limit_s, cwd, {}, fds)
-        refused = [f"{r.host}:{r.port} ({r.reason})" for r in proxy.refused]
+    with _constraints_file(constraints) as (extra, folders):
+        argv = [*argv, *extra]
+        if sandbox is None:
+            env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS} | _QUIET_ENV
+            code, output = await _run([*prefix, *argv], limit_s, cwd, env, ())
+            return InstallerRun(code, output)
+        confined = sandbox.confine(argv, python, os.environ, target, folders)
+        async with confined as (sandboxed, fds, proxy):
+            code, output = await _run([*prefix, *sandboxed], limit_s, cwd, {}, fds)
+            refused = [f"{r.host}:{r.port} ({r.reason})" for r in proxy.refused]
     return InstallerRun(code, output, list(dict.fromkeys(refused)))
+
+
+@contextmanager
+def _constraints_file(constraints: Sequence[str]) -> Iterator[tuple[list[str], list[Path]]]:
+    """The installer's arguments for `constraints` (uv and pip both read `--constraint FILE`),
+    and the folder holding that file, removed afterwards; nothing without constraints."""
+    if not constraints:
+        yield [], []
+        return
+    folder = Path(tempfile.mkdtemp(prefix="python-mcp-server-constraints-"))
+    try:
+        path = folder / "constraints.txt"
+        path.write_text("".join(f"{line}\n" for line in constraints), encoding="utf-8")
+        # versions, nothing secret: readable by a sandboxed installer running as another user
+        folder.chmod(0o755)
+        path.chmod(0o644)
+        yield ["--constraint", str(path)], [folder]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @cache

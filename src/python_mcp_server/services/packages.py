@@ -4,20 +4,27 @@ The installer is `uv pip install --python <kernel python>` (or `<kernel python> 
 when uv is missing), run from an argv list in its own process group so a timeout can kill it
 whole. Versions before and after come from the kernel itself (importlib.metadata, silently), so
 the result says exactly what changed, and whether an upgraded module was already imported.
+Into the server's own environment (a base session's), the packages the server runs on are held
+at their versions (`_envbuild.server_pins`, as installer constraints): an install that needs
+another version of one fails, naming it.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import sys
 import time
+from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, Field
 
 from python_mcp_server.config import ServerConfig
 from python_mcp_server.errors import InvalidArgumentError, PackageError
+from python_mcp_server.services._envbuild import server_pins
 from python_mcp_server.services._installer import (
     Installer,
     InstallerRun,
@@ -151,6 +158,9 @@ class PackageService:
                 session, requested, upgrade, timeout, allow_source_builds, progress
             )
         installer, argv = find_installer(python, source_builds=allow_source_builds)
+        # the server's own packages, held at their versions (read in a thread: ~0.1 s of metadata)
+        mine = session.environment is None and _is_servers(python)
+        held = await anyio.to_thread.run_sync(server_pins) if mine else {}
         if upgrade:
             names = [r.name for r in requested if r.name]
             argv += (
@@ -167,12 +177,19 @@ class PackageService:
                 wanted = ", ".join(r.raw for r in requested)
                 await progress(f"Installing {wanted} into {where} of session {session_id!r}")
             run = await run_installer(
-                argv, timeout, self._config.workspace_root, python, self._sandbox
+                argv,
+                timeout,
+                self._config.workspace_root,
+                python,
+                self._sandbox,
+                constraints=[f"{name}=={version}" for name, version in sorted(held.items())],
             )
             if progress is not None:
                 await progress(f"The installer finished (exit code {run.returncode})")
             after = await evaluate(session, "refresh", {k: v[1] for k, v in before.items()})
-        return self._result(
+        if held:
+            argv += ["--constraint", "<server-packages>"]  # the file is gone with the run
+        result = self._result(
             session,
             requested,
             (before, after),
@@ -181,6 +198,7 @@ class PackageService:
             allow_source_builds,
             started,
         )
+        return _holding(result, held, run.output) if held else result
 
     async def _install_there(
         self,
@@ -260,6 +278,52 @@ class PackageService:
             message=_message(status, outcomes, restart, old, new, timeout, run.refused)
             + (_THERE if remote and status == "ok" else _where(own, status)),
         )
+
+
+def _is_servers(python: str) -> bool:
+    """Whether `python` is the interpreter of the server's own environment."""
+    path = Path(python)
+    return path == Path(sys.executable) or path.parent.parent == Path(sys.prefix)
+
+
+def _holding(result: InstallResult, held: dict[str, str], output: str) -> InstallResult:
+    """`result` of an install into the server's own environment, which holds the packages the
+    server runs on at their versions: an install that failed because it would have changed one
+    says so, and how to have another version."""
+    if result.status != "failed":
+        return result
+    clashes = {
+        name: version
+        for name, version in held.items()
+        if re.search(
+            rf"(?<![\w.-]){re.escape(name)}=={re.escape(version)}(?![\w.])", output, re.IGNORECASE
+        )
+    }
+    if not clashes:
+        return result
+    wanted = [p.requirement for p in result.packages]
+    fix = (
+        "For another version, give a session an environment of its own: "
+        f"create_session(dependencies={wanted!r})."
+    )
+    packages = [
+        p.model_copy(
+            update={
+                "reason": f"{p.name} is one of the packages the server itself runs on, kept at "
+                f"{clashes[p.name]} in the base environment (the server's own). {fix}"
+            }
+        )
+        if p.status == "failed" and p.name in clashes
+        else p
+        for p in result.packages
+    ]
+    needed = ", ".join(f"{name} (kept at {version})" for name, version in sorted(clashes.items()))
+    message = (
+        f"{result.message} The base environment is the server's own, so the packages the server "
+        f"runs on keep their versions there; this install needed another version of {needed}. "
+        + fix
+    )
+    return result.model_copy(update={"packages": packages, "message": message.strip()})
 
 
 def _where(own: bool, status: str) -> str:
