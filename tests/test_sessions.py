@@ -110,8 +110,8 @@ async def test_delete_session_ends_its_kernel_and_forgets_it(config: ServerConfi
     assert res.is_error
     assert res.content[0].text == (
         "Session 'gone' was deleted (delete_session) and its variables are gone. Pass another "
-        "session_id, call switch_session to change your current session, or create_session to "
-        "start a new one."
+        "session_id (on a connection that keeps a current session, switch_session changes it), "
+        "or call create_session to start a new one."
     )
 
 
@@ -230,8 +230,8 @@ async def test_a_call_queued_on_a_session_that_is_then_deleted_gets_a_clear_erro
             True,
             (
                 "Session 'q' was deleted (delete_session) and its variables are gone. Pass "
-                "another session_id, call switch_session to change your current session, or "
-                "create_session to start a new one."
+                "another session_id (on a connection that keeps a current session, "
+                "switch_session changes it), or call create_session to start a new one."
             ),
         )
     ]

@@ -102,8 +102,8 @@ class SessionDeletedError(KernelNotFoundError):
         KernelError.__init__(
             self,
             f"Session {session_id!r} was deleted (delete_session) and its variables are gone."
-            f"{hint} Pass another session_id, call switch_session to change your current "
-            "session, or create_session to start a new one.",
+            f"{hint} Pass another session_id (on a connection that keeps a current session, "
+            "switch_session changes it), or call create_session to start a new one.",
         )
         self.session_id = session_id
 
