@@ -462,6 +462,7 @@ def test_resources_of_a_result_can_be_read(server: RunningServer) -> None:
             f"{server.base}/resource", params={"uri": written["uri"], "download": "1"}
         )
         bad = client.get(f"{server.base}/resource", params={"uri": "file:///etc/passwd"})
+        missing = client.get(f"{server.base}/resource")
         outside = client.get(f"{server.base}/resource", params={"uri": "workspace://../x"})
     assert image.status_code == 200
     assert image.headers["content-type"] == "image/png"
@@ -469,6 +470,10 @@ def test_resources_of_a_result_can_be_read(server: RunningServer) -> None:
     assert download.content == b"hi"
     assert download.headers["content-disposition"] == 'attachment; filename="t.txt"'
     assert bad.status_code == 400
+    how = "Pass the resource as ?uri=<kernel://... or workspace://... URI> (URL-encoded), as a "
+    assert bad.json()["error"]["message"] == f"{how}result gave it; got 'file:///etc/passwd'."
+    assert missing.status_code == 400
+    assert missing.json()["error"]["message"] == f"{how}result gave it; got no uri."
     assert outside.status_code in (403, 404), outside.text
 
 

@@ -37,7 +37,7 @@ class Resources:
                 400,
                 "invalid_request",
                 "Pass the resource as ?uri=<kernel://... or workspace://... URI> (URL-encoded), "
-                f"as a result gave it; got {uri or 'none'!r}.",
+                f"as a result gave it; got {repr(uri) if uri else 'no uri'}.",
             )
         try:
             result = await self.mcp.read_resource(uri)
