@@ -181,6 +181,12 @@ def test_a_taken_port_ends_the_server_with_the_fix_before_anything_starts(tmp_pa
     assert "kernel sandbox" not in err  # refused before the services (and their kernels) start
 
 
+def test_a_port_out_of_range_is_refused_by_the_option() -> None:
+    result = runner.invoke(app, ["--port", "70000"])
+    assert result.exit_code == 2
+    assert "Input should be less than or equal to 65535" in result.stderr
+
+
 def test_a_port_that_cannot_be_had_is_named_with_the_fix() -> None:
     assert port_problem("127.0.0.1", 0) is None  # any free port
     with socket.socket() as probe:

@@ -55,7 +55,8 @@ def table() -> str:
 
 
 def _value(option: Any, hint: Any) -> str:
-    """What the option takes: `http` or `stdio`, `seconds ≥ 0.1`, `path`, a switch."""
+    """What the option takes: `http` or `stdio`, `seconds ≥ 0.1`, `integer 0-65535`, `path`, a
+    switch."""
     base = _bare(hint)
     if option.is_flag:
         return "switch" if option.envvar else " "
@@ -70,9 +71,13 @@ def _value(option: Any, hint: Any) -> str:
         kind = "path"
     else:
         kind = "text"
-    minimum = getattr(option, "min", None)
-    if minimum is not None:
+    minimum, maximum = getattr(option, "min", None), getattr(option, "max", None)
+    if minimum is not None and maximum is not None:
+        kind += f" {minimum:g}-{maximum:g}"
+    elif minimum is not None:
         kind += f" ≥ {minimum:g}"
+    elif maximum is not None:
+        kind += f" ≤ {maximum:g}"
     if option.multiple:
         kind += ", repeatable"
     return kind

@@ -59,7 +59,8 @@ HostOption = Annotated[
     str, _option("--host", "Address to bind. A non-loopback address needs a token.")
 ]
 PortOption = Annotated[
-    int, _option("--port", "TCP port for HTTP (0: any free port; the log names it).", min=0)
+    int,
+    _option("--port", "TCP port for HTTP (0: any free port; the log names it).", min=0, max=65535),
 ]
 PathOption = Annotated[str, _option("--path", "URL path of the MCP endpoint.")]
 WorkspaceDirOption = Annotated[
